@@ -1,0 +1,84 @@
+package org.fadam;
+
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.types.family.TNumber;
+
+/**
+ * FAdafactor, Algorithm 2 of arXiv 2405.12807v2: FAdam with a factored Fisher for large matrices.
+ * A tensor of rank ≥ 2 whose last two dimensions are both ≥ {@link FisherOptions#factoredMinDim()}
+ * keeps only R (slot {@value FisherOptimizer#FIM_ROW}, the last axis reduced) and C (slot {@value
+ * FisherOptimizer#FIM_COL}, the second-last reduced), leading axes being batch axes; every other
+ * tensor keeps the full {@value FisherOptimizer#FIM} as in {@link FAdam}.
+ *
+ * <pre>
+ * t ← t + 1
+ * β̂2 ← β2 (1 − β2^(t−1)) / (1 − β2^t)
+ * R ← β̂2 R + (1 − β̂2) g² 1_m            (R0 = 1)
+ * C ← β̂2 C + (1 − β̂2) 1ᵀ_n g²           (C0 = 1)
+ * f ← R C / 1ᵀ_n R
+ * ε̂ ← min(ε, ε2 RMS(g))
+ * ḡ ← g / (f^ρ + ε̂^(2ρ));   ḡ ← ḡ / max(1, RMS(ḡ)/c)
+ * m ← β1 m + (1 − β1) ḡ
+ * ḡw ← θ / (f^ρ + ε̂^(2ρ));  ḡw ← ḡw / max(1, RMS(ḡw)/c)
+ * θ ← θ − η (m + λ ḡw)
+ * </pre>
+ */
+public final class FAdafactor extends FisherOptimizer {
+
+  /** The default name of the optimizer's ops. */
+  public static final String DEFAULT_NAME = "FAdafactor";
+
+  /** FAdafactor with the paper's defaults and learning rate {@value FisherOptions#LEARNING_RATE_DEFAULT}. */
+  public FAdafactor(Graph graph) {
+    this(graph, DEFAULT_NAME, FisherOptions.LEARNING_RATE_DEFAULT);
+  }
+
+  /** FAdafactor with the paper's defaults. */
+  public FAdafactor(Graph graph, float learningRate) {
+    this(graph, DEFAULT_NAME, learningRate);
+  }
+
+  /** FAdafactor with the given β1, β2 and ε (the framework Adam's constructor shape). */
+  public FAdafactor(Graph graph, float learningRate, float beta1, float beta2, float epsilon) {
+    this(graph, DEFAULT_NAME, learningRate, beta1, beta2, epsilon);
+  }
+
+  /** FAdafactor named {@code name}, with the paper's defaults. */
+  public FAdafactor(Graph graph, String name, float learningRate) {
+    this(graph, name, FisherOptions.exact(learningRate), FisherOptions.defaults());
+  }
+
+  /** FAdafactor named {@code name} with the given β1, β2 and ε (the framework Adam's shape). */
+  public FAdafactor(
+      Graph graph, String name, float learningRate, float beta1, float beta2, float epsilon) {
+    this(
+        graph,
+        name,
+        FisherOptions.exact(learningRate),
+        FisherOptions.builder()
+            .beta1(FisherOptions.exact(beta1))
+            .beta2(FisherOptions.exact(beta2))
+            .epsilon(FisherOptions.exact(epsilon))
+            .build());
+  }
+
+  /** FAdafactor with a fixed learning rate and every other hyperparameter from {@code options}. */
+  public FAdafactor(Graph graph, String name, double learningRate, FisherOptions options) {
+    super(graph, name, LearningRate.of(learningRate), options, Rule.FADAFACTOR);
+  }
+
+  /**
+   * FAdafactor whose learning rate is a scalar graph operand (a placeholder, or a schedule computed from
+   * the step), read at every step.
+   */
+  public FAdafactor(Graph graph, Operand<? extends TNumber> learningRate) {
+    this(graph, DEFAULT_NAME, learningRate, FisherOptions.defaults());
+  }
+
+  /** FAdafactor with a learning-rate operand and every other hyperparameter from {@code options}. */
+  public FAdafactor(
+      Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
+    super(graph, name, LearningRate.of(learningRate), options, Rule.FADAFACTOR);
+  }
+}

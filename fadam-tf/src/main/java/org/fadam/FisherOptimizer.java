@@ -1,0 +1,297 @@
+package org.fadam;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Deque;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.WeakHashMap;
+import org.tensorflow.Graph;
+import org.tensorflow.GraphOperation;
+import org.tensorflow.Operand;
+import org.tensorflow.Output;
+import org.tensorflow.framework.optimizers.Optimizer;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Variable;
+import org.tensorflow.types.TBfloat16;
+import org.tensorflow.types.TFloat16;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TFloat64;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.family.TFloating;
+import org.tensorflow.types.family.TType;
+
+/**
+ * The common base of {@link FAdam}, {@link FAdafactor} and {@link PaperAdam} on the framework's
+ * ref variables ({@code VariableV2}): slots, step counters, gradients with respect to model
+ * variables only, and the non-finite policy. The math is {@link Rule}'s.
+ */
+public abstract class FisherOptimizer extends Optimizer {
+
+  /** Slot of m, the momentum of the invariant natural gradient (Adam's first moment). */
+  public static final String FIRST_MOMENT = Rule.M;
+  /** Slot of f, the diagonal empirical Fisher (FAdam; FAdafactor's unfactored tensors). */
+  public static final String FIM = Rule.FIM;
+  /** Slot of R, the row factor of f (FAdafactor's factored tensors). */
+  public static final String FIM_ROW = Rule.FIM_ROW;
+  /** Slot of C, the column factor of f (FAdafactor's factored tensors). */
+  public static final String FIM_COL = Rule.FIM_COL;
+  /** Slot of t, the variable's own step counter (int64). */
+  public static final String STEP = Rule.STEP;
+
+  /** Names of the ops of every slot and counter any FisherOptimizer created, per graph. */
+  private static final Map<Graph, Set<String>> OWN_STATE =
+      Collections.synchronizedMap(new WeakHashMap<>());
+
+  private final Rule rule;
+  private final String name;
+  private final LearningRate learningRate;
+  private final FisherOptions options;
+  private final Ops ops;
+  /** Variable op name → slot name → slot variable (the step counter under {@link Rule#STEP}). */
+  private final Map<String, Map<String, Variable<?>>> slots = new LinkedHashMap<>();
+  private Variable<TInt64> skippedSteps;
+
+  FisherOptimizer(
+      Graph graph, String name, LearningRate learningRate, FisherOptions options, Rule rule) {
+    super(graph, checkName(name));
+    this.rule = rule;
+    this.name = name;
+    this.learningRate = learningRate;
+    this.options = java.util.Objects.requireNonNull(options, "`options` must not be null");
+    this.ops = Ops.create(graph).withSubScope(name);
+  }
+
+  private static String checkName(String name) {
+    if (name == null || name.isEmpty()) {
+      throw new IllegalArgumentException("`name` must be a non-empty op name; got " + name);
+    }
+    return name;
+  }
+
+  /** The hyperparameters other than the learning rate. */
+  public FisherOptions getOptions() {
+    return options;
+  }
+
+  /**
+   * The number of steps skipped for a non-finite gradient ({@link FisherOptions.NonFinitePolicy#SKIP}),
+   * an int64 scalar variable saved with the model; empty before the first {@code minimize} or
+   * {@code applyGradients}.
+   */
+  public Optional<Variable<TInt64>> skippedSteps() {
+    return Optional.ofNullable(skippedSteps);
+  }
+
+  /**
+   * Gradients with respect to the model variables the loss depends on: every {@code VariableV2}
+   * that is an ancestor of the loss, never a slot or counter of any optimizer (unlike the
+   * framework, which takes every {@code VariableV2} in the graph, tensorflow/java#307).
+   *
+   * @throws IllegalArgumentException if no variable reaches the loss
+   */
+  @Override
+  public <T extends TType> List<GradAndVar<?>> computeGradients(Operand<?> loss) {
+    List<Operand<?>> variables = modelVariables(loss);
+    if (variables.isEmpty()) {
+      throw new IllegalArgumentException(
+          "no trainable variable (VariableV2) reaches the loss '" + loss.op().name() + "'");
+    }
+    return computeGradients(loss, variables);
+  }
+
+  /** Gradients of {@code loss} with respect to exactly these variables. */
+  public List<GradAndVar<?>> computeGradients(Operand<?> loss, List<? extends Operand<?>> variables) {
+    if (variables.isEmpty()) {
+      throw new IllegalArgumentException("`variables` must not be empty");
+    }
+    Output<?>[] outputs = new Output<?>[variables.size()];
+    for (int i = 0; i < outputs.length; i++) {
+      Output<?> v = variables.get(i).asOutput();
+      if (!Optimizer.VARIABLE_V2.equals(v.op().type())) {
+        throw new IllegalArgumentException(
+            "variable '" + v.op().name() + "' is a " + v.op().type()
+                + " op, not a VariableV2: use FisherTrainStep for resource variables");
+      }
+      outputs[i] = v;
+    }
+    Output<?>[] grads = graph.addGradients(loss.asOutput(), outputs);
+    List<GradAndVar<?>> pairs = new ArrayList<>();
+    for (int i = 0; i < outputs.length; i++) {
+      if (grads[i] == null) {
+        throw new IllegalArgumentException(
+            "the loss '" + loss.op().name() + "' has no gradient with respect to variable '"
+                + outputs[i].op().name() + "'");
+      }
+      pairs.add(pair(grads[i], outputs[i]));
+    }
+    return pairs;
+  }
+
+  @SuppressWarnings("unchecked")
+  private static <T extends TType> GradAndVar<T> pair(Output<?> grad, Output<?> var) {
+    return new GradAndVar<>((Output<T>) grad, (Output<T>) var);
+  }
+
+  /** Minimizes {@code loss} over exactly these variables; the returned op is named {@code name}. */
+  public Op minimize(Operand<?> loss, String name, List<? extends Operand<?>> variables) {
+    return applyGradients(computeGradients(loss, variables), name);
+  }
+
+  @Override
+  public Op applyGradients(List<GradAndVar<? extends TType>> gradsAndVars, String name) {
+    if (gradsAndVars.isEmpty()) {
+      throw new IllegalArgumentException("`gradsAndVars` must not be empty");
+    }
+    List<Updater.Target> targets = new ArrayList<>();
+    for (GradAndVar<? extends TType> gv : gradsAndVars) {
+      targets.add(target(gv.getGradient(), gv.getVariable()));
+    }
+    return Updater.build(
+        ops, rule, options, learningRate, targets, new RefVar(skippedCounter()), name);
+  }
+
+  /** One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. */
+  @Override
+  protected <T extends TType> Op applyDense(Ops deps, Output<T> gradient, Output<T> variable) {
+    return Updater.build(
+        ops, rule, options, learningRate, List.of(target(gradient, variable)),
+        new RefVar(skippedCounter()),
+        ops.scope().makeOpName("apply"));
+  }
+
+  private Updater.Target target(Output<? extends TType> gradient, Output<? extends TType> variable) {
+    String varName = variable.op().name();
+    Class<? extends TType> type = floatType(variable);
+    Map<String, StateVar> slotVars = new LinkedHashMap<>();
+    Map<String, Variable<?>> own = slotsOf(variable, type);
+    own.forEach((slot, v) -> {
+      if (!slot.equals(Rule.STEP)) {
+        slotVars.put(slot, new RefVar(v));
+      }
+    });
+    return new Updater.Target(
+        varName, variable.shape(), type, gradient, new RefVar(variable), slotVars,
+        new RefVar(own.get(Rule.STEP)));
+  }
+
+  private static Class<? extends TType> floatType(Output<? extends TType> variable) {
+    Class<? extends TType> type = variable.type();
+    if (type != TFloat32.class && type != TFloat64.class && type != TFloat16.class
+        && type != TBfloat16.class) {
+      throw new IllegalArgumentException(
+          "variable '" + variable.op().name() + "' has dtype " + variable.dataType()
+              + "; FAdam, FAdafactor and Adam update float32, float64, float16 and bfloat16"
+              + " variables only");
+    }
+    return type;
+  }
+
+  /** The slots of a variable, created (in the init scope) on first use. */
+  private Map<String, Variable<?>> slotsOf(Output<? extends TType> variable, Class<? extends TType> type) {
+    return slots.computeIfAbsent(variable.op().name(), n -> {
+      Map<String, Variable<?>> created = new LinkedHashMap<>();
+      Shape shape = variable.shape();
+      Class<? extends TFloating> w = Kernels.workingType(type);
+      for (Rule.SlotSpec spec : rule.slots(shape, options)) {
+        created.put(spec.name(), newVariable(createName(variable, spec.name()), spec.shape(), w, spec.init()));
+      }
+      created.put(Rule.STEP, newVariable(createName(variable, Rule.STEP), Shape.scalar(), TInt64.class, 0));
+      return created;
+    });
+  }
+
+  private Variable<TInt64> skippedCounter() {
+    if (skippedSteps == null) {
+      skippedSteps = newVariable(name + "-skipped_steps", Shape.scalar(), TInt64.class, 0);
+    }
+    return skippedSteps;
+  }
+
+  /** A ref variable filled with {@code init}, initialized by the graph's initializers. */
+  private <X extends TType> Variable<X> newVariable(String opName, Shape shape, Class<X> type, double init) {
+    Ops initOps = Ops.create(graph).withInitScope();
+    Variable<X> v = initOps.withName(opName).variable(shape, type);
+    Operand<X> value =
+        initOps.fill(initOps.constant(shape), initOps.dtypes.cast(initOps.constant(init), type));
+    initOps.assign(v, value);
+    OWN_STATE.computeIfAbsent(graph, g -> Collections.synchronizedSet(new HashSet<>())).add(v.op().name());
+    return v;
+  }
+
+  /**
+   * The slot {@code slotName} ({@link #FIRST_MOMENT}, {@link #FIM}, {@link #FIM_ROW},
+   * {@link #FIM_COL}, {@link #STEP}) of a variable. Slots are
+   * float32 for float16/bfloat16 variables and the step counter is int64, whatever {@code T} says.
+   */
+  @Override
+  @SuppressWarnings("unchecked")
+  public <T extends TType> Optional<Variable<T>> getSlot(Output<T> var, String slotName) {
+    Map<String, Variable<?>> own = slots.get(var.op().name());
+    return own == null ? Optional.empty() : Optional.ofNullable((Variable<T>) own.get(slotName));
+  }
+
+  /** The VariableV2 ancestors of {@code loss} (data edges), in graph order, minus optimizer state. */
+  private List<Operand<?>> modelVariables(Operand<?> loss) {
+    Set<GraphOperation> seen = new HashSet<>();
+    Deque<GraphOperation> todo = new ArrayDeque<>();
+    todo.add((GraphOperation) loss.op());
+    while (!todo.isEmpty()) {
+      GraphOperation op = todo.pop();
+      if (seen.add(op)) {
+        for (Operand<?> in : op.inputs()) {
+          todo.add((GraphOperation) in.op());
+        }
+      }
+    }
+    Set<String> state = OWN_STATE.getOrDefault(graph, Set.of());
+    List<Operand<?>> result = new ArrayList<>();
+    for (Iterator<GraphOperation> it = graph.operations(); it.hasNext(); ) {
+      GraphOperation op = it.next();
+      if (op.type().equals(Optimizer.VARIABLE_V2) && seen.contains(op) && !state.contains(op.name())) {
+        result.add(op.output(0));
+      }
+    }
+    return result;
+  }
+
+  @Override
+  public String getOptimizerName() {
+    return name;
+  }
+
+  @Override
+  public String toString() {
+    FisherOptions o = options;
+    return getClass().getSimpleName() + "{name=" + getOptimizerName()
+        + ", learningRate=" + learningRate
+        + ", beta1=" + o.beta1() + ", beta2=" + o.beta2()
+        + ", epsilon=" + o.epsilon() + ", epsilon2=" + o.epsilon2()
+        + ", clipThreshold=" + o.clipThreshold() + ", weightDecay=" + o.weightDecay()
+        + ", rho=" + o.rho()
+        + (rule == Rule.FADAFACTOR ? ", factoredMinDim=" + o.factoredMinDim() : "")
+        + ", nonFinite=" + o.nonFinite() + "}";
+  }
+
+  /** A ref variable read through {@code Identity} (never a raw ref into math ops) and assigned. */
+  private record RefVar(Operand<? extends TType> variable) implements StateVar {
+    @Override
+    public Operand<? extends TType> read(Ops tf) {
+      return tf.identity(variable);
+    }
+
+    @Override
+    @SuppressWarnings("unchecked")
+    public Op write(Ops tf, Operand<? extends TType> value) {
+      return tf.assign((Operand<TType>) variable, (Operand<TType>) value);
+    }
+  }
+}

@@ -1,0 +1,230 @@
+package org.fadam;
+
+import java.util.Objects;
+
+/**
+ * The hyperparameters of FAdam and FAdafactor other than the learning rate: immutable, validated
+ * when built. Defaults are the paper's (arXiv 2405.12807v2, Algorithm 1 line 1).
+ *
+ * <table>
+ *   <caption>Paper symbols</caption>
+ *   <tr><th>paper</th><th>option</th><th>default</th><th>allowed</th></tr>
+ *   <tr><td>β1</td><td>{@code beta1}</td><td>{@value #BETA1_DEFAULT}</td><td>[0, 1)</td></tr>
+ *   <tr><td>β2</td><td>{@code beta2}</td><td>{@value #BETA2_DEFAULT}</td><td>[0, 1)</td></tr>
+ *   <tr><td>ε</td><td>{@code epsilon}</td><td>{@value #EPSILON_DEFAULT}</td><td>[0, ∞)</td></tr>
+ *   <tr><td>ε2</td><td>{@code epsilon2}</td><td>{@value #EPSILON2_DEFAULT}</td><td>[0, ∞)</td></tr>
+ *   <tr><td>c</td><td>{@code clipThreshold}</td><td>{@value #CLIP_THRESHOLD_DEFAULT}</td><td>(0, ∞)</td></tr>
+ *   <tr><td>λ</td><td>{@code weightDecay}</td><td>{@value #WEIGHT_DECAY_DEFAULT}</td><td>[0, ∞)</td></tr>
+ *   <tr><td>ρ</td><td>{@code rho}</td><td>{@value #RHO_DEFAULT}</td><td>(0, ∞)</td></tr>
+ *   <tr><td>—</td><td>{@code factoredMinDim}</td><td>{@value #FACTORED_MIN_DIM_DEFAULT}</td><td>[1, ∞)</td></tr>
+ *   <tr><td>—</td><td>{@code nonFinite}</td><td>{@link NonFinitePolicy#SKIP}</td><td></td></tr>
+ * </table>
+ *
+ * <p>{@code factoredMinDim}: FAdafactor factors a tensor of rank ≥ 2 whose last two dimensions are
+ * both at least this (the Adafactor reference implementation's rule); FAdam ignores it.
+ *
+ * <p>Values are doubles. The optimizers' {@code float} constructor arguments are converted through
+ * their shortest decimal form ({@link #exact(float)}), so {@code 0.999f} means 0.999, not
+ * 0.99900001287: in float64 arithmetic the difference would move {@code 1 − β2} by 1e-5.
+ *
+ * @param beta1 β1, the momentum decay
+ * @param beta2 β2, the Fisher EMA decay
+ * @param epsilon ε, the upper bound of the adaptive epsilon
+ * @param epsilon2 ε2, the factor of RMS(g) in the adaptive epsilon
+ * @param clipThreshold c, the RMS clip threshold of ḡ and ḡw
+ * @param weightDecay λ, the Riemannian weight decay
+ * @param rho ρ, the Fisher exponent
+ * @param factoredMinDim the smallest last-two dimensions FAdafactor factors
+ * @param nonFinite what a step with a non-finite gradient does
+ */
+public record FisherOptions(
+    double beta1,
+    double beta2,
+    double epsilon,
+    double epsilon2,
+    double clipThreshold,
+    double weightDecay,
+    double rho,
+    int factoredMinDim,
+    NonFinitePolicy nonFinite) {
+
+  /** Default β1. */
+  public static final double BETA1_DEFAULT = 0.9;
+  /** Default β2. */
+  public static final double BETA2_DEFAULT = 0.999;
+  /** Default ε. */
+  public static final double EPSILON_DEFAULT = 1e-8;
+  /** Default ε2. */
+  public static final double EPSILON2_DEFAULT = 1e-4;
+  /** Default clip threshold c. */
+  public static final double CLIP_THRESHOLD_DEFAULT = 1.0;
+  /** Default weight decay λ. */
+  public static final double WEIGHT_DECAY_DEFAULT = 0.001;
+  /** Default Fisher exponent ρ. */
+  public static final double RHO_DEFAULT = 0.5;
+  /** Default FAdafactor factoring threshold. */
+  public static final int FACTORED_MIN_DIM_DEFAULT = 128;
+  /** Default learning rate η (Adam's). */
+  public static final float LEARNING_RATE_DEFAULT = 0.001f;
+
+  /** What a step does when a gradient holds NaN or ±Inf, or its sum of squares overflows. */
+  public enum NonFinitePolicy {
+    /**
+     * Leave every parameter and slot of the step unchanged (step counters included) and count the
+     * step in the optimizer's {@code skipped_steps} variable.
+     */
+    SKIP,
+    /** Apply the step as computed: NaN and Inf reach the parameters and slots. */
+    PROPAGATE,
+    /** Fail the run with an error naming the variable whose gradient is not finite. */
+    ERROR
+  }
+
+  /** Validates every field; the message names the field, its allowed range and the value. */
+  public FisherOptions {
+    unitInterval("beta1", beta1);
+    unitInterval("beta2", beta2);
+    nonNegative("epsilon", epsilon);
+    nonNegative("epsilon2", epsilon2);
+    positive("clipThreshold", clipThreshold);
+    nonNegative("weightDecay", weightDecay);
+    positive("rho", rho);
+    if (factoredMinDim < 1) {
+      throw new IllegalArgumentException(
+          "`factoredMinDim` must be in [1, ∞); got " + factoredMinDim);
+    }
+    Objects.requireNonNull(nonFinite, "`nonFinite` must not be null");
+  }
+
+  /** The paper's defaults. */
+  public static FisherOptions defaults() {
+    return builder().build();
+  }
+
+  /** A builder holding the paper's defaults. */
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** A builder holding these values. */
+  public Builder toBuilder() {
+    return new Builder()
+        .beta1(beta1)
+        .beta2(beta2)
+        .epsilon(epsilon)
+        .epsilon2(epsilon2)
+        .clipThreshold(clipThreshold)
+        .weightDecay(weightDecay)
+        .rho(rho)
+        .factoredMinDim(factoredMinDim)
+        .nonFinite(nonFinite);
+  }
+
+  /**
+   * The double a user meant by a float literal: its shortest decimal representation, so that
+   * {@code exact(0.999f) == 0.999}.
+   */
+  public static double exact(float value) {
+    return Float.isFinite(value) ? Double.parseDouble(Float.toString(value)) : value;
+  }
+
+  /** Checks a learning rate: finite and ≥ 0. */
+  static double checkLearningRate(double learningRate) {
+    nonNegative("learningRate", learningRate);
+    return learningRate;
+  }
+
+  private static void unitInterval(String name, double v) {
+    if (!(v >= 0 && v < 1)) {
+      throw new IllegalArgumentException("`" + name + "` must be in [0, 1); got " + v);
+    }
+  }
+
+  private static void nonNegative(String name, double v) {
+    if (!(v >= 0 && v < Double.POSITIVE_INFINITY)) {
+      throw new IllegalArgumentException("`" + name + "` must be in [0, ∞); got " + v);
+    }
+  }
+
+  private static void positive(String name, double v) {
+    if (!(v > 0 && v < Double.POSITIVE_INFINITY)) {
+      throw new IllegalArgumentException("`" + name + "` must be in (0, ∞); got " + v);
+    }
+  }
+
+  /** Mutable builder; {@link #build()} validates. */
+  public static final class Builder {
+    private double beta1 = BETA1_DEFAULT;
+    private double beta2 = BETA2_DEFAULT;
+    private double epsilon = EPSILON_DEFAULT;
+    private double epsilon2 = EPSILON2_DEFAULT;
+    private double clipThreshold = CLIP_THRESHOLD_DEFAULT;
+    private double weightDecay = WEIGHT_DECAY_DEFAULT;
+    private double rho = RHO_DEFAULT;
+    private int factoredMinDim = FACTORED_MIN_DIM_DEFAULT;
+    private NonFinitePolicy nonFinite = NonFinitePolicy.SKIP;
+
+    private Builder() {}
+
+    /** β1, default {@value FisherOptions#BETA1_DEFAULT}. */
+    public Builder beta1(double v) {
+      beta1 = v;
+      return this;
+    }
+
+    /** β2, default {@value FisherOptions#BETA2_DEFAULT}. */
+    public Builder beta2(double v) {
+      beta2 = v;
+      return this;
+    }
+
+    /** ε, default {@value FisherOptions#EPSILON_DEFAULT}. */
+    public Builder epsilon(double v) {
+      epsilon = v;
+      return this;
+    }
+
+    /** ε2, default {@value FisherOptions#EPSILON2_DEFAULT}. */
+    public Builder epsilon2(double v) {
+      epsilon2 = v;
+      return this;
+    }
+
+    /** c, default {@value FisherOptions#CLIP_THRESHOLD_DEFAULT}. */
+    public Builder clipThreshold(double v) {
+      clipThreshold = v;
+      return this;
+    }
+
+    /** λ, default {@value FisherOptions#WEIGHT_DECAY_DEFAULT}. */
+    public Builder weightDecay(double v) {
+      weightDecay = v;
+      return this;
+    }
+
+    /** ρ, default {@value FisherOptions#RHO_DEFAULT}. */
+    public Builder rho(double v) {
+      rho = v;
+      return this;
+    }
+
+    /** Factoring threshold, default {@value FisherOptions#FACTORED_MIN_DIM_DEFAULT}. */
+    public Builder factoredMinDim(int v) {
+      factoredMinDim = v;
+      return this;
+    }
+
+    /** Non-finite gradient policy, default {@link NonFinitePolicy#SKIP}. */
+    public Builder nonFinite(NonFinitePolicy v) {
+      nonFinite = v;
+      return this;
+    }
+
+    /** Validates and builds. */
+    public FisherOptions build() {
+      return new FisherOptions(
+          beta1, beta2, epsilon, epsilon2, clipThreshold, weightDecay, rho, factoredMinDim,
+          nonFinite);
+    }
+  }
+}

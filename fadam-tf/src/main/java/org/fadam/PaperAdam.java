@@ -1,0 +1,79 @@
+package org.fadam;
+
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.types.family.TNumber;
+
+/**
+ * Adam as the paper writes it (Algorithm 3 of arXiv 2405.12807v2), for side-by-side comparisons:
+ * the EMAs m and f are stored uncorrected and bias-corrected where used, the step is clipped by
+ * its RMS (threshold c) and decoupled weight decay η λ θ is applied. Not the framework {@code Adam}
+ * (which has neither clip nor weight decay).
+ *
+ * <pre>
+ * t ← t + 1
+ * f ← β2 f + (1 − β2) g²;  m ← β1 m + (1 − β1) g        (f0 = m0 = 0)
+ * ḡ ← (m / (1 − β1^t)) / (sqrt(f / (1 − β2^t)) + ε)
+ * ḡ ← ḡ / max(1, RMS(ḡ)/c)
+ * θ ← θ − η (ḡ + λ θ)
+ * </pre>
+ * ε2 and ρ are not used.
+ */
+public final class PaperAdam extends FisherOptimizer {
+
+  /** The default name of the optimizer's ops. */
+  public static final String DEFAULT_NAME = "Adam";
+
+  /** PaperAdam with the paper's defaults and learning rate {@value FisherOptions#LEARNING_RATE_DEFAULT}. */
+  public PaperAdam(Graph graph) {
+    this(graph, DEFAULT_NAME, FisherOptions.LEARNING_RATE_DEFAULT);
+  }
+
+  /** PaperAdam with the paper's defaults. */
+  public PaperAdam(Graph graph, float learningRate) {
+    this(graph, DEFAULT_NAME, learningRate);
+  }
+
+  /** PaperAdam with the given β1, β2 and ε (the framework Adam's constructor shape). */
+  public PaperAdam(Graph graph, float learningRate, float beta1, float beta2, float epsilon) {
+    this(graph, DEFAULT_NAME, learningRate, beta1, beta2, epsilon);
+  }
+
+  /** PaperAdam named {@code name}, with the paper's defaults. */
+  public PaperAdam(Graph graph, String name, float learningRate) {
+    this(graph, name, FisherOptions.exact(learningRate), FisherOptions.defaults());
+  }
+
+  /** PaperAdam named {@code name} with the given β1, β2 and ε (the framework Adam's shape). */
+  public PaperAdam(
+      Graph graph, String name, float learningRate, float beta1, float beta2, float epsilon) {
+    this(
+        graph,
+        name,
+        FisherOptions.exact(learningRate),
+        FisherOptions.builder()
+            .beta1(FisherOptions.exact(beta1))
+            .beta2(FisherOptions.exact(beta2))
+            .epsilon(FisherOptions.exact(epsilon))
+            .build());
+  }
+
+  /** PaperAdam with a fixed learning rate and every other hyperparameter from {@code options}. */
+  public PaperAdam(Graph graph, String name, double learningRate, FisherOptions options) {
+    super(graph, name, LearningRate.of(learningRate), options, Rule.ADAM);
+  }
+
+  /**
+   * PaperAdam whose learning rate is a scalar graph operand (a placeholder, or a schedule computed from
+   * the step), read at every step.
+   */
+  public PaperAdam(Graph graph, Operand<? extends TNumber> learningRate) {
+    this(graph, DEFAULT_NAME, learningRate, FisherOptions.defaults());
+  }
+
+  /** PaperAdam with a learning-rate operand and every other hyperparameter from {@code options}. */
+  public PaperAdam(
+      Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
+    super(graph, name, LearningRate.of(learningRate), options, Rule.ADAM);
+  }
+}
