@@ -1,0 +1,232 @@
+package org.fadam.tools;
+
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import com.google.gson.JsonPrimitive;
+import com.google.gson.JsonSyntaxException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import org.fadam.FisherOptions;
+
+/**
+ * Cross-framework conformance: runs one JSON case through a graph optimizer and prints θ and every
+ * slot after every step as one JSON object. See the README ("Conformance traces") for the format.
+ */
+public final class TraceTool {
+
+  private static final Set<String> HPARAMS =
+      Set.of("lr", "beta1", "beta2", "eps", "eps2", "clip", "weight_decay", "rho", "factored_min_dim");
+
+  private TraceTool() {}
+
+  /** Entry point: {@code fadam-trace [case.json]} (stdin without a file). */
+  public static void main(String[] args) throws IOException {
+    if (args.length > 1 || (args.length == 1 && (args[0].equals("--help") || args[0].equals("-h")))) {
+      System.out.println(usage());
+      System.exit(args.length == 1 ? 0 : 2);
+    }
+    String input;
+    if (args.length == 1 && !args[0].equals("-")) {
+      input = Files.readString(Path.of(args[0]), StandardCharsets.UTF_8);
+    } else {
+      input = new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
+    }
+    try {
+      System.out.println(run(input));
+    } catch (IllegalArgumentException e) {
+      System.err.println("fadam-trace: " + e.getMessage());
+      System.exit(2);
+    }
+  }
+
+  static String usage() {
+    return String.join(
+        "\n",
+        "usage: fadam-trace [CASE.json | -]",
+        "Runs one case through the TensorFlow graph optimizer and prints one JSON object",
+        "  {\"thetas\": [θ after step 1, ...], \"slots\": {name: [value after each step]}}.",
+        "CASE: {\"optimizer\": \"fadam\"|\"fadafactor\"|\"adam\", \"dtype\": \"float32\"|\"float64\",",
+        "       \"hparams\": {lr, beta1, beta2, eps, eps2, clip, weight_decay, rho, factored_min_dim},",
+        "       \"theta\": nested list, \"grads\": [nested list, ...]}",
+        "adam is the paper's Algorithm 3. Missing hparams take the paper's defaults.");
+  }
+
+  /** Runs a case given as JSON text and returns the trace as JSON text. */
+  public static String run(String json) {
+    JsonObject c;
+    try {
+      JsonElement e = JsonParser.parseString(json);
+      if (!e.isJsonObject()) {
+        throw new IllegalArgumentException("the case must be a JSON object");
+      }
+      c = e.getAsJsonObject();
+    } catch (JsonSyntaxException e) {
+      throw new IllegalArgumentException("the case is not valid JSON: " + e.getMessage(), e);
+    }
+    for (String key : c.keySet()) {
+      if (!Set.of("optimizer", "dtype", "hparams", "theta", "grads").contains(key)) {
+        throw new IllegalArgumentException("unknown key \"" + key + "\" in the case");
+      }
+    }
+    StepHarness.Kind kind = StepHarness.Kind.parse(string(c, "optimizer", "fadam"));
+    String dtype = string(c, "dtype", "float32");
+    StepHarness.dtypeClass(dtype);
+    JsonObject hp = c.has("hparams") ? c.getAsJsonObject("hparams") : new JsonObject();
+    for (String key : hp.keySet()) {
+      if (!HPARAMS.contains(key)) {
+        throw new IllegalArgumentException("unknown hparam \"" + key + "\"; known: " + HPARAMS);
+      }
+    }
+    double lr = number(hp, "lr", FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT));
+    FisherOptions options =
+        FisherOptions.builder()
+            .beta1(number(hp, "beta1", FisherOptions.BETA1_DEFAULT))
+            .beta2(number(hp, "beta2", FisherOptions.BETA2_DEFAULT))
+            .epsilon(number(hp, "eps", FisherOptions.EPSILON_DEFAULT))
+            .epsilon2(number(hp, "eps2", FisherOptions.EPSILON2_DEFAULT))
+            .clipThreshold(number(hp, "clip", FisherOptions.CLIP_THRESHOLD_DEFAULT))
+            .weightDecay(number(hp, "weight_decay", FisherOptions.WEIGHT_DECAY_DEFAULT))
+            .rho(number(hp, "rho", FisherOptions.RHO_DEFAULT))
+            .factoredMinDim((int) number(hp, "factored_min_dim", FisherOptions.FACTORED_MIN_DIM_DEFAULT))
+            .nonFinite(FisherOptions.NonFinitePolicy.PROPAGATE)
+            .build();
+    if (!c.has("theta")) {
+      throw new IllegalArgumentException("the case has no \"theta\"");
+    }
+    List<Long> shapeList = new ArrayList<>();
+    List<Double> thetaList = new ArrayList<>();
+    flatten(c.get("theta"), 0, shapeList, thetaList, "theta");
+    long[] shape = shapeList.stream().mapToLong(Long::longValue).toArray();
+    if (!c.has("grads") || !c.get("grads").isJsonArray()) {
+      throw new IllegalArgumentException("the case has no \"grads\" list");
+    }
+    JsonArray grads = c.getAsJsonArray("grads");
+    JsonArray thetas = new JsonArray();
+    Map<String, JsonArray> slots = new LinkedHashMap<>();
+    try (StepHarness h =
+        new StepHarness(kind, dtype, lr, options, shape, toArray(thetaList))) {
+      for (int i = 0; i < grads.size(); i++) {
+        List<Long> gShape = new ArrayList<>();
+        List<Double> g = new ArrayList<>();
+        String where = "grads[" + i + "]";
+        flatten(grads.get(i), 0, gShape, g, where);
+        if (!gShape.equals(shapeList)) {
+          throw new IllegalArgumentException(where + " has shape " + gShape + ", theta " + shapeList);
+        }
+        h.step(toArray(g));
+        for (Map.Entry<String, double[]> e : h.state().entrySet()) {
+          if (e.getKey().equals("theta")) {
+            thetas.add(nest(e.getValue(), shape));
+          } else {
+            long[] s = e.getKey().equals(org.fadam.FisherOptimizer.STEP) ? new long[0] : slotShape(e.getKey(), shape, e.getValue().length);
+            slots.computeIfAbsent(e.getKey(), k -> new JsonArray()).add(nest(e.getValue(), s));
+          }
+        }
+      }
+    }
+    JsonObject out = new JsonObject();
+    out.add("thetas", thetas);
+    JsonObject slotObj = new JsonObject();
+    slots.forEach(slotObj::add);
+    out.add("slots", slotObj);
+    Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
+    return gson.toJson(out);
+  }
+
+  /** R drops the last axis, C the second last; every other slot has θ's shape. */
+  private static long[] slotShape(String slot, long[] shape, int size) {
+    int r = shape.length;
+    if (slot.equals(org.fadam.FisherOptimizer.FIM_ROW)) {
+      return java.util.Arrays.copyOf(shape, r - 1);
+    }
+    if (slot.equals(org.fadam.FisherOptimizer.FIM_COL)) {
+      long[] s = java.util.Arrays.copyOf(shape, r - 1);
+      s[r - 2] = shape[r - 1];
+      return s;
+    }
+    return shape;
+  }
+
+  private static String string(JsonObject o, String key, String dflt) {
+    if (!o.has(key)) {
+      return dflt;
+    }
+    JsonElement e = o.get(key);
+    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) {
+      throw new IllegalArgumentException("\"" + key + "\" must be a string; got " + e);
+    }
+    return e.getAsString();
+  }
+
+  private static double number(JsonObject o, String key, double dflt) {
+    if (!o.has(key)) {
+      return dflt;
+    }
+    JsonElement e = o.get(key);
+    if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) {
+      throw new IllegalArgumentException("hparam \"" + key + "\" must be a number; got " + e);
+    }
+    return e.getAsDouble();
+  }
+
+  /** Flattens a rectangular nested list, recording its shape. */
+  private static void flatten(JsonElement e, int depth, List<Long> shape, List<Double> out, String where) {
+    if (e.isJsonPrimitive() && e.getAsJsonPrimitive().isNumber()) {
+      if (depth != shape.size() && !(depth == 0 && shape.isEmpty())) {
+        throw new IllegalArgumentException(where + " is not rectangular");
+      }
+      out.add(e.getAsDouble());
+      return;
+    }
+    if (!e.isJsonArray()) {
+      throw new IllegalArgumentException(where + " must hold numbers and lists only; got " + e);
+    }
+    JsonArray a = e.getAsJsonArray();
+    if (depth == shape.size()) {
+      if (!out.isEmpty()) {
+        throw new IllegalArgumentException(where + " is not rectangular");
+      }
+      shape.add((long) a.size());
+    } else if (shape.get(depth) != a.size()) {
+      throw new IllegalArgumentException(where + " is not rectangular");
+    }
+    for (JsonElement child : a) {
+      flatten(child, depth + 1, shape, out, where);
+    }
+  }
+
+  private static double[] toArray(List<Double> values) {
+    return values.stream().mapToDouble(Double::doubleValue).toArray();
+  }
+
+  /** A row-major array as a nested JSON list of the given shape. */
+  private static JsonElement nest(double[] values, long[] shape) {
+    return nest(values, shape, 0, 0);
+  }
+
+  private static JsonElement nest(double[] values, long[] shape, int depth, int offset) {
+    if (depth == shape.length) {
+      return new JsonPrimitive(values[offset]);
+    }
+    int stride = 1;
+    for (int d = depth + 1; d < shape.length; d++) {
+      stride *= (int) shape[d];
+    }
+    JsonArray a = new JsonArray();
+    for (int i = 0; i < shape[depth]; i++) {
+      a.add(nest(values, shape, depth + 1, offset + i * stride));
+    }
+    return a;
+  }
+}
