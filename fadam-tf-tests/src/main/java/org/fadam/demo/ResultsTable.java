@@ -1,0 +1,154 @@
+package org.fadam.demo;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The end-of-run comparison of the optimizers, as aligned plain text ({@link #toText()}) or as a
+ * Markdown table for the README ({@link #toMarkdown()}), one row per optimizer:
+ *
+ * <pre>
+ * optimizer  final train loss  held-out loss  gap to entropy floor  steps/s  optimizer state bytes/param
+ * FAdam                1.6321         1.6402               +0.0673    123.4                         8.00
+ * Adam                 1.6400         1.6500               +0.0771     98.8                         8.00
+ * </pre>
+ *
+ * Losses are in nats/token with 4 decimals, the gap is {@code held-out loss − floor} with its sign,
+ * steps/s has one format per column (3 significant digits for the slowest); numbers use
+ * {@link Locale#ROOT} (a decimal point whatever the default locale).
+ */
+public final class ResultsTable {
+
+  /** Column headers, in order. */
+  public static final List<String> HEADERS = List.of("optimizer", "final train loss",
+      "held-out loss", "gap to entropy floor", "steps/s", "optimizer state bytes/param");
+
+  /**
+   * One optimizer's results.
+   *
+   * @param optimizer name
+   * @param finalTrainLoss training loss at the end, nats/token
+   * @param heldoutLoss held-out loss at the end, nats/token
+   * @param stepsPerSecond training throughput
+   * @param stateBytesPerParam bytes of optimizer state (slots, counters) per model parameter
+   */
+  public record Row(String optimizer, double finalTrainLoss, double heldoutLoss,
+      double stepsPerSecond, double stateBytesPerParam) {}
+
+  private final double floorNats;
+  private final List<Row> rows;
+
+  /**
+   * A table whose gaps are measured from {@code floorNats} (the entropy rate, or the window floor).
+   *
+   * @throws IllegalArgumentException if {@code floorNats} is not finite
+   */
+  public ResultsTable(double floorNats, List<Row> rows) {
+    if (!Double.isFinite(floorNats)) {
+      throw new IllegalArgumentException("`floorNats` must be finite; got " + floorNats);
+    }
+    this.floorNats = floorNats;
+    this.rows = List.copyOf(rows);
+  }
+
+  /** The floor the gaps are measured from, nats/token. */
+  public double floorNats() {
+    return floorNats;
+  }
+
+  /** The rows, in the order given. */
+  public List<Row> rows() {
+    return rows;
+  }
+
+  /** The cells as strings, header row first. */
+  List<List<String>> cells() {
+    List<List<String>> out = new ArrayList<>();
+    out.add(HEADERS);
+    String throughput = throughputFormat(rows);
+    for (Row r : rows) {
+      out.add(List.of(r.optimizer(), fmt("%.4f", r.finalTrainLoss()), fmt("%.4f", r.heldoutLoss()),
+          fmt("%+.4f", r.heldoutLoss() - floorNats), fmt(throughput, r.stepsPerSecond()),
+          fmt("%.2f", r.stateBytesPerParam())));
+    }
+    return out;
+  }
+
+  /** Plain text: columns separated by two spaces, names left-aligned, numbers right-aligned. */
+  public String toText() {
+    List<List<String>> cells = cells();
+    int[] width = widths(cells);
+    StringBuilder sb = new StringBuilder();
+    for (List<String> line : cells) {
+      StringBuilder l = new StringBuilder();
+      for (int c = 0; c < line.size(); c++) {
+        if (c > 0) {
+          l.append("  ");
+        }
+        l.append(pad(line.get(c), width[c], c > 0));
+      }
+      sb.append(l.toString().stripTrailing()).append('\n');
+    }
+    return sb.toString();
+  }
+
+  /** A GitHub-flavoured Markdown table, cells padded so the source reads as a table too. */
+  public String toMarkdown() {
+    List<List<String>> cells = cells();
+    int[] width = widths(cells);
+    StringBuilder sb = new StringBuilder();
+    for (int i = 0; i < cells.size(); i++) {
+      List<String> line = cells.get(i);
+      sb.append('|');
+      for (int c = 0; c < line.size(); c++) {
+        sb.append(' ').append(pad(line.get(c), width[c], c > 0)).append(" |");
+      }
+      sb.append('\n');
+      if (i == 0) {
+        sb.append('|');
+        for (int c = 0; c < line.size(); c++) {
+          sb.append(c == 0 ? ":" + "-".repeat(width[c] + 1) : "-".repeat(width[c] + 1) + ":")
+              .append('|');
+        }
+        sb.append('\n');
+      }
+    }
+    return sb.toString();
+  }
+
+  @Override
+  public String toString() {
+    return toText();
+  }
+
+  /** One format for the whole steps/s column: 3 significant digits for its smallest value. */
+  private static String throughputFormat(List<Row> rows) {
+    double min = Double.POSITIVE_INFINITY;
+    for (Row r : rows) {
+      if (Double.isFinite(r.stepsPerSecond())) {
+        min = Math.min(min, Math.abs(r.stepsPerSecond()));
+      }
+    }
+    return min >= 100 ? "%.0f" : min >= 10 ? "%.1f" : min >= 1 ? "%.2f" : "%.3f";
+  }
+
+  private static String fmt(String format, double v) {
+    return String.format(Locale.ROOT, format, v);
+  }
+
+  private static int[] widths(List<List<String>> cells) {
+    int[] width = new int[HEADERS.size()];
+    for (List<String> line : cells) {
+      for (int c = 0; c < line.size(); c++) {
+        width[c] = Math.max(width[c], line.get(c).length());
+      }
+    }
+    return width;
+  }
+
+  private static String pad(String s, int width, boolean right) {
+    String fill = " ".repeat(width - s.length());
+    return right ? fill + s : s + fill;
+  }
+}
