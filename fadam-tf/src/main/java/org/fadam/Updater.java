@@ -47,12 +47,17 @@ final class Updater {
 
   private Updater() {}
 
+  /** The built step: the op that runs it, and whether each target's gradient was finite. */
+  record Step(Op op, List<Operand<TBool>> finite) {}
+
   /**
-   * The step as one op named {@code name}.
+   * The step as one op named {@code name}. Under SKIP and ERROR a non-finite gradient leaves
+   * every variable and slot as it was; ERROR also fails the run with an assertion naming the
+   * variable (XLA drops assertions: the fused step reports {@link Step#finite} instead).
    *
    * @param skipped the {@code skipped_steps} counter (int64 scalar), incremented under SKIP
    */
-  static Op build(
+  static Step build(
       Ops tf,
       Rule rule,
       FisherOptions options,
@@ -83,15 +88,15 @@ final class Updater {
         }
       }
     }
-    boolean skip = options.nonFinite() == FisherOptions.NonFinitePolicy.SKIP && allFinite != null;
+    boolean keep = allFinite != null;
 
     // Every new value, chosen by the policy, before any write.
     List<Operand<?>> values = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
     for (Pending<?> p : pending) {
-      p.collect(tf, skip ? allFinite : null, values, vars);
+      p.collect(tf, keep ? allFinite : null, values, vars);
     }
-    if (skipped != null && allFinite != null) {
+    if (skipped != null && options.nonFinite() == FisherOptions.NonFinitePolicy.SKIP) {
       Operand<TInt64> count = tf.dtypes.cast(skipped.read(tf), TInt64.class);
       Operand<TInt64> one = tf.select(allFinite, tf.constant(0L), tf.constant(1L));
       values.add(tf.math.add(count, one));
@@ -105,7 +110,11 @@ final class Updater {
     for (int i = 0; i < values.size(); i++) {
       writes.add(vars.get(i).write(after, values.get(i)));
     }
-    return NoOp.create(tf.scope().env().baseScope().withName(name).withControlDependencies(writes));
+    List<Operand<TBool>> finite = new ArrayList<>();
+    pending.forEach(p -> finite.add(p.finite()));
+    return new Step(
+        NoOp.create(tf.scope().env().baseScope().withName(name).withControlDependencies(writes)),
+        finite);
   }
 
   /** Reads a target's state, runs the rule, and keeps the results with their old values. */

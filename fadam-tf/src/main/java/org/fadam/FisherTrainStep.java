@@ -1,0 +1,570 @@
+package org.fadam;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.tensorflow.ConcreteFunction;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Operation;
+import org.tensorflow.Output;
+import org.tensorflow.SavedModelBundle;
+import org.tensorflow.Session;
+import org.tensorflow.Signature;
+import org.tensorflow.Tensor;
+import org.tensorflow.exceptions.TensorFlowException;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.proto.DataType;
+import org.tensorflow.proto.OpDef;
+import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.family.TFloating;
+import org.tensorflow.types.family.TNumber;
+import org.tensorflow.types.family.TType;
+
+/**
+ * One train step — forward pass, gradients and the FAdam, FAdafactor or Adam (Algorithm 3)
+ * update — as a single function over resource variables, compiled as a whole by XLA (on by
+ * default), plus the {@code train} and {@code serve} signatures of a SavedModel that carries every
+ * variable: parameters, slots, per-variable step counters, {@code iterations} and
+ * {@code skipped_steps}.
+ *
+ * <pre>{@code
+ * var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[2][3]));
+ * FisherTrainStep step = FisherTrainStep.builder(graph)
+ *     .fadam(0.01, FisherOptions.defaults())
+ *     .input("x", TFloat32.class, Shape.of(-1, 2))
+ *     .variables(List.of(w))
+ *     .loss((ops, in, vars) -> ...)
+ *     .build();
+ * try (Session s = new Session(graph)) {
+ *   s.initialize();
+ *   float loss = step.train(s, Map.of("x", batch)).loss();
+ *   step.export(s, Path.of("model"));
+ * }
+ * }</pre>
+ */
+public final class FisherTrainStep {
+
+  /** Name of the train signature. */
+  public static final String TRAIN = "train";
+  /** Name of the predict signature. */
+  public static final String SERVE = "serve_default";
+  /** Name of the loss output of {@link #TRAIN}. */
+  public static final String LOSS = "loss";
+  /** Name of the step output of {@link #TRAIN} (the {@code iterations} after the step). */
+  public static final String STEP = "step";
+  /** Name of the predictions output of {@link #SERVE}. */
+  public static final String PREDICTIONS = "predictions";
+
+  /** The loss as a function of the inputs and the variables' current values. */
+  @FunctionalInterface
+  public interface Model {
+    /**
+     * @param tf ops of the step function's graph
+     * @param inputs the step's inputs by name
+     * @param variables each variable's value by {@link ResourceVariable#name()}
+     * @return a float scalar
+     */
+    Operand<? extends TFloating> loss(
+        Ops tf, Map<String, Operand<?>> inputs, Map<String, Operand<?>> variables);
+  }
+
+  /** Predictions as a function of the inputs and the variables' values. */
+  @FunctionalInterface
+  public interface Predictor {
+    /** Same arguments as {@link Model#loss}. */
+    Operand<?> predict(Ops tf, Map<String, Operand<?>> inputs, Map<String, Operand<?>> variables);
+  }
+
+  /** A learning rate computed in the graph from the number of steps taken before this one. */
+  @FunctionalInterface
+  public interface Schedule {
+    /** η at the step whose {@code iterations} (steps taken so far, int64) is given. */
+    Operand<? extends TNumber> learningRate(Ops tf, Operand<TInt64> iterations);
+  }
+
+  /** What one call of {@link #train} returned. */
+  public record Result(float loss, long step) {}
+
+  private final Graph graph;
+  private final Map<String, Placeholder<?>> inputs;
+  private final List<String> serveInputs;
+  private final Output<TFloat32> loss;
+  private final Output<TInt64> step;
+  private final Output<TBool> finite;
+  private final Operand<?> predictions;
+  private final Operand<? extends TFloating> evalLoss;
+  private final List<ResourceVariable<?>> parameters;
+  private final Map<String, Map<String, ResourceVariable<?>>> slots;
+  private final ResourceVariable<TInt64> iterations;
+  private final ResourceVariable<TInt64> skippedSteps;
+  private final ConcreteFunction function;
+  private final FisherOptions options;
+  private final boolean jit;
+
+  private FisherTrainStep(Builder b) {
+    this.graph = b.graph;
+    this.options = b.options;
+    this.jit = b.jit;
+    this.parameters = List.copyOf(b.variables);
+    Ops tf = Ops.create(graph);
+    Ops state = tf.withSubScope(b.name);
+
+    // Every resource variable of the optimizer, in the outer graph.
+    this.slots = new LinkedHashMap<>();
+    List<ResourceVariable<?>> all = new ArrayList<>(parameters);
+    for (ResourceVariable<?> p : parameters) {
+      checkFloat(p);
+      Class<? extends TFloating> w = Kernels.workingType(p.type());
+      Map<String, ResourceVariable<?>> own = new LinkedHashMap<>();
+      for (Rule.SlotSpec spec : b.rule.slots(p.shape(), options)) {
+        own.put(spec.name(), filled(state, p.name() + "-" + spec.name(), w, spec.shape(), spec.init()));
+      }
+      own.put(Rule.STEP, filled(state, p.name() + "-" + Rule.STEP, TInt64.class, Shape.scalar(), 0));
+      slots.put(p.name(), own);
+      all.addAll(own.values());
+    }
+    this.iterations = filled(state, b.name + "-iterations", TInt64.class, Shape.scalar(), 0);
+    this.skippedSteps = filled(state, b.name + "-skipped_steps", TInt64.class, Shape.scalar(), 0);
+    all.add(iterations);
+    all.add(skippedSteps);
+
+    // The outer graph's inputs, then the step function over (inputs, handles).
+    this.inputs = new LinkedHashMap<>();
+    b.inputs.forEach((n, spec) -> inputs.put(n, tf.withName(n).placeholder(spec.type, Placeholder.shape(spec.shape))));
+    this.function = ConcreteFunction.create(fn -> body(fn, b, all));
+    List<Output<?>> args = new ArrayList<>();
+    inputs.values().forEach(p -> args.add(p.asOutput()));
+    all.forEach(v -> args.add(v.handle()));
+    Operation call = statefulCall(graph, b.name, function, args, jit);
+    this.loss = call.output(0);
+    this.step = call.output(1);
+    this.finite = call.output(2);
+
+    // Evaluation and predictions read the variables directly in the outer graph.
+    this.evalLoss = b.model.loss(tf.withSubScope("eval"), new LinkedHashMap<>(inputs), values(tf, parameters));
+    this.serveInputs = List.copyOf(b.serveInputs);
+    if (b.predictor != null) {
+      Map<String, Operand<?>> in = new LinkedHashMap<>(inputs);
+      this.predictions = b.predictor.predict(tf.withSubScope("serve"), in, values(tf, parameters));
+    } else {
+      this.predictions = null;
+    }
+    ResourceSaver.build(graph, all);
+  }
+
+  /** The body of the step function: its arguments are the inputs, then every variable's handle. */
+  private Signature body(Ops fn, Builder b, List<ResourceVariable<?>> all) {
+    Signature.Builder sig = Signature.builder().key(b.name);
+    Map<String, Operand<?>> in = new LinkedHashMap<>();
+    b.inputs.forEach((n, spec) -> {
+      Placeholder<?> p = fn.withName(n).placeholder(spec.type, Placeholder.shape(spec.shape));
+      in.put(n, p);
+      sig.input(n, p);
+    });
+    Map<ResourceVariable<?>, Output<TType>> handles = new LinkedHashMap<>();
+    int i = 0;
+    for (ResourceVariable<?> v : all) {
+      Output<TType> h = resourcePlaceholder(fn, "handle_" + i++);
+      handles.put(v, h);
+      sig.input("handle:" + v.name(), h);
+    }
+    Map<String, Operand<?>> values = new LinkedHashMap<>();
+    List<Output<?>> reads = new ArrayList<>();
+    for (ResourceVariable<?> p : parameters) {
+      Operand<?> r = fn.readVariableOp(handles.get(p), p.type());
+      values.put(p.name(), r);
+      reads.add(r.asOutput());
+    }
+    Operand<? extends TFloating> lossValue = b.model.loss(fn, in, values);
+    if (lossValue.shape().numDimensions() != 0) {
+      throw new IllegalArgumentException("the model's loss must be a scalar; got shape " + lossValue.shape());
+    }
+    Output<?>[] grads = ((Graph) fn.scope().env()).addGradients(lossValue.asOutput(), reads.toArray(new Output<?>[0]));
+    Operand<TInt64> before = fn.readVariableOp(handles.get(iterations), TInt64.class);
+    LearningRate lr =
+        b.schedule == null ? LearningRate.of(b.learningRate) : LearningRate.of(b.schedule.learningRate(fn, before));
+    List<Updater.Target> targets = new ArrayList<>();
+    for (int k = 0; k < parameters.size(); k++) {
+      ResourceVariable<?> p = parameters.get(k);
+      if (grads[k] == null) {
+        throw new IllegalArgumentException("the loss has no gradient with respect to variable '" + p.name() + "'");
+      }
+      Map<String, StateVar> slotVars = new LinkedHashMap<>();
+      slots.get(p.name()).forEach((slot, v) -> {
+        if (!slot.equals(Rule.STEP)) {
+          slotVars.put(slot, new Handle(handles.get(v), v.type()));
+        }
+      });
+      ResourceVariable<?> stepVar = slots.get(p.name()).get(Rule.STEP);
+      targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads[k],
+          new Handle(handles.get(p), p.type()), slotVars, new Handle(handles.get(stepVar), TInt64.class)));
+    }
+    Updater.Step update = Updater.build(fn, b.rule, options, lr, targets,
+        new Handle(handles.get(skippedSteps), TInt64.class), "apply");
+    Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
+    Op count = fn.withControlDependencies(List.of(update.op())).assignVariableOp(handles.get(iterations), after);
+    Ops done = fn.withControlDependencies(List.of(update.op(), count));
+    sig.output(LOSS, done.withName(LOSS).dtypes.cast(lossValue, TFloat32.class));
+    sig.output(STEP, done.withName(STEP).identity(after));
+    sig.output("finite", done.withName("finite").stack(update.finite()));
+    return sig.build();
+  }
+
+  private static void checkFloat(ResourceVariable<?> p) {
+    DataType d = org.tensorflow.internal.types.registry.TensorTypeRegistry.find(p.type()).dataType();
+    if (d != DataType.DT_FLOAT && d != DataType.DT_DOUBLE && d != DataType.DT_HALF && d != DataType.DT_BFLOAT16) {
+      throw new IllegalArgumentException("variable '" + p.name() + "' has dtype " + d
+          + "; FAdam, FAdafactor and Adam update float32, float64, float16 and bfloat16 variables only");
+    }
+  }
+
+  private static <X extends TType> ResourceVariable<X> filled(Ops tf, String name, Class<X> type, Shape shape, double init) {
+    Ops i = tf.withInitScope();
+    Operand<X> value = i.fill(i.constant(shape), i.dtypes.cast(i.constant(init), type));
+    return ResourceVariable.create(tf, name, value);
+  }
+
+  private static Map<String, Operand<?>> values(Ops tf, List<ResourceVariable<?>> vars) {
+    Map<String, Operand<?>> out = new LinkedHashMap<>();
+    vars.forEach(v -> out.put(v.name(), v.read(tf)));
+    return out;
+  }
+
+  /** A resource variable inside the step function, reached through its handle argument. */
+  private record Handle(Operand<? extends TType> handle, Class<? extends TType> type) implements StateVar {
+    @Override
+    public Operand<? extends TType> read(Ops tf) {
+      return tf.readVariableOp(handle, type);
+    }
+
+    @Override
+    public Op write(Ops tf, Operand<? extends TType> value) {
+      return tf.assignVariableOp(handle, value);
+    }
+  }
+
+  private static Output<TType> resourcePlaceholder(Ops fn, String name) {
+    return fn.scope().opBuilder("Placeholder", name)
+        .setAttr("dtype", DataType.DT_RESOURCE)
+        .setAttr("shape", Shape.scalar())
+        .build()
+        .output(0);
+  }
+
+  /** A StatefulPartitionedCall (Ops.call would make a stateless one), optionally XLA-compiled. */
+  private static Operation statefulCall(Graph graph, String name, ConcreteFunction fn, List<Output<?>> args, boolean jit) {
+    OpDef sig = fn.getFunctionDef().getSignature();
+    DataType[] tin = args.stream().map(Output::dataType).toArray(DataType[]::new);
+    DataType[] tout = sig.getOutputArgList().stream().map(OpDef.ArgDef::getType).toArray(DataType[]::new);
+    var builder = graph.baseScope().opBuilder("StatefulPartitionedCall", name)
+        .addInputList(args.toArray(new Output<?>[0]))
+        .setAttr("Tin", tin)
+        .setAttr("Tout", tout)
+        .setAttr("f", fn);
+    if (jit) {
+      builder.setAttr("_XlaMustCompile", true);
+    }
+    return builder.build();
+  }
+
+  /** The loss output of the train step: fetching it runs the step. */
+  public Output<TFloat32> loss() {
+    return loss;
+  }
+
+  /** The number of steps taken, after this one (fetching it runs the step). */
+  public Output<TInt64> step() {
+    return step;
+  }
+
+  /** The model's loss at the current variables, without a step (for held-out evaluation). */
+  public Operand<? extends TFloating> evalLoss() {
+    return evalLoss;
+  }
+
+  /** Number of scalar parameters. */
+  public long parameterCount() {
+    return parameters.stream().mapToLong(p -> p.shape().size()).sum();
+  }
+
+  /** Bytes of optimizer state (slots, step counters, the two global counters). */
+  public long optimizerStateBytes() {
+    long bytes = 16;
+    for (Map<String, ResourceVariable<?>> own : slots.values()) {
+      for (ResourceVariable<?> v : own.values()) {
+        bytes += v.shape().size()
+            * org.tensorflow.internal.types.registry.TensorTypeRegistry.find(v.type()).byteSize();
+      }
+    }
+    return bytes;
+  }
+
+  /** The predictions, if the builder had a predictor. */
+  public Optional<Operand<?>> predictions() {
+    return Optional.ofNullable(predictions);
+  }
+
+  /** The outer graph's placeholder of an input. */
+  public Placeholder<?> input(String name) {
+    Placeholder<?> p = inputs.get(name);
+    if (p == null) {
+      throw new IllegalArgumentException("no input '" + name + "'; inputs are " + inputs.keySet());
+    }
+    return p;
+  }
+
+  /** A slot ({@link FisherOptimizer#FIRST_MOMENT}, …, {@link FisherOptimizer#STEP}) of a parameter. */
+  public Optional<ResourceVariable<?>> slot(ResourceVariable<?> parameter, String slotName) {
+    Map<String, ResourceVariable<?>> own = slots.get(parameter.name());
+    return own == null ? Optional.empty() : Optional.ofNullable(own.get(slotName));
+  }
+
+  /** Steps taken (skipped ones included). */
+  public ResourceVariable<TInt64> iterations() {
+    return iterations;
+  }
+
+  /** Steps skipped for a non-finite gradient. */
+  public ResourceVariable<TInt64> skippedSteps() {
+    return skippedSteps;
+  }
+
+  /** Whether the step is XLA-compiled. */
+  public boolean jit() {
+    return jit;
+  }
+
+  /** The name of the step function (its HLO module in an XLA dump carries it). */
+  public String functionName() {
+    return function.getDefinedName();
+  }
+
+  /** The {@value #TRAIN} signature: every input → loss, step. */
+  public Signature trainSignature() {
+    Signature.Builder s = Signature.builder().key(TRAIN);
+    inputs.forEach(s::input);
+    return s.output(LOSS, loss).output(STEP, step).build();
+  }
+
+  /** The {@value #SERVE} signature: the predictor's inputs → predictions. */
+  public Optional<Signature> serveSignature() {
+    if (predictions == null) {
+      return Optional.empty();
+    }
+    Signature.Builder s = Signature.builder().key(SERVE);
+    serveInputs.forEach(n -> s.input(n, input(n)));
+    return Optional.of(s.output(PREDICTIONS, predictions).build());
+  }
+
+  /**
+   * Runs one step. Under {@link FisherOptions.NonFinitePolicy#ERROR} a non-finite gradient leaves
+   * every variable unchanged and throws naming the variable.
+   *
+   * @throws IllegalStateException if XLA cannot compile the step (naming the op) or on ERROR
+   */
+  public Result train(Session session, Map<String, ? extends Tensor> feeds) {
+    Session.Runner r = session.runner();
+    feeds.forEach((n, t) -> r.feed(input(n), t));
+    for (String n : inputs.keySet()) {
+      if (!feeds.containsKey(n)) {
+        throw new IllegalArgumentException("input '" + n + "' is not fed; inputs are " + inputs.keySet());
+      }
+    }
+    try (var out = r.fetch(loss).fetch(step).fetch(finite).run()) {
+      if (options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
+        TBool ok = (TBool) out.get(2);
+        for (int i = 0; i < parameters.size(); i++) {
+          if (!ok.getBoolean(i)) {
+            throw new IllegalStateException("non-finite gradient (NaN, Inf, or a sum of squares that"
+                + " overflows) for variable '" + parameters.get(i).name() + "'; no variable was changed");
+          }
+        }
+      }
+      return new Result(((TFloat32) out.get(0)).getFloat(), ((TInt64) out.get(1)).getLong());
+    } catch (TensorFlowException e) {
+      throw xlaError(e).orElseThrow(() -> e);
+    }
+  }
+
+  private static final Pattern UNSUPPORTED = Pattern.compile(
+      "(\\w+) \\(No registered '\\w+' OpKernel for (\\S+) devices compatible with node \\{\\{node ([^}]+)\\}\\}\\)");
+
+  /** TF's "unsupported operations" failure as an error that names the op. */
+  static Optional<IllegalStateException> xlaError(TensorFlowException e) {
+    String m = e.getMessage();
+    if (m == null || !m.contains("Detected unsupported operations")) {
+      return Optional.empty();
+    }
+    Matcher op = UNSUPPORTED.matcher(m);
+    if (!op.find()) {
+      return Optional.empty();
+    }
+    return Optional.of(new IllegalStateException("XLA cannot compile the train step: op " + op.group(1)
+        + " (node '" + op.group(3) + "') has no XLA kernel on " + op.group(2)
+        + "; remove it from the model or build the step with jit(false)", e));
+  }
+
+  /**
+   * Exports a SavedModel to {@code dir} (which must not exist yet): the {@value #TRAIN} and, with a
+   * predictor, {@value #SERVE} signatures, and a checkpoint of every variable.
+   */
+  public void export(Session session, Path dir) throws IOException {
+    if (Files.exists(dir)) {
+      throw new IllegalArgumentException("export directory " + dir + " already exists");
+    }
+    var exporter = SavedModelBundle.exporter(dir.toString()).withSession(session).withSignature(trainSignature());
+    serveSignature().ifPresent(exporter::withSignature);
+    exporter.export();
+  }
+
+  /**
+   * Restores every variable from an exported SavedModel directory (or a checkpoint prefix) into a
+   * session of a graph built the same way.
+   *
+   * @throws IllegalArgumentException naming the missing or mismatched variable
+   */
+  public void restore(Session session, Path dirOrPrefix) {
+    Path prefix = Files.isDirectory(dirOrPrefix) ? dirOrPrefix.resolve("variables").resolve("variables") : dirOrPrefix;
+    if (!Files.exists(Path.of(prefix + ".index"))) {
+      throw new IllegalArgumentException("no checkpoint at " + dirOrPrefix + " (expected " + prefix + ".index)");
+    }
+    try {
+      session.restore(prefix.toString());
+    } catch (TensorFlowException e) {
+      throw new IllegalArgumentException("checkpoint " + prefix + " does not match this train step: "
+          + firstLine(e.getMessage()), e);
+    }
+  }
+
+  static String firstLine(String s) {
+    if (s == null) {
+      return "";
+    }
+    int nl = s.indexOf('\n');
+    return nl < 0 ? s : s.substring(0, nl);
+  }
+
+  /** A builder; {@link #build()} adds the variables, the step function, its call and the saver. */
+  public static Builder builder(Graph graph) {
+    return new Builder(graph);
+  }
+
+  private record InputSpec(Class<? extends TType> type, Shape shape) {}
+
+  /** Collects the step's parts. */
+  public static final class Builder {
+    private final Graph graph;
+    private Rule rule = Rule.FADAM;
+    private double learningRate = FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT);
+    private Schedule schedule;
+    private FisherOptions options = FisherOptions.defaults();
+    private final Map<String, InputSpec> inputs = new LinkedHashMap<>();
+    private List<ResourceVariable<?>> variables = List.of();
+    private Model model;
+    private Predictor predictor;
+    private List<String> serveInputs = List.of();
+    private boolean jit = true;
+    private String name = "train_step";
+
+    private Builder(Graph graph) {
+      this.graph = Objects.requireNonNull(graph, "graph");
+    }
+
+    /** FAdam (Algorithm 1). */
+    public Builder fadam(double learningRate, FisherOptions options) {
+      return optimizer(Rule.FADAM, learningRate, options);
+    }
+
+    /** FAdafactor (Algorithm 2). */
+    public Builder fadafactor(double learningRate, FisherOptions options) {
+      return optimizer(Rule.FADAFACTOR, learningRate, options);
+    }
+
+    /** The paper's Adam (Algorithm 3), for comparisons. */
+    public Builder adam(double learningRate, FisherOptions options) {
+      return optimizer(Rule.ADAM, learningRate, options);
+    }
+
+    private Builder optimizer(Rule r, double lr, FisherOptions o) {
+      this.rule = r;
+      this.learningRate = FisherOptions.checkLearningRate(lr);
+      this.options = Objects.requireNonNull(o, "options");
+      return this;
+    }
+
+    /** A learning-rate schedule (replaces the fixed rate). */
+    public Builder schedule(Schedule s) {
+      this.schedule = s;
+      return this;
+    }
+
+    /** An input of the step (a placeholder in the outer graph and in the step function). */
+    public Builder input(String name, Class<? extends TType> type, Shape shape) {
+      if (inputs.put(name, new InputSpec(type, shape)) != null) {
+        throw new IllegalArgumentException("input '" + name + "' is declared twice");
+      }
+      return this;
+    }
+
+    /** The trainable variables. */
+    public Builder variables(List<? extends ResourceVariable<?>> vars) {
+      this.variables = List.copyOf(vars);
+      return this;
+    }
+
+    /** The model's loss. */
+    public Builder loss(Model m) {
+      this.model = m;
+      return this;
+    }
+
+    /** The model's predictions and the inputs they need (the {@value #SERVE} signature). */
+    public Builder predictions(Predictor p, String... inputNames) {
+      this.predictor = p;
+      this.serveInputs = List.of(inputNames);
+      return this;
+    }
+
+    /** XLA-compile the step (default true). */
+    public Builder jit(boolean on) {
+      this.jit = on;
+      return this;
+    }
+
+    /** The name of the step function and its call op (default "train_step"). */
+    public Builder name(String n) {
+      this.name = n;
+      return this;
+    }
+
+    /** Builds the step. */
+    public FisherTrainStep build() {
+      if (model == null) {
+        throw new IllegalStateException("no loss: call loss(...) before build()");
+      }
+      if (variables.isEmpty()) {
+        throw new IllegalStateException("no variables: call variables(...) before build()");
+      }
+      for (String n : serveInputs) {
+        if (!inputs.containsKey(n)) {
+          throw new IllegalArgumentException("prediction input '" + n + "' is not a declared input");
+        }
+      }
+      return new FisherTrainStep(this);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+package org.fadam;
+
+import java.util.Objects;
+import org.tensorflow.Operand;
+import org.tensorflow.Output;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.VarHandleOp;
+import org.tensorflow.types.family.TType;
+
+/**
+ * A resource variable ({@code VarHandleOp}) in a graph: what XLA can compile, and what the fused
+ * train step and its SavedModel carry. Its handle's {@code shared_name} is its unique op name
+ * (several handles without one fail in one XLA call: "Duplicate variable passed to XLA cluster").
+ *
+ * @param name the variable's name: its op scope and its checkpoint key
+ * @param handle the DT_RESOURCE handle
+ * @param type the value dtype
+ * @param shape the value shape (fully defined)
+ * @param <T> the value dtype
+ */
+public record ResourceVariable<T extends TType>(
+    String name, Output<? extends TType> handle, Class<T> type, Shape shape) {
+
+  /** Checks the parts. */
+  public ResourceVariable {
+    Objects.requireNonNull(name, "name");
+    Objects.requireNonNull(handle, "handle");
+    if (shape.isUnknown() || shape.hasUnknownDimension()) {
+      throw new IllegalArgumentException(
+          "resource variable '" + name + "' needs a fully defined shape; got " + shape);
+    }
+  }
+
+  /**
+   * A variable {@code name} initialized to {@code initialValue} by the graph's initializers
+   * ({@code Session.initialize()}, or the first run of an auto-initializing session).
+   */
+  public static <T extends TType> ResourceVariable<T> create(
+      Ops tf, String name, Operand<T> initialValue) {
+    Class<T> type = initialValue.type();
+    Shape shape = initialValue.shape();
+    Ops scope = tf.withSubScope(name);
+    String handleName = scope.scope().makeOpName("handle");
+    VarHandleOp handle =
+        new VarHandleOp(
+            scope.scope().env()
+                .opBuilder(VarHandleOp.OP_NAME, handleName, scope.scope())
+                .setAttr("dtype", initialValue.asOutput().dataType())
+                .setAttr("shape", shape)
+                .setAttr("container", "")
+                .setAttr("shared_name", handleName)
+                .build());
+    scope.withInitScope().withName("init").assignVariableOp(handle, initialValue);
+    return new ResourceVariable<>(handleName.substring(0, handleName.length() - "/handle".length()),
+        handle.resource(), type, shape);
+  }
+
+  /** The current value. */
+  public Operand<T> read(Ops tf) {
+    return tf.readVariableOp(handle, type);
+  }
+
+  /** Stores {@code value}. */
+  public Op assign(Ops tf, Operand<? extends TType> value) {
+    return tf.assignVariableOp(handle, value);
+  }
+}
