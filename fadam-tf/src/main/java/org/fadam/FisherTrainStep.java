@@ -20,7 +20,6 @@ import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
 import org.tensorflow.Signature;
 import org.tensorflow.Tensor;
-import org.tensorflow.exceptions.TensorFlowException;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
@@ -190,8 +189,9 @@ public final class FisherTrainStep {
       reads.add(r.asOutput());
     }
     Operand<? extends TFloating> lossValue = b.model.loss(fn, in, values);
-    if (lossValue.shape().numDimensions() != 0) {
-      throw new IllegalArgumentException("the model's loss must be a scalar; got shape " + lossValue.shape());
+    Shape lossShape = lossValue.shape();
+    if (lossShape != null && !lossShape.isUnknown() && lossShape.numDimensions() != 0) {
+      throw new IllegalArgumentException("the model's loss must be a scalar; got shape " + lossShape);
     }
     Output<?>[] grads = ((Graph) fn.scope().env()).addGradients(lossValue.asOutput(), reads.toArray(new Output<?>[0]));
     Operand<TInt64> before = fn.readVariableOp(handles.get(iterations), TInt64.class);
@@ -384,7 +384,13 @@ public final class FisherTrainStep {
         throw new IllegalArgumentException("input '" + n + "' is not fed; inputs are " + inputs.keySet());
       }
     }
-    try (var out = r.fetch(loss).fetch(step).fetch(finite).run()) {
+    org.tensorflow.Result out;
+    try {
+      out = r.fetch(loss).fetch(step).fetch(finite).run();
+    } catch (RuntimeException e) { // TF's errors extend IllegalArgumentException, RuntimeException, …
+      throw xlaError(e).orElseThrow(() -> e);
+    }
+    try (out) {
       if (options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
         TBool ok = (TBool) out.get(2);
         for (int i = 0; i < parameters.size(); i++) {
@@ -395,8 +401,6 @@ public final class FisherTrainStep {
         }
       }
       return new Result(((TFloat32) out.get(0)).getFloat(), ((TInt64) out.get(1)).getLong());
-    } catch (TensorFlowException e) {
-      throw xlaError(e).orElseThrow(() -> e);
     }
   }
 
@@ -404,7 +408,7 @@ public final class FisherTrainStep {
       "(\\w+) \\(No registered '\\w+' OpKernel for (\\S+) devices compatible with node \\{\\{node ([^}]+)\\}\\}\\)");
 
   /** TF's "unsupported operations" failure as an error that names the op. */
-  static Optional<IllegalStateException> xlaError(TensorFlowException e) {
+  static Optional<IllegalStateException> xlaError(RuntimeException e) {
     String m = e.getMessage();
     if (m == null || !m.contains("Detected unsupported operations")) {
       return Optional.empty();
@@ -444,7 +448,7 @@ public final class FisherTrainStep {
     }
     try {
       session.restore(prefix.toString());
-    } catch (TensorFlowException e) {
+    } catch (RuntimeException e) { // TF's NotFound, InvalidArgument, … errors
       throw new IllegalArgumentException("checkpoint " + prefix + " does not match this train step: "
           + firstLine(e.getMessage()), e);
     }

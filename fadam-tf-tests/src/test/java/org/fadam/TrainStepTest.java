@@ -1,0 +1,243 @@
+package org.fadam;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.fadam.tools.ResumeProbe;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.tensorflow.Graph;
+import org.tensorflow.SavedModelBundle;
+import org.tensorflow.Session;
+import org.tensorflow.Signature;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.op.core.Variable;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt64;
+
+/** The fused resource-variable step: XLA, the ref-variable path, export and resume. */
+class TrainStepTest {
+
+  @ParameterizedTest(name = "{0}")
+  @CsvSource({"fadam", "fadafactor", "adam"})
+  void xlaAndNonXlaAgreeWithinRoundOff(String optimizer, @TempDir Path dir) throws Exception {
+    List<Float> xla = ResumeProbe.run(optimizer, true, 20, 0, dir);
+    List<Float> plain = ResumeProbe.run(optimizer, false, 20, 0, dir);
+    double worst = 0;
+    for (int k = 0; k < xla.size(); k++) {
+      worst = Math.max(worst, Math.abs(xla.get(k) - plain.get(k)) / Math.abs(plain.get(k)));
+    }
+    System.out.printf("%s: XLA vs non-XLA loss, 20 steps: max relative difference %.3g%n", optimizer, worst);
+    assertTrue(worst <= 2e-6, optimizer + " XLA vs non-XLA: " + worst);
+    assertTrue(plain.get(19) < plain.get(0), "the loss goes down");
+  }
+
+  /** One copy of the math: the fused step and the ref-variable optimizer give the same numbers. */
+  @Test
+  void fusedStepMatchesTheRefVariableOptimizer() {
+    float[] w0 = {0.5f, -1f, 2f};
+    float[] x = {1f, 2f, -1f};
+    float[] fused = new float[3];
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(w0));
+      FisherTrainStep step = FisherTrainStep.builder(g).fadam(0.1, FisherOptions.defaults())
+          .variables(List.of(w))
+          .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ops.math.sub(
+              ops.math.mul(ResumeProbe.f32(v.get("w")), ops.constant(x)), ops.constant(1f))), ops.constant(0)))
+          .jit(false).build();
+      try (Session s = new Session(g)) {
+        s.initialize();
+        for (int i = 0; i < 5; i++) {
+          step.train(s, Map.of());
+        }
+        try (var r = s.runner().fetch(w.read(tf)).run()) {
+          ((TFloat32) r.get(0)).copyTo(org.tensorflow.ndarray.buffer.DataBuffers.of(fused, false, false));
+        }
+      }
+    }
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      Variable<TFloat32> w = tf.variable(tf.constant(w0));
+      var loss = tf.reduceSum(tf.math.square(tf.math.sub(tf.math.mul(tf.identity(w), tf.constant(x)), tf.constant(1f))), tf.constant(0));
+      Op train = new FAdam(g, "FAdam", 0.1, FisherOptions.defaults()).minimize(loss, "train");
+      try (Session s = new Session(g)) {
+        s.initialize();
+        for (int i = 0; i < 5; i++) {
+          s.run(train);
+        }
+        double[] ref = OptimizerContractTest.values(s, tf, w);
+        for (int i = 0; i < 3; i++) {
+          assertEquals(ref[i], fused[i], 1e-6 * Math.abs(ref[i]), "element " + i);
+        }
+      }
+    }
+  }
+
+  /** Export after 10 steps, resume in another JVM from the SavedModel alone: bit-identical. */
+  @ParameterizedTest(name = "{0} jit={1}")
+  @CsvSource({"fadam,true", "fadam,false", "fadafactor,true", "adam,false"})
+  void resumeInAnotherProcessIsBitIdentical(String optimizer, boolean jit, @TempDir Path tmp) throws Exception {
+    Path dir = tmp.resolve("model");
+    List<String> full = probe("run", optimizer, Boolean.toString(jit), "20", "10", dir.toString());
+    List<String> resumed = probe("resume", dir.toString(), "10", "10");
+    assertEquals(20, full.size());
+    assertEquals(full.subList(10, 20), resumed);
+  }
+
+  private static List<String> probe(String... args) throws IOException, InterruptedException {
+    List<String> cmd = new ArrayList<>(List.of(
+        ProcessHandle.current().info().command().orElse("java"), "-cp", classpath(), ResumeProbe.class.getName()));
+    cmd.addAll(List.of(args));
+    Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+    String out = new String(p.getInputStream().readAllBytes());
+    assertEquals(0, p.waitFor(), "probe " + String.join(" ", args) + " failed");
+    return out.lines().toList();
+  }
+
+  /** This JVM's class path (under Surefire a manifest-only jar naming every entry). */
+  static String classpath() {
+    return System.getProperty("java.class.path");
+  }
+
+  @Test
+  void everyOptimizerVariableIsInTheCheckpoint(@TempDir Path tmp) throws Exception {
+    Path dir = tmp.resolve("model");
+    ResumeProbe.run("fadafactor", false, 3, 3, dir);
+    try (SavedModelBundle b = SavedModelBundle.load(dir.toString(), SavedModelBundle.DEFAULT_TAG)) {
+      Graph g = b.graph();
+      Ops tf = Ops.create(g);
+      for (String v : List.of("train_step/w-m", "train_step/w-fim_row", "train_step/w-fim_col", "train_step/w-step",
+          "train_step/b-m", "train_step/b-fim", "train_step/b-step", "train_step/train_step-iterations",
+          "train_step/train_step-skipped_steps", "w", "b")) {
+        assertTrue(g.operation(v + "/handle") != null, v);
+      }
+      try (var r = b.session().runner()
+          .fetch(tf.readVariableOp(g.operation("train_step/w-step/handle").output(0), TInt64.class))
+          .fetch(tf.readVariableOp(g.operation("train_step/train_step-iterations/handle").output(0), TInt64.class))
+          .run()) {
+        assertEquals(3L, ((TInt64) r.get(0)).getLong(), "restored per-variable step");
+        assertEquals(3L, ((TInt64) r.get(1)).getLong(), "restored iterations");
+      }
+      assertTrue(b.signatures().stream().map(Signature::key).toList().containsAll(List.of("train", "serve_default")));
+    }
+  }
+
+  @Test
+  void aCheckpointOfAnotherOptimizerIsAClearError(@TempDir Path tmp) throws Exception {
+    Path dir = tmp.resolve("model");
+    ResumeProbe.run("fadam", false, 2, 2, dir);
+    try (Graph g = new Graph()) {
+      FisherTrainStep step = ResumeProbe.build(g, "fadafactor", false);
+      try (Session s = new Session(g)) {
+        s.initialize();
+        var e = assertThrows(IllegalArgumentException.class, () -> step.restore(s, dir));
+        assertTrue(e.getMessage().contains("does not match this train step"), e.getMessage());
+        assertTrue(e.getMessage().contains("w-fim_"), e.getMessage());
+      }
+    }
+  }
+
+  @Test
+  void aCheckpointWithAnotherShapeIsAClearError(@TempDir Path tmp) throws Exception {
+    Path dir = tmp.resolve("model");
+    for (int width : new int[] {3, 4}) {
+      try (Graph g = new Graph()) {
+        Ops tf = Ops.create(g);
+        var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[width]));
+        FisherTrainStep step = FisherTrainStep.builder(g).fadam(0.1, FisherOptions.defaults())
+            .variables(List.of(w))
+            .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ops.math.sub(ResumeProbe.f32(v.get("w")), ops.constant(1f))), ops.constant(0)))
+            .jit(false).build();
+        try (Session s = new Session(g)) {
+          s.initialize();
+          if (width == 3) {
+            step.train(s, Map.of());
+            step.export(s, dir);
+          } else {
+            var e = assertThrows(IllegalArgumentException.class, () -> step.restore(s, dir));
+            assertTrue(e.getMessage().contains("does not match this train step"), e.getMessage());
+            assertTrue(e.getMessage().contains("w"), e.getMessage());
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void aMissingCheckpointIsAClearError(@TempDir Path tmp) {
+    try (Graph g = new Graph()) {
+      FisherTrainStep step = ResumeProbe.build(g, "fadam", false);
+      try (Session s = new Session(g)) {
+        var e = assertThrows(IllegalArgumentException.class, () -> step.restore(s, tmp.resolve("nothing")));
+        assertTrue(e.getMessage().startsWith("no checkpoint at "), e.getMessage());
+      }
+    }
+  }
+
+  @Test
+  void anOpWithoutAnXlaKernelIsNamed() {
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[] {1f, 2f}));
+      FisherTrainStep step = FisherTrainStep.builder(g).fadam(0.1, FisherOptions.defaults())
+          .variables(List.of(w))
+          .loss((ops, in, v) -> {
+            Op print = ops.print(ops.strings.stringFormat(List.of(ops.constant(1f))));
+            return ops.withControlDependencies(print).reduceSum(ops.math.square(ResumeProbe.f32(v.get("w"))), ops.constant(0));
+          })
+          .build();
+      try (Session s = new Session(g)) {
+        s.initialize();
+        var e = assertThrows(IllegalStateException.class, () -> step.train(s, Map.of()));
+        assertTrue(e.getMessage().matches("XLA cannot compile the train step: op (StringFormat|PrintV2) \\(node '.*'\\) has no XLA kernel on XLA_CPU_JIT; .*"), e.getMessage());
+      }
+    }
+  }
+
+  /** The drop-in (VariableV2) path exports with the framework exporter: slots and counters too. */
+  @Test
+  void refVariableModelsExportTheirSlotsAndCounters(@TempDir Path tmp) throws Exception {
+    Path dir = tmp.resolve("model");
+    double[] m;
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      Placeholder<TFloat32> x = tf.withName("x").placeholder(TFloat32.class, Placeholder.shape(Shape.of(3)));
+      Variable<TFloat32> w = tf.withName("w").variable(tf.constant(new float[] {0.5f, -1f, 2f}));
+      var loss = tf.withName("loss").reduceSum(tf.math.square(tf.math.mul(tf.identity(w), x)), tf.constant(0));
+      FAdam opt = new FAdam(g, 0.1f);
+      Op train = opt.minimize(loss, "train");
+      try (Session s = new Session(g); TFloat32 xt = TFloat32.vectorOf(1f, 2f, 3f)) {
+        s.initialize();
+        for (int i = 0; i < 3; i++) {
+          s.runner().feed(x, xt).addTarget(train).run().close();
+        }
+        m = OptimizerContractTest.values(s, tf, opt.getSlot(w.asOutput(), FisherOptimizer.FIRST_MOMENT).orElseThrow());
+        SavedModelBundle.exporter(dir.toString()).withSession(s)
+            .withSignature(Signature.builder().key("loss").input("x", x).output("loss", loss).build()).export();
+      }
+    }
+    try (SavedModelBundle b = SavedModelBundle.load(dir.toString(), SavedModelBundle.DEFAULT_TAG)) {
+      Ops tf = Ops.create(b.graph());
+      double[] restored = OptimizerContractTest.values(b.session(), tf, b.graph().operation("w-m").output(0));
+      assertEquals(m.length, restored.length);
+      for (int i = 0; i < m.length; i++) {
+        assertEquals(m[i], restored[i], 0.0);
+      }
+      assertEquals(3L, OptimizerContractTest.longOf(b.session(), b.graph().operation("w-step").output(0)));
+      assertFalse(OptimizerContractTest.values(b.session(), tf, b.graph().operation("w-fim").output(0))[0] == 1.0);
+    }
+  }
+}
