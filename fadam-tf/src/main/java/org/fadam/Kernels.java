@@ -22,8 +22,8 @@ final class Kernels<W extends TFloating> {
 
   final Ops tf;
   final Class<W> type;
-  /** Smallest positive normal number of W: the floor of the scaled clip (see {@link #clip}). */
-  private final double tinyNormal;
+  /** Largest finite W: where {@link #clip} holds an overflowed element. */
+  private final double maxValue;
   /** Squares below this may have underflowed: {@link #rms} then rescales. */
   private final double underflowMean;
   /** The rescaling factor 2^k of {@link #rms}. */
@@ -33,7 +33,7 @@ final class Kernels<W extends TFloating> {
     this.tf = tf;
     this.type = type;
     boolean f64 = type == TFloat64.class;
-    this.tinyNormal = f64 ? Double.MIN_NORMAL : Float.MIN_NORMAL;
+    this.maxValue = f64 ? Double.MAX_VALUE : Float.MAX_VALUE;
     this.underflowMean = f64 ? Math.scalb(1.0, -500) : Math.scalb(1.0, -60);
     this.rescale = f64 ? Math.scalb(1.0, 500) : Math.scalb(1.0, 64);
   }
@@ -68,11 +68,6 @@ final class Kernels<W extends TFloating> {
   Operand<W> sumAll(Operand<W> x, Shape shape) {
     int[] axes = IntStream.range(0, shape.numDimensions()).toArray();
     return tf.sum(x, tf.constant(axes));
-  }
-
-  /** RMS(x) = sqrt(mean(x²)), per tensor (DESIGN), from the sum of squares and the size. */
-  Operand<W> rmsFromSumSq(Operand<W> sumSq, Shape shape) {
-    return tf.math.sqrt(tf.math.div(sumSq, c(shape.size())));
   }
 
   /**
@@ -133,24 +128,24 @@ final class Kernels<W extends TFloating> {
     return tf.math.pow(x, c(p));
   }
 
-  /**
-   * ḡ/max(1, RMS(ḡ)/c) with ḡ = x/d (Alg. 1 l.9–10 with x = g, l.12–13 with x = θ), where
-   * d = f^ρ + ε̂^(2ρ) ≥ e and e = ε̂^(2ρ) is a scalar. Evaluated as z/max(e', RMS(z)/c) with
-   * z = x·(e'/d) and e' = max(e, tiny): the same value, but x/d is never formed, so a tiny d
-   * cannot overflow it. Where d = 0 (zero-denominator rule, DESIGN) the element is 0.
-   */
-  Operand<W> clippedNaturalGradient(
-      Operand<W> x, Operand<W> d, Operand<W> e, double clip, Shape shape) {
-    Operand<W> floor = tf.math.maximum(e, c(tinyNormal));
-    Operand<W> z = tf.math.mul(x, tf.math.divNoNan(floor, d));
-    Operand<W> rmsZ = rmsFromSumSq(sumAll(tf.math.square(z), shape), shape);
-    return tf.math.div(z, tf.math.maximum(floor, tf.math.div(rmsZ, c(clip))));
+  /** ḡ = x/d (Alg. 1 l.9 with x = g, l.12 with x = θ); 0 where d = 0 (DESIGN zero rule). */
+  Operand<W> naturalGradient(Operand<W> x, Operand<W> d) {
+    return tf.math.divNoNan(x, d);
   }
 
-  /** ḡ/max(1, RMS(ḡ)/c) for an already formed ḡ (Alg. 3 l.9). */
-  Operand<W> clip(Operand<W> x, double clip, Shape shape) {
-    Operand<W> rmsX = rmsFromSumSq(sumAll(tf.math.square(x), shape), shape);
-    return tf.math.div(x, tf.math.maximum(c(1), tf.math.div(rmsX, c(clip))));
+  /**
+   * y/max(1, RMS(y)/c) (Alg. 1 l.10, l.13; Alg. 3 l.9). An element of y beyond the dtype's range
+   * (x/d overflowed: a gradient RMS below ~1e-16 and a large θ) is held at ±max, and RMS(y) is
+   * computed from y·2^-k where y² overflows, so the result stays finite.
+   */
+  Operand<W> clip(Operand<W> y, double clip, Shape shape) {
+    Operand<W> held = tf.math.minimum(tf.math.maximum(y, c(-maxValue)), c(maxValue));
+    Operand<W> n = c(shape.size());
+    Operand<W> mean = tf.math.div(sumAll(tf.math.square(held), shape), n);
+    Operand<W> scaled = tf.math.div(sumAll(tf.math.square(tf.math.div(held, c(rescale))), shape), n);
+    Operand<W> rmsY = tf.select(tf.math.isFinite(mean), tf.math.sqrt(mean),
+        tf.math.mul(tf.math.sqrt(scaled), c(rescale)));
+    return tf.math.div(held, tf.math.maximum(c(1), tf.math.div(rmsY, c(clip))));
   }
 
   /**

@@ -125,12 +125,12 @@ enum Rule {
     Operand<W> epsHat = k.adaptiveEpsilon(o.epsilon(), o.epsilon2(), k.rms(g, gSqSum, shape)); // l.8
     Operand<W> e = k.pow(epsHat, 2 * o.rho()); // ε̂^(2ρ)
     Operand<W> d = tf.math.add(k.pow(f, o.rho()), e); // f^ρ + ε̂^(2ρ), the denominator of l.9, l.12
-    Operand<W> gBar = k.clippedNaturalGradient(g, d, e, o.clipThreshold(), shape); // l.9–10
+    Operand<W> gBar = k.clip(k.naturalGradient(g, d), o.clipThreshold(), shape); // l.9–10
     Operand<W> m = k.ema(slots.get(M), k.c(o.beta1()), k.c(1 - o.beta1()), gBar); // l.11
     out.put(M, m);
     Operand<W> direction = m;
     if (o.weightDecay() != 0) {
-      Operand<W> gw = k.clippedNaturalGradient(theta, d, e, o.clipThreshold(), shape); // l.12–13
+      Operand<W> gw = k.clip(k.naturalGradient(theta, d), o.clipThreshold(), shape); // l.12–13
       direction = tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), gw)); // m + λ ḡw
     }
     Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(lr, direction)); // l.14

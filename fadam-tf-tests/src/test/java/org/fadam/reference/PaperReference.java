@@ -401,16 +401,29 @@ public final class PaperReference {
     return beta2 * (1 - Math.pow(beta2, t - 1)) / (1 - Math.pow(beta2, t));
   }
 
-  /** RMS(x) = sqrt(mean(x²)) over the whole tensor; 0 for an empty tensor. */
+  /**
+   * RMS(x) = sqrt(mean(x²)) over the whole tensor; 0 for an empty tensor. Computed as
+   * M·sqrt(mean((x/M)²)) with M = max|x|, so no square overflows or underflows, and the sum is
+   * compensated (Neumaier): the reference stays ~1e-16 accurate on 10⁴ elements and more, where a
+   * plain running sum drifts by ~1e-12.
+   */
   static double rms(double[] x) {
-    if (x.length == 0) {
-      return 0.0;
+    double max = 0;
+    for (double v : x) {
+      max = Math.max(max, Math.abs(v));
+    }
+    if (max == 0 || Double.isInfinite(max) || Double.isNaN(max)) {
+      return x.length == 0 ? 0.0 : max;
     }
     double sum = 0;
+    double compensation = 0;
     for (double v : x) {
-      sum += v * v;
+      double term = (v / max) * (v / max);
+      double t = sum + term;
+      compensation += Math.abs(sum) >= Math.abs(term) ? (sum - t) + term : (term - t) + sum;
+      sum = t;
     }
-    return Math.sqrt(sum / x.length);
+    return max * Math.sqrt((sum + compensation) / x.length);
   }
 
   /** Alg.1 l.10 / l.13: x ← x / max(1, RMS(x)/c), in place. */
