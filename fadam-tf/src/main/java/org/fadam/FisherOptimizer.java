@@ -156,7 +156,7 @@ public abstract class FisherOptimizer extends Optimizer {
       targets.add(target(gv.getGradient(), gv.getVariable()));
     }
     return Updater.build(
-        ops, rule, options, learningRate, targets, new RefVar(skippedCounter()), name).op();
+        ops, rule, options, learningRate, targets, new RefVar(skippedCounter()), name, true).op();
   }
 
   /** One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. */
@@ -165,7 +165,7 @@ public abstract class FisherOptimizer extends Optimizer {
     return Updater.build(
         ops, rule, options, learningRate, List.of(target(gradient, variable)),
         new RefVar(skippedCounter()),
-        ops.scope().makeOpName("apply")).op();
+        ops.scope().makeOpName("apply"), true).op();
   }
 
   private Updater.Target target(Output<? extends TType> gradient, Output<? extends TType> variable) {

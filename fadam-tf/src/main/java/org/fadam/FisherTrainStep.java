@@ -214,7 +214,7 @@ public final class FisherTrainStep {
           new Handle(handles.get(p), p.type()), slotVars, new Handle(handles.get(stepVar), TInt64.class)));
     }
     Updater.Step update = Updater.build(fn, b.rule, options, lr, targets,
-        new Handle(handles.get(skippedSteps), TInt64.class), "apply");
+        new Handle(handles.get(skippedSteps), TInt64.class), "apply", false);
     Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
     Op count = fn.withControlDependencies(List.of(update.op())).assignVariableOp(handles.get(iterations), after);
     Ops done = fn.withControlDependencies(List.of(update.op(), count));
@@ -370,13 +370,43 @@ public final class FisherTrainStep {
     return Optional.of(s.output(PREDICTIONS, predictions).build());
   }
 
+  /** The trainable variables. */
+  public List<ResourceVariable<?>> parameters() {
+    return parameters;
+  }
+
   /**
-   * Runs one step. Under {@link FisherOptions.NonFinitePolicy#ERROR} a non-finite gradient leaves
+   * Loads a SavedModel directory (for example one {@link #export} wrote) with the
+   * {@value SavedModelBundle#DEFAULT_TAG} tag: its {@value #TRAIN} function continues training.
+   *
+   * @throws IllegalArgumentException if the directory or its files are missing, or TensorFlow
+   *     cannot read them (a truncated checkpoint), naming the directory and the reason
+   */
+  public static SavedModelBundle loadSavedModel(Path dir) {
+    if (!Files.isDirectory(dir)) {
+      throw new IllegalArgumentException("no SavedModel at " + dir + ": the directory does not exist");
+    }
+    for (String f : List.of("saved_model.pb", "variables/variables.index")) {
+      if (!Files.exists(dir.resolve(f))) {
+        throw new IllegalArgumentException("no SavedModel at " + dir + ": " + f + " is missing");
+      }
+    }
+    try {
+      return SavedModelBundle.load(dir.toString(), SavedModelBundle.DEFAULT_TAG);
+    } catch (RuntimeException e) {
+      throw new IllegalArgumentException(
+          "cannot load the SavedModel at " + dir + ": " + firstLine(e.getMessage()), e);
+    }
+  }
+
+  /**
+   * Runs one step. Calls are serialized (one step at a time per train step object), so threads
+   * sharing a session each get a step of their own and every step is counted once. Under {@link FisherOptions.NonFinitePolicy#ERROR} a non-finite gradient leaves
    * every variable unchanged and throws naming the variable.
    *
    * @throws IllegalStateException if XLA cannot compile the step (naming the op) or on ERROR
    */
-  public Result train(Session session, Map<String, ? extends Tensor> feeds) {
+  public synchronized Result train(Session session, Map<String, ? extends Tensor> feeds) {
     Session.Runner r = session.runner();
     feeds.forEach((n, t) -> r.feed(input(n), t));
     for (String n : inputs.keySet()) {
@@ -396,7 +426,7 @@ public final class FisherTrainStep {
         for (int i = 0; i < parameters.size(); i++) {
           if (!ok.getBoolean(i)) {
             throw new IllegalStateException("non-finite gradient (NaN, Inf, or a sum of squares that"
-                + " overflows) for variable '" + parameters.get(i).name() + "'; no variable was changed");
+                + " overflows) for variable `" + parameters.get(i).name() + "`; no variable was changed");
           }
         }
       }

@@ -84,6 +84,19 @@ final class Kernels<W extends TFloating> {
         small, tf.math.div(tf.math.sqrt(scaled), c(rescale)), tf.math.sqrt(mean));
   }
 
+  /**
+   * Whether every element of x is finite and its square is too (max|x|² finite); x − x is NaN
+   * exactly where x is NaN or ±Inf, so its sum catches those whatever max does with NaN.
+   */
+  Operand<TBool> representable(Operand<W> x, Shape shape) {
+    if (shape.size() == 0) {
+      return tf.constant(true);
+    }
+    Operand<W> maxAbs = tf.max(tf.math.abs(x), tf.constant(IntStream.range(0, shape.numDimensions()).toArray()));
+    return tf.math.logicalAnd(
+        tf.math.isFinite(tf.math.square(maxAbs)), tf.math.isFinite(sumAll(tf.math.sub(x, x), shape)));
+  }
+
   /** 1 − β^t, accurate in W: −expm1(t·log1p(β − 1)) (DESIGN: no naive β^t in float32). */
   Operand<W> oneMinusPow(double beta, Operand<W> t) {
     if (beta == 0) {
@@ -139,7 +152,7 @@ final class Kernels<W extends TFloating> {
    * computed from y·2^-k where y² overflows, so the result stays finite.
    */
   Operand<W> clip(Operand<W> y, double clip, Shape shape) {
-    Operand<W> held = tf.math.minimum(tf.math.maximum(y, c(-maxValue)), c(maxValue));
+    Operand<W> held = tf.select(tf.math.isInf(y), tf.math.mul(tf.math.sign(y), c(maxValue)), y);
     Operand<W> n = c(shape.size());
     Operand<W> mean = tf.math.div(sumAll(tf.math.square(held), shape), n);
     Operand<W> scaled = tf.math.div(sumAll(tf.math.square(tf.math.div(held, c(rescale))), shape), n);

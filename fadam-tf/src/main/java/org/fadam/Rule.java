@@ -71,7 +71,9 @@ enum Rule {
 
   /**
    * One step. {@code step} is the count before this step; theta, g and slots are in W.
-   * {@code finite} is false when g holds NaN/Inf or its sum of squares overflows.
+   * {@code finite} is false when g holds NaN or ±Inf, or a value whose square the dtype cannot
+   * hold (|g| > ~1.8e19 in float32), or, for a factored tensor, when the sum of g² overflows (R
+   * and C could not hold it).
    */
   <W extends TFloating> Result<W> step(
       Kernels<W> k,
@@ -85,7 +87,10 @@ enum Rule {
     Operand<W> t = k.nextStep(step); // l.4: t ← t + 1
     Operand<W> gSq = k.tf.math.square(g);
     Operand<W> gSqSum = k.sumAll(gSq, shape);
-    Operand<TBool> finite = k.tf.math.isFinite(gSqSum);
+    Operand<TBool> finite = k.representable(g, shape);
+    if (factored(shape, o)) {
+      finite = k.tf.math.logicalAnd(finite, k.tf.math.isFinite(gSqSum));
+    }
     return this == ADAM
         ? adam(k, o, lr, t, theta, g, gSq, slots, shape, finite)
         : fisher(k, o, lr, t, theta, g, gSq, gSqSum, slots, shape, finite);

@@ -56,6 +56,8 @@ final class Updater {
    * variable (XLA drops assertions: the fused step reports {@link Step#finite} instead).
    *
    * @param skipped the {@code skipped_steps} counter (int64 scalar), incremented under SKIP
+   * @param assertOnError under ERROR, fail the run with an assertion (false where the caller
+   *     reports {@link Step#finite} itself, as the XLA step must)
    */
   static Step build(
       Ops tf,
@@ -64,7 +66,8 @@ final class Updater {
       LearningRate lr,
       List<Target> targets,
       StateVar skipped,
-      String name) {
+      String name,
+      boolean assertOnError) {
     List<Pending<?>> pending = new ArrayList<>();
     for (Target target : targets) {
       pending.add(compute(Kernels.forParameter(tf, target.paramType()), rule, options, lr, target));
@@ -75,16 +78,16 @@ final class Updater {
     if (options.nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE) {
       for (Pending<?> p : pending) {
         allFinite = allFinite == null ? p.finite() : tf.math.logicalAnd(allFinite, p.finite());
-        if (options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
+        if (assertOnError && options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
           before.add(
               tf.assertThat(
                   p.finite(),
                   List.of(
                       tf.constant(
                           "non-finite gradient (NaN, Inf, or a sum of squares that overflows) for"
-                              + " variable '"
+                              + " variable `"
                               + p.target.name()
-                              + "'"))));
+                              + "`"))));
         }
       }
     }
