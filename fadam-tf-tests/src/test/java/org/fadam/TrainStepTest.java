@@ -97,11 +97,39 @@ class TrainStepTest {
     assertEquals(full.subList(10, 20), resumed);
   }
 
+  /** XLA really compiles the step: with XLA_FLAGS=--xla_dump_to the step's HLO module appears. */
+  @Test
+  void theCompiledStepIsInTheXlaDump(@TempDir Path tmp) throws Exception {
+    for (boolean jit : new boolean[] {true, false}) {
+      Path dump = tmp.resolve("dump-" + jit);
+      probe(Map.of("XLA_FLAGS", "--xla_dump_to=" + dump), "run", "fadam", Boolean.toString(jit), "2", "0", tmp.resolve("unused").toString());
+      List<Path> modules;
+      try (var files = java.nio.file.Files.list(dump.toFile().exists() ? dump : tmp)) {
+        modules = files.filter(f -> f.getFileName().toString().matches("module_\\d+\\.train_step_.*\\.cpu_after_optimizations\\.txt")).toList();
+      }
+      if (!jit) {
+        assertTrue(modules.isEmpty(), "no XLA module without jit: " + modules);
+        continue;
+      }
+      assertEquals(1, modules.size(), "one compiled module for the step: " + modules);
+      String hlo = java.nio.file.Files.readString(modules.get(0));
+      assertTrue(hlo.contains("HloModule") && hlo.contains("ROOT"), "an HLO module");
+      // The optimizer is inside: the step's sqrt (f^ρ, ρ = 1/2) and expm1 (β̂2) are compiled with it.
+      assertTrue(hlo.contains("sqrt") && hlo.contains("exponential-minus-one"), "the update is fused into the step");
+    }
+  }
+
   private static List<String> probe(String... args) throws IOException, InterruptedException {
+    return probe(Map.of(), args);
+  }
+
+  private static List<String> probe(Map<String, String> env, String... args) throws IOException, InterruptedException {
     List<String> cmd = new ArrayList<>(List.of(
         ProcessHandle.current().info().command().orElse("java"), "-cp", classpath(), ResumeProbe.class.getName()));
     cmd.addAll(List.of(args));
-    Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD);
+    pb.environment().putAll(env);
+    Process p = pb.start();
     String out = new String(p.getInputStream().readAllBytes());
     assertEquals(0, p.waitFor(), "probe " + String.join(" ", args) + " failed");
     return out.lines().toList();
