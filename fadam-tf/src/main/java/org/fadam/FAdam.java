@@ -65,11 +65,7 @@ public final class FAdam extends FisherOptimizer {
         graph,
         name,
         FisherOptions.exact(learningRate),
-        FisherOptions.builder()
-            .beta1(FisherOptions.exact(beta1))
-            .beta2(FisherOptions.exact(beta2))
-            .epsilon(FisherOptions.exact(epsilon))
-            .build());
+        FisherOptions.ofAdam(beta1, beta2, epsilon));
   }
 
   /** FAdam with a fixed learning rate and every other hyperparameter from {@code options}. */

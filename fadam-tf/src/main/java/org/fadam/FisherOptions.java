@@ -128,6 +128,11 @@ public record FisherOptions(
     return Float.isFinite(value) ? Double.parseDouble(Float.toString(value)) : value;
   }
 
+  /** The paper's defaults with the framework Adam's three float arguments (see {@link #exact}). */
+  public static FisherOptions ofAdam(float beta1, float beta2, float epsilon) {
+    return builder().beta1(exact(beta1)).beta2(exact(beta2)).epsilon(exact(epsilon)).build();
+  }
+
   /** Checks a learning rate: finite and ≥ 0. */
   static double checkLearningRate(double learningRate) {
     nonNegative("learningRate", learningRate);
