@@ -189,9 +189,9 @@ public final class LossPlot {
   /**
    * Chooses the y-ranges from the curves ({@code xy[0]} steps, {@code xy[1]} losses, finite).
    * Main: from below the floor (or the lowest loss) to the highest of each curve's first
-   * {@value #HEAD_EVALUATIONS} values, outliers from the median left out. Zoom: from below the
-   * floor (or the lowest late loss) to the highest loss of the second half of the step range that is inside the main range; only when
-   * that spans under {@value #ZOOM_THRESHOLD} of the main range.
+   * {@value #HEAD_EVALUATIONS} values, outliers from the median left out. Zoom: the losses of the
+   * second half of the step range that lie inside the main range (the floor is shown in the main
+   * panel), only when they span under {@value #ZOOM_THRESHOLD} of the main range.
    */
   static Ranges ranges(List<double[][]> curves, double floor) {
     double lowest = floor;
@@ -234,7 +234,7 @@ public final class LossPlot {
     // Zoom on the second half of the steps, ignoring values above the main range (divergence).
     double mid = (minStep + maxStep) / 2;
     double late = Double.NEGATIVE_INFINITY;
-    double lateLowest = floor;
+    double lateLowest = Double.POSITIVE_INFINITY;
     for (double[][] xy : curves) {
       for (int i = 0; i < xy[0].length; i++) {
         if (xy[0][i] >= mid && xy[1][i] <= head) {

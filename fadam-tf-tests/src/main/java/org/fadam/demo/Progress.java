@@ -42,7 +42,17 @@ public final class Progress {
 
   /** Progress on {@code System.err}, active if {@link #interactive()} or {@code force} is set. */
   public static Progress toStderr(boolean force) {
-    return new Progress(System.err, force || interactive(), System::nanoTime);
+    return new Progress(System.err, force || stderrIsTerminal(), System::nanoTime);
+  }
+
+  /**
+   * Whether standard error is a terminal: the launcher's word when it gives one
+   * ({@code FADAM_STDERR_TTY=1} or {@code 0}, set by scripts/demo from {@code [ -t 2 ]}), else
+   * {@link #interactive()}.
+   */
+  static boolean stderrIsTerminal() {
+    String tty = System.getenv("FADAM_STDERR_TTY");
+    return tty == null ? interactive() : tty.equals("1");
   }
 
   /**

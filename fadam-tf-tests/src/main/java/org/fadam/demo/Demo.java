@@ -1,0 +1,671 @@
+package org.fadam.demo;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.Reader;
+import java.io.UncheckedIOException;
+import java.io.Writer;
+import java.math.BigDecimal;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Properties;
+import java.util.function.Consumer;
+import java.util.stream.Stream;
+import org.fadam.FisherOptions;
+import org.fadam.FisherTrainStep;
+import org.fadam.demo.DemoModel.Optimizer;
+
+/**
+ * The project's demo: trains the same small language model with FAdam, FAdafactor and the paper's
+ * Adam on a synthetic order-2 Markov language whose entropy rate is known exactly, and reports how
+ * far each optimizer gets from that floor.
+ *
+ * <p>Everything is a function of {@code --seed}: the training stream, the held-out stream, the
+ * initial parameters (the same for every optimizer) and the batch of every step (derived from the
+ * seed and the step number, so a resumed run sees the batches it would have seen without the
+ * break). Evaluations happen at multiples of {@code --eval-every} and at the last step.
+ */
+public final class Demo {
+
+  /** Default steps per optimizer: the default run of all three fits in a few minutes on 2 cores. */
+  public static final int DEFAULT_STEPS = 4000;
+  /** Default seed. */
+  public static final long DEFAULT_SEED = 1;
+  /** Default batch: rows (predicted tokens) per step. */
+  public static final int DEFAULT_BATCH = 256;
+  /** Default evaluation interval, steps. */
+  public static final int DEFAULT_EVAL_EVERY = 200;
+  /** Default embedding width per token. */
+  public static final int DEFAULT_EMBED = 64;
+  /** Default hidden width: ≥ 128, so FAdafactor factors W1 (128×H) and W2 (H×H). */
+  public static final int DEFAULT_HIDDEN = 384;
+
+  /** Tokens in the training stream (batches are drawn from it uniformly). */
+  static final int TRAIN_TOKENS = 1 << 21;
+  /** Held-out windows (one predicted token each), cut from a separate stream. */
+  static final int HELDOUT_ROWS = 16384;
+  /** Windows of the training stream whose loss is the train_loss column. */
+  static final int TRAIN_EVAL_ROWS = 8192;
+
+  /** The files a run writes into {@code --out}. */
+  static final String CSV = "results.csv";
+  static final String PNG = "heldout_loss.png";
+  static final String MARKDOWN = "results.md";
+  static final String SAVED_MODEL = "fadam-savedmodel";
+  /** The settings of a saved run, next to its SavedModel, read back by {@code --resume}. */
+  static final String RUN_PROPERTIES = "demo-run.properties";
+
+  // Independent random streams derived from the seed.
+  private static final long TRAIN_STREAM = 1;
+  private static final long HELDOUT_STREAM = 2;
+  private static final long INIT_STREAM = 3;
+  private static final long BATCH_STREAM = 4;
+
+  private Demo() {}
+
+  /**
+   * What defines a run's numbers: kept with a saved run so {@code --resume} continues it exactly.
+   *
+   * @param seed the seed of data, initial values and batches
+   * @param batch rows per step
+   * @param learningRate η of every optimizer
+   * @param embed embedding width per token
+   * @param hidden hidden width
+   */
+  public record Settings(long seed, int batch, double learningRate, int embed, int hidden) {
+
+    /** The model configuration for these settings. */
+    DemoModel.Config modelConfig(int vocabSize, boolean jit) {
+      return new DemoModel.Config(
+          vocabSize, embed, hidden, learningRate, mix(seed, INIT_STREAM, 0), jit);
+    }
+
+    /** Writes these settings and the step count of a saved run to {@code file}. */
+    void store(Path file, long step) throws IOException {
+      Properties p = new Properties();
+      p.setProperty("optimizer", Optimizer.FADAM.flagName());
+      p.setProperty("step", Long.toString(step));
+      p.setProperty("seed", Long.toString(seed));
+      p.setProperty("batch", Integer.toString(batch));
+      p.setProperty("lr", Double.toString(learningRate));
+      p.setProperty("embed", Integer.toString(embed));
+      p.setProperty("hidden", Integer.toString(hidden));
+      try (Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
+        p.store(w, "fadam-tf demo run: scripts/demo --resume <this directory> continues it");
+      }
+    }
+  }
+
+  /** A run saved by {@code --save}: its settings and the steps it had taken. */
+  record SavedRun(Settings settings, long step) {
+
+    static SavedRun load(Path dir) throws IOException {
+      Path file = dir.resolve(RUN_PROPERTIES);
+      if (!Files.isRegularFile(file)) {
+        throw new IllegalArgumentException(
+            dir + " is not a saved demo run (no " + RUN_PROPERTIES + "); save one with --save DIR");
+      }
+      Properties p = new Properties();
+      try (Reader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+        p.load(r);
+      }
+      try {
+        Settings s = new Settings(Long.parseLong(get(p, file, "seed")),
+            Integer.parseInt(get(p, file, "batch")), Double.parseDouble(get(p, file, "lr")),
+            Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")));
+        return new SavedRun(s, Long.parseLong(get(p, file, "step")));
+      } catch (NumberFormatException e) {
+        throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+      }
+    }
+
+    private static String get(Properties p, Path file, String key) {
+      String v = p.getProperty(key);
+      if (v == null) {
+        throw new IllegalArgumentException(file + " has no \"" + key + "\"");
+      }
+      return v.strip();
+    }
+  }
+
+  /**
+   * The command line.
+   *
+   * @param settings the run's settings (from the saved run when resuming)
+   * @param steps steps per optimizer (more steps when resuming)
+   * @param optimizers the optimizers, in order
+   * @param out the output directory
+   * @param xla whether train steps are XLA-compiled
+   * @param save where to export the FAdam run after its last step, or null
+   * @param resume the saved FAdam run to continue, or null
+   * @param evalEvery evaluation interval, steps
+   * @param progress force the progress line even when stderr is not a terminal
+   */
+  public record Options(Settings settings, int steps, List<Optimizer> optimizers, Path out,
+      boolean xla, Path save, Path resume, int evalEvery, boolean progress) {
+
+    /** The defaults, writing to {@code out}. */
+    public static Options defaults(Path out) {
+      return new Options(new Settings(DEFAULT_SEED, DEFAULT_BATCH,
+          FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT), DEFAULT_EMBED, DEFAULT_HIDDEN),
+          DEFAULT_STEPS, List.of(Optimizer.values()), out, true, null, null, DEFAULT_EVAL_EVERY,
+          false);
+    }
+  }
+
+  /** A command-line mistake: printed with a pointer to {@code --help}, exit status 2. */
+  static final class UsageException extends Exception {
+    private static final long serialVersionUID = 1L;
+
+    UsageException(String message) {
+      super(message);
+    }
+  }
+
+  static String usage() {
+    return String.join("\n",
+        "usage: scripts/demo [--steps N] [--optimizers LIST] [--seed S] [--out DIR] [--no-xla]",
+        "                    [--save DIR] [--resume DIR] [--batch B] [--lr LR] [--eval-every N]",
+        "                    [--embed D] [--hidden H] [--progress]",
+        "",
+        "Trains one small language model (embedding -> dense+tanh -> layer norm -> dense+tanh ->",
+        "softmax over 64 tokens, cross-entropy) with FAdam, FAdafactor and Adam (the paper's",
+        "Algorithm 3) on a synthetic order-2 Markov language whose entropy rate is known exactly,",
+        "and reports how far each optimizer gets from that best achievable loss. All optimizers",
+        "use the same learning rate and the paper's default hyperparameters.",
+        "",
+        "Writes into --out: results.csv (optimizer,step,train_loss,heldout_loss per evaluation),",
+        "heldout_loss.png (held-out loss vs step), results.md (the results table), and the trained",
+        "FAdam model as a SavedModel with train and serve_default signatures (fadam-savedmodel/,",
+        "replaced if it exists). A live progress line goes to stderr on a terminal.",
+        "",
+        "  --steps N          steps per optimizer (default " + DEFAULT_STEPS + "; with --resume: more steps)",
+        "  --optimizers LIST  comma-separated, from fadam,fadafactor,adam (default all three)",
+        "  --seed S           seed of data, initial values and batches (default " + DEFAULT_SEED + ")",
+        "  --out DIR          output directory (default ./demo-out)",
+        "  --no-xla           run the train step without XLA (results differ by float32 round-off)",
+        "  --save DIR         also export the FAdam run (SavedModel + checkpoint) to DIR",
+        "  --resume DIR       continue a FAdam run saved with --save (or a previous",
+        "                     DIR/fadam-savedmodel) for --steps more steps, with its settings;",
+        "                     its rows are appended to results.csv in --out",
+        "  --batch B          tokens per step (default " + DEFAULT_BATCH + ")",
+        "  --lr LR            learning rate of every optimizer (default "
+            + FisherOptions.LEARNING_RATE_DEFAULT + ", the paper's)",
+        "  --eval-every N     evaluate every N steps and at the last one (default "
+            + DEFAULT_EVAL_EVERY + ")",
+        "  --embed D          embedding width (default " + DEFAULT_EMBED + ")",
+        "  --hidden H         hidden width (default " + DEFAULT_HIDDEN + ")",
+        "  --progress         show the progress line even when stderr is not a terminal",
+        "  -h, --help         this text",
+        "",
+        "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10, gives the",
+        "losses of one 20-step run exactly (with the same --no-xla choice).");
+  }
+
+  /** Parses the command line; null for {@code --help}. */
+  static Options parse(String[] args) throws UsageException {
+    Options d = Options.defaults(Path.of("demo-out"));
+    Settings s = d.settings();
+    long seed = s.seed();
+    int batch = s.batch();
+    double lr = s.learningRate();
+    int embed = s.embed();
+    int hidden = s.hidden();
+    int steps = d.steps();
+    List<Optimizer> optimizers = d.optimizers();
+    Path out = d.out();
+    boolean xla = true;
+    Path save = null;
+    Path resume = null;
+    int evalEvery = d.evalEvery();
+    boolean progress = false;
+    List<String> settingFlags = new ArrayList<>();
+    boolean optimizersGiven = false;
+    for (int i = 0; i < args.length; i++) {
+      String arg = args[i];
+      String flag = arg;
+      String value = null;
+      int eq = arg.indexOf('=');
+      if (arg.startsWith("--") && eq > 0) {
+        flag = arg.substring(0, eq);
+        value = arg.substring(eq + 1);
+      }
+      switch (flag) {
+        case "-h", "--help" -> {
+          return null;
+        }
+        case "--no-xla", "--progress" -> {
+          if (value != null) {
+            throw new UsageException(flag + " takes no value");
+          }
+          if (flag.equals("--no-xla")) {
+            xla = false;
+          } else {
+            progress = true;
+          }
+          continue;
+        }
+        default -> {
+          // every other option takes a value
+        }
+      }
+      if (!isOption(flag)) {
+        throw new UsageException("unknown option " + arg);
+      }
+      if (value == null) {
+        if (i + 1 >= args.length) {
+          throw new UsageException(flag + " needs a value");
+        }
+        value = args[++i];
+      }
+      switch (flag) {
+        case "--steps" -> steps = positiveInt(flag, value);
+        case "--optimizers" -> {
+          optimizers = optimizerList(value);
+          optimizersGiven = true;
+        }
+        case "--seed" -> seed = parseLong(flag, value);
+        case "--out" -> out = path(flag, value);
+        case "--save" -> save = path(flag, value);
+        case "--resume" -> resume = path(flag, value);
+        case "--batch" -> batch = positiveInt(flag, value);
+        case "--lr" -> lr = learningRate(value);
+        case "--eval-every" -> evalEvery = positiveInt(flag, value);
+        case "--embed" -> embed = positiveInt(flag, value);
+        case "--hidden" -> hidden = positiveInt(flag, value);
+        default -> throw new UsageException("unknown option " + arg);
+      }
+      if (List.of("--seed", "--batch", "--lr", "--embed", "--hidden").contains(flag)) {
+        settingFlags.add(flag);
+      }
+    }
+    if (resume != null) {
+      if (!settingFlags.isEmpty()) {
+        throw new UsageException(String.join(", ", settingFlags) + " cannot be combined with"
+            + " --resume: a resumed run keeps the settings it was saved with");
+      }
+      if (optimizersGiven && !optimizers.equals(List.of(Optimizer.FADAM))) {
+        throw new UsageException("--resume continues the saved FAdam run only; drop --optimizers"
+            + " or pass --optimizers fadam");
+      }
+      optimizers = List.of(Optimizer.FADAM);
+    }
+    if (save != null && !optimizers.contains(Optimizer.FADAM)) {
+      throw new UsageException("--save exports the FAdam run: add fadam to --optimizers");
+    }
+    return new Options(new Settings(seed, batch, lr, embed, hidden), steps, optimizers, out, xla,
+        save, resume, evalEvery, progress);
+  }
+
+  private static boolean isOption(String flag) {
+    return List.of("--steps", "--optimizers", "--seed", "--out", "--save", "--resume", "--batch",
+        "--lr", "--eval-every", "--embed", "--hidden").contains(flag);
+  }
+
+  private static int positiveInt(String flag, String value) throws UsageException {
+    try {
+      int v = Integer.parseInt(value.strip());
+      if (v >= 1) {
+        return v;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new UsageException(flag + " must be an integer >= 1; got \"" + value + "\"");
+  }
+
+  private static long parseLong(String flag, String value) throws UsageException {
+    try {
+      return Long.parseLong(value.strip());
+    } catch (NumberFormatException e) {
+      throw new UsageException(flag + " must be an integer; got \"" + value + "\"");
+    }
+  }
+
+  private static double learningRate(String value) throws UsageException {
+    try {
+      double v = Double.parseDouble(value.strip());
+      if (v > 0 && v < Double.POSITIVE_INFINITY) {
+        return v;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new UsageException("--lr must be a number in (0, ∞); got \"" + value + "\"");
+  }
+
+  private static Path path(String flag, String value) throws UsageException {
+    if (value.isBlank()) {
+      throw new UsageException(flag + " needs a directory");
+    }
+    return Path.of(value);
+  }
+
+  private static List<Optimizer> optimizerList(String value) throws UsageException {
+    LinkedHashSet<Optimizer> list = new LinkedHashSet<>();
+    for (String name : value.split(",", -1)) {
+      try {
+        list.add(Optimizer.parse(name));
+      } catch (IllegalArgumentException e) {
+        throw new UsageException("--optimizers: " + e.getMessage());
+      }
+    }
+    return List.copyOf(list);
+  }
+
+  /** Entry point. */
+  public static void main(String[] args) {
+    Options options;
+    try {
+      options = parse(args);
+    } catch (UsageException e) {
+      System.err.println("demo: " + e.getMessage());
+      System.err.println("Run scripts/demo --help for the options.");
+      System.exit(2);
+      return;
+    }
+    if (options == null) {
+      System.out.println(usage());
+      return;
+    }
+    try {
+      run(options, System.out, Progress.toStderr(options.progress()));
+    } catch (IllegalArgumentException | IllegalStateException | IOException
+        | UncheckedIOException e) {
+      System.err.println("demo: " + e.getMessage());
+      System.exit(1);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * The data of a run, all from its seed: a training stream, a sample of it (for train_loss), a
+   * held-out stream (for heldout_loss), and the batch of every step.
+   */
+  static final class Data {
+    final MarkovSource source = MarkovSource.createDefault();
+    final int[] train;
+    final Batches.Batch trainSample;
+    final Batches.Batch heldOut;
+    private final long seed;
+    private final int batch;
+
+    Data(long seed, int batch) {
+      this.seed = seed;
+      this.batch = batch;
+      this.train = source.sample(mix(seed, TRAIN_STREAM, 0), TRAIN_TOKENS);
+      int[] held = source.sample(mix(seed, HELDOUT_STREAM, 0), HELDOUT_ROWS * DemoModel.CONTEXT + 1);
+      this.heldOut = Batches.heldOut(held, HELDOUT_ROWS, DemoModel.CONTEXT, 1).get(0);
+      this.trainSample = Batches.heldOut(train, TRAIN_EVAL_ROWS, DemoModel.CONTEXT, 1).get(0);
+    }
+
+    /** The batch of step {@code k} (1-based): a function of (seed, k) only. */
+    Batches.Batch batch(long k) {
+      return new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k)).next();
+    }
+
+    /** The exact entropy rate of the source: no model can do better on average. */
+    double floor() {
+      return source.entropyRateNats();
+    }
+
+    /** The loss the true chain itself scores on the held-out tokens (the floor plus sampling noise). */
+    double heldOutTrueLoss() {
+      int[][] in = heldOut.inputs();
+      int[][] tg = heldOut.targets();
+      double sum = 0;
+      for (int r = 0; r < in.length; r++) {
+        sum -= StrictMath.log(source.probability(in[r][0], in[r][1], tg[r][DemoModel.CONTEXT - 1]));
+      }
+      return sum / in.length;
+    }
+  }
+
+  /**
+   * What a run produced.
+   *
+   * @param rows every row of the CSV (earlier rows kept when resuming)
+   * @param table the results of the optimizers run now
+   * @param trainLosses each optimizer's loss at every step it ran now, in order
+   * @param savedModel the FAdam SavedModel under --out, if FAdam ran
+   */
+  public record Report(List<ResultsCsv.Row> rows, ResultsTable table,
+      Map<Optimizer, float[]> trainLosses, Optional<Path> savedModel) {}
+
+  /** One optimizer's run. */
+  private record Run(ResultsTable.Row result, float[] losses) {}
+
+  /** Runs the demo: trains, writes every output file, prints the table and the paths to {@code out}. */
+  public static Report run(Options o, PrintStream out, Progress progress) throws IOException {
+    SavedRun saved = o.resume() == null ? null : SavedRun.load(o.resume());
+    Settings s = saved == null ? o.settings() : saved.settings();
+    Files.createDirectories(o.out());
+    Path savedModelDir = o.out().resolve(SAVED_MODEL);
+    if (o.optimizers().contains(Optimizer.FADAM)) { // fail now, not after minutes of training
+      checkReplaceable(savedModelDir);
+      if (o.save() != null) {
+        checkReplaceable(o.save());
+      }
+    }
+    Data data = new Data(s.seed(), s.batch());
+    out.printf(Locale.ROOT, "source: %s; entropy floor %.4f nats/token (the true chain scores"
+        + " %.4f on the %d held-out tokens)%n", "order-2 Markov chain over "
+        + data.source.vocabSize() + " tokens", data.floor(), data.heldOutTrueLoss(), HELDOUT_ROWS);
+
+    // The CSV: kept rows of an earlier run when resuming, then this run's rows as they come.
+    Path csvPath = o.out().resolve(CSV);
+    List<ResultsCsv.Row> rows = new ArrayList<>();
+    if (saved != null && Files.exists(csvPath)) {
+      for (ResultsCsv.Row r : ResultsCsv.read(csvPath)) {
+        // Rows of the FAdam run after the saved step belong to another continuation: replaced.
+        if (!(r.optimizer().equals(Optimizer.FADAM.displayName()) && r.step() > saved.step())) {
+          rows.add(r);
+        }
+      }
+    }
+    List<ResultsTable.Row> results = new ArrayList<>();
+    Map<Optimizer, float[]> losses = new LinkedHashMap<>();
+    Optional<Path> savedModel = Optional.empty();
+    try (ResultsCsv.Appender csv = ResultsCsv.open(csvPath)) {
+      rows.forEach(csv::append);
+      for (Optimizer opt : o.optimizers()) {
+        try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
+          Run run = train(model, o, s.batch(), saved, data, row -> {
+            rows.add(row);
+            csv.append(row);
+          }, progress);
+          results.add(run.result());
+          losses.put(opt, run.losses());
+          out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f (%+.4f from"
+              + " the floor)%n", opt.displayName(), run.losses().length,
+              run.result().stepsPerSecond(), run.result().heldoutLoss(),
+              run.result().heldoutLoss() - data.floor());
+          if (opt == Optimizer.FADAM) {
+            savedModel = Optional.of(savedModelDir);
+            export(model, s, savedModelDir, out);
+            if (o.save() != null) {
+              export(model, s, o.save(), out);
+            }
+          }
+        }
+      }
+    }
+
+    ResultsTable table = new ResultsTable(data.floor(), results);
+    String subtitle = String.format(Locale.ROOT, "order-2 Markov source, V=%d · model %d-%d-%d-%d,"
+        + " batch %d, lr %s for all, paper defaults · seed %d", data.source.vocabSize(),
+        DemoModel.CONTEXT * s.embed(), s.hidden(), s.hidden(), data.source.vocabSize(), s.batch(),
+        num(s.learningRate()), s.seed());
+    LossPlot.write(o.out().resolve(PNG), rows, data.floor(),
+        "Held-out loss vs step: FAdam, FAdafactor, Adam", subtitle, LossPlot.DEFAULT_WIDTH,
+        LossPlot.DEFAULT_HEIGHT);
+    Files.writeString(o.out().resolve(MARKDOWN), markdown(table, o, s, data),
+        StandardCharsets.UTF_8);
+
+    out.println();
+    out.print(table.toText());
+    out.println();
+    out.println("wrote " + o.out().resolve(CSV));
+    out.println("wrote " + o.out().resolve(PNG));
+    out.println("wrote " + o.out().resolve(MARKDOWN));
+    savedModel.ifPresent(p -> out.println("wrote " + p + " (SavedModel: signatures "
+        + FisherTrainStep.TRAIN + " and " + FisherTrainStep.SERVE + ")"));
+    if (o.save() != null) {
+      out.println("saved the FAdam run to " + o.save() + "; continue it with --resume "
+          + o.save());
+    }
+    return new Report(List.copyOf(rows), table, losses, savedModel);
+  }
+
+  /** Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes. */
+  private static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
+      Consumer<ResultsCsv.Row> sink, Progress progress) {
+    String name = model.optimizer().displayName();
+    long start = 0;
+    if (saved != null) {
+      model.restore(o.resume());
+      start = model.iterations();
+      if (start != saved.step()) {
+        throw new IllegalArgumentException(o.resume() + ": the checkpoint holds step " + start
+            + " but " + RUN_PROPERTIES + " says " + saved.step());
+      }
+    } else {
+      sink.accept(evaluate(model, name, 0, data));
+    }
+    long end = start + o.steps();
+    float[] losses = new float[o.steps()];
+    double heldOut = Double.NaN;
+    double trainLoss = Double.NaN;
+    long timedNanos = 0;
+    for (long k = start + 1; k <= end; k++) {
+      Batches.Batch b = data.batch(k);
+      long t0 = System.nanoTime();
+      FisherTrainStep.Result r = model.train(b);
+      if (k > start + 1 || o.steps() == 1) { // the first step also compiles: not throughput
+        timedNanos += System.nanoTime() - t0;
+      }
+      if (r.step() != k) {
+        throw new IllegalStateException("the train step reports step " + r.step() + ", expected " + k);
+      }
+      losses[(int) (k - start - 1)] = r.loss();
+      if (k == start + 1) { // start the clock after the compilation, so tokens/s and ETA are real
+        progress.begin(name, k, end, batch);
+      }
+      progress.update(k, r.loss());
+      if (k % o.evalEvery() == 0 || k == end) {
+        ResultsCsv.Row row = evaluate(model, name, k, data);
+        heldOut = row.heldoutLoss();
+        trainLoss = row.trainLoss();
+        sink.accept(row);
+      }
+    }
+    progress.end();
+    long timed = o.steps() == 1 ? 1 : o.steps() - 1;
+    double stepsPerSecond = timedNanos > 0 ? timed / (timedNanos / 1e9) : Double.NaN;
+    double stateBytes = model.step().optimizerStateBytes() / (double) model.step().parameterCount();
+    return new Run(new ResultsTable.Row(name, trainLoss, heldOut, stepsPerSecond, stateBytes),
+        losses);
+  }
+
+  private static ResultsCsv.Row evaluate(DemoModel model, String name, long step, Data data) {
+    return new ResultsCsv.Row(name, step, model.loss(data.trainSample), model.loss(data.heldOut));
+  }
+
+  /** Exports the FAdam run with its settings, replacing a SavedModel left there earlier. */
+  private static void export(DemoModel model, Settings s, Path dir, PrintStream out)
+      throws IOException {
+    checkReplaceable(dir);
+    if (isEmptyDirectory(dir)) {
+      Files.delete(dir); // the exporter creates it
+    } else if (Files.exists(dir)) {
+      out.println("replacing the SavedModel at " + dir);
+      deleteRecursively(dir);
+    }
+    model.export(dir);
+    s.store(dir.resolve(RUN_PROPERTIES), model.iterations());
+  }
+
+  /** Fails unless {@code dir} is absent, empty, or a SavedModel (never delete anything else). */
+  private static void checkReplaceable(Path dir) throws IOException {
+    if (Files.exists(dir) && !isEmptyDirectory(dir)
+        && !Files.isRegularFile(dir.resolve("saved_model.pb"))) {
+      throw new IllegalArgumentException(dir + " exists and is not a SavedModel: not replacing"
+          + " it; choose another directory");
+    }
+  }
+
+  private static boolean isEmptyDirectory(Path dir) throws IOException {
+    if (!Files.isDirectory(dir)) {
+      return false;
+    }
+    try (Stream<Path> entries = Files.list(dir)) {
+      return entries.findAny().isEmpty();
+    }
+  }
+
+  private static void deleteRecursively(Path dir) throws IOException {
+    try (Stream<Path> walk = Files.walk(dir)) {
+      for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+        Files.delete(p);
+      }
+    }
+  }
+
+  private static String markdown(ResultsTable table, Options o, Settings s, Data data) {
+    FisherOptions paper = FisherOptions.defaults();
+    String when = ZonedDateTime.now(ZoneOffset.UTC).truncatedTo(ChronoUnit.SECONDS)
+        .format(DateTimeFormatter.ISO_INSTANT);
+    StringBuilder md = new StringBuilder();
+    md.append("# fadam-tf demo results\n\n");
+    md.append(table.toMarkdown()).append('\n');
+    md.append(String.format(Locale.ROOT, "Losses in nats/token. Entropy floor: %.4f, the exact"
+        + " entropy rate of the source (order-2 Markov chain over %d tokens); the true chain scores"
+        + " %.4f on the %d held-out tokens. train_loss is measured on %d windows of the training"
+        + " stream. steps/s leaves out the first step (XLA compilation) and the evaluations.%n%n",
+        data.floor(), data.source.vocabSize(), data.heldOutTrueLoss(), HELDOUT_ROWS,
+        TRAIN_EVAL_ROWS));
+    md.append(String.format(Locale.ROOT, "Model: embedding %d per token, 2 tokens of context,"
+        + " hidden %d, %d output tokens. %s%d steps, batch %d, learning rate %s for every"
+        + " optimizer, paper defaults (β1 %s, β2 %s, ε %s, ε2 %s, c %s, λ %s, ρ %s), XLA %s,"
+        + " seed %d.%n%n", s.embed(), s.hidden(), data.source.vocabSize(),
+        o.resume() == null ? "" : "Resumed from " + o.resume() + " for ", o.steps(), s.batch(),
+        num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
+        num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),
+        num(paper.rho()), o.xla() ? "on" : "off", s.seed()));
+    md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%n",
+        System.getProperty("os.name"), System.getProperty("os.arch"),
+        Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when));
+    return md.toString();
+  }
+
+  /** {@code 0.001}, {@code 1e-8}, {@code 1}: the shortest decimal form. */
+  private static String num(double v) {
+    return BigDecimal.valueOf(v).stripTrailingZeros().toString().replace("E", "e");
+  }
+
+  /** A seed for item {@code index} of random stream {@code stream} of a run (SplitMix64). */
+  static long mix(long seed, long stream, long index) {
+    return splitMix(splitMix(splitMix(seed) + stream) + index);
+  }
+
+  private static long splitMix(long z) {
+    z += 0x9E3779B97F4A7C15L;
+    z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+    z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+    return z ^ (z >>> 31);
+  }
+}

@@ -1,0 +1,346 @@
+package org.fadam.demo;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Random;
+import org.fadam.FisherOptions;
+import org.fadam.FisherTrainStep;
+import org.fadam.ResourceVariable;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Session;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.ndarray.buffer.DataBuffers;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.math.Mean;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt32;
+import org.tensorflow.types.TInt64;
+
+/**
+ * The demo's language model and its fused train step, in a graph and session of its own (one
+ * {@link FisherTrainStep} per graph): a next-token predictor for an order-2 source that sees the
+ * two previous tokens.
+ *
+ * <pre>
+ * tokens [B, 2] ─ gather E [V, d] ─ concat → x [B, 2d]
+ *   h1 = tanh(x W1 + b1)                 [B, H]
+ *   n  = layerNorm(h1) · gain + shift    [B, H]
+ *   h2 = tanh(n W2 + b2)                 [B, H]   (W2 is H×H: FAdafactor factors it)
+ *   logits = h2 W3 + b3                  [B, V]
+ *   loss = mean softmax cross-entropy(logits, oneHot(labels))
+ * </pre>
+ *
+ * Only ops with a registered gradient in TF Java 1.1.0 are used (GatherV2, ConcatV2, MatMul, Tanh,
+ * Mean, Square, Rsqrt, SoftmaxCrossEntropyWithLogits with dense one-hot labels). Initial values
+ * come from a {@link Random} with the given seed, so a run is a function of its seeds.
+ */
+public final class DemoModel implements AutoCloseable {
+
+  /** Name of the token input: {@code [B, 2]} int32, the two tokens before the predicted one. */
+  public static final String TOKENS = "tokens";
+  /** Name of the label input: {@code [B]} int32, the token to predict. */
+  public static final String LABELS = "labels";
+  /** Tokens of context the model sees: the order of the source. */
+  public static final int CONTEXT = 2;
+
+  /** The three optimizers, each with the display name used in tables, CSV and plots. */
+  public enum Optimizer {
+    /** Algorithm 1. */
+    FADAM("FAdam"),
+    /** Algorithm 2. */
+    FADAFACTOR("FAdafactor"),
+    /** Algorithm 3 (the paper's Adam). */
+    ADAM("Adam");
+
+    private final String displayName;
+
+    Optimizer(String displayName) {
+      this.displayName = displayName;
+    }
+
+    /** "FAdam", "FAdafactor" or "Adam". */
+    public String displayName() {
+      return displayName;
+    }
+
+    /** The command-line name: "fadam", "fadafactor" or "adam". */
+    public String flagName() {
+      return name().toLowerCase(Locale.ROOT);
+    }
+
+    /** Parses a command-line name (case-insensitive). */
+    public static Optimizer parse(String s) {
+      for (Optimizer o : values()) {
+        if (o.flagName().equalsIgnoreCase(s.strip())) {
+          return o;
+        }
+      }
+      throw new IllegalArgumentException(
+          "unknown optimizer \"" + s + "\"; expected fadam, fadafactor or adam");
+    }
+  }
+
+  /**
+   * The model's sizes and training hyperparameters.
+   *
+   * @param vocabSize V, the alphabet size of the source
+   * @param embedDim d, the embedding width per token
+   * @param hidden H, the width of both hidden layers (≥ 128 so FAdafactor factors W2)
+   * @param learningRate η, the same for every optimizer
+   * @param initSeed seed of the initial parameter values
+   * @param jit whether the train step is XLA-compiled
+   */
+  public record Config(
+      int vocabSize, int embedDim, int hidden, double learningRate, long initSeed, boolean jit) {
+
+    /** Checks the sizes and the learning rate. */
+    public Config {
+      positive("vocabSize", vocabSize);
+      positive("embedDim", embedDim);
+      positive("hidden", hidden);
+      if (!(learningRate > 0 && learningRate < Double.POSITIVE_INFINITY)) {
+        throw new IllegalArgumentException("`learningRate` must be in (0, ∞); got " + learningRate);
+      }
+    }
+
+    private static void positive(String name, int v) {
+      if (!(v >= 1)) {
+        throw new IllegalArgumentException("`" + name + "` must be >= 1; got " + v);
+      }
+    }
+  }
+
+  private static final float LAYER_NORM_EPSILON = 1e-5f;
+
+  private final Optimizer optimizer;
+  private final Config config;
+  private final Graph graph;
+  private final Session session;
+  private final FisherTrainStep step;
+  private final Operand<TInt64> iterations;
+
+  private DemoModel(Optimizer optimizer, Config config) {
+    this.optimizer = optimizer;
+    this.config = config;
+    this.graph = new Graph();
+    try {
+      Ops tf = Ops.create(graph);
+      List<ResourceVariable<TFloat32>> vars = variables(tf, config);
+      FisherTrainStep.Builder b = FisherTrainStep.builder(graph);
+      FisherOptions paper = FisherOptions.defaults();
+      switch (optimizer) {
+        case FADAM -> b.fadam(config.learningRate(), paper);
+        case FADAFACTOR -> b.fadafactor(config.learningRate(), paper);
+        case ADAM -> b.adam(config.learningRate(), paper);
+      }
+      int v = config.vocabSize();
+      this.step = b.input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
+          .input(LABELS, TInt32.class, Shape.of(-1))
+          .variables(vars)
+          .loss((ops, in, w) -> loss(ops, logits(ops, in.get(TOKENS), w), in.get(LABELS), v))
+          .predictions((ops, in, w) -> ops.nn.softmax(logits(ops, in.get(TOKENS), w)), TOKENS)
+          .jit(config.jit())
+          .build();
+      this.iterations = step.iterations().read(tf);
+      this.session = new Session(graph);
+      session.initialize();
+    } catch (RuntimeException e) {
+      graph.close();
+      throw e;
+    }
+  }
+
+  /** Builds the model, its train step and an initialized session. */
+  public static DemoModel create(Optimizer optimizer, Config config) {
+    return new DemoModel(optimizer, config);
+  }
+
+  /** The initial parameters: embeddings N(0, 1), weights N(0, 1/fan_in), zero biases, unit gain. */
+  private static List<ResourceVariable<TFloat32>> variables(Ops tf, Config c) {
+    Random rng = new Random(c.initSeed());
+    int v = c.vocabSize();
+    int d = c.embedDim();
+    int h = c.hidden();
+    Ops init = tf.withInitScope();
+    List<ResourceVariable<TFloat32>> vars = new ArrayList<>();
+    vars.add(ResourceVariable.create(tf, "embedding", init.constant(normal(rng, v, d, 1.0))));
+    vars.add(ResourceVariable.create(tf, "w1", init.constant(normal(rng, CONTEXT * d, h, 1.0))));
+    vars.add(ResourceVariable.create(tf, "b1", init.constant(new float[h])));
+    vars.add(ResourceVariable.create(tf, "ln_gain", init.constant(filled(h, 1f))));
+    vars.add(ResourceVariable.create(tf, "ln_shift", init.constant(new float[h])));
+    vars.add(ResourceVariable.create(tf, "w2", init.constant(normal(rng, h, h, 1.0))));
+    vars.add(ResourceVariable.create(tf, "b2", init.constant(new float[h])));
+    vars.add(ResourceVariable.create(tf, "w3", init.constant(normal(rng, h, v, 1.0))));
+    vars.add(ResourceVariable.create(tf, "b3", init.constant(new float[v])));
+    return vars;
+  }
+
+  /** A rows×cols matrix of N(0, gain²/rows) values (rows is the fan-in of a weight matrix). */
+  private static float[][] normal(Random rng, int rows, int cols, double gain) {
+    double std = gain / Math.sqrt(rows);
+    float[][] m = new float[rows][cols];
+    for (float[] row : m) {
+      for (int j = 0; j < cols; j++) {
+        row[j] = (float) (rng.nextGaussian() * std);
+      }
+    }
+    return m;
+  }
+
+  private static float[] filled(int n, float value) {
+    float[] a = new float[n];
+    Arrays.fill(a, value);
+    return a;
+  }
+
+  /** The forward pass up to the logits {@code [B, V]}. */
+  static Operand<TFloat32> logits(Ops tf, Operand<?> tokens, Map<String, Operand<?>> w) {
+    Operand<TInt32> t = int32(tokens);
+    Operand<TFloat32> e = f32(w.get("embedding"));
+    Operand<TInt32> axis1 = tf.constant(1);
+    // One embedding per context position, side by side: [B, 2d].
+    List<Operand<TFloat32>> parts = new ArrayList<>();
+    for (int i = 0; i < CONTEXT; i++) {
+      Operand<TInt32> column = tf.gather(t, tf.constant(i), axis1);
+      parts.add(tf.gather(e, column, tf.constant(0)));
+    }
+    Operand<TFloat32> x = tf.concat(parts, axis1);
+    Operand<TFloat32> h1 = tf.math.tanh(dense(tf, x, w, "w1", "b1"));
+    Operand<TFloat32> n = layerNorm(tf, h1, f32(w.get("ln_gain")), f32(w.get("ln_shift")));
+    Operand<TFloat32> h2 = tf.math.tanh(dense(tf, n, w, "w2", "b2"));
+    return dense(tf, h2, w, "w3", "b3");
+  }
+
+  private static Operand<TFloat32> dense(
+      Ops tf, Operand<TFloat32> x, Map<String, Operand<?>> w, String weight, String bias) {
+    return tf.math.add(tf.linalg.matMul(x, f32(w.get(weight))), f32(w.get(bias)));
+  }
+
+  /** Layer norm over the last axis, composed (TF Java has no fused op with a gradient). */
+  private static Operand<TFloat32> layerNorm(
+      Ops tf, Operand<TFloat32> x, Operand<TFloat32> gain, Operand<TFloat32> shift) {
+    Operand<TInt32> last = tf.constant(-1);
+    Operand<TFloat32> centered = tf.math.sub(x, tf.math.mean(x, last, Mean.keepDims(true)));
+    Operand<TFloat32> variance = tf.math.mean(tf.math.square(centered), last, Mean.keepDims(true));
+    Operand<TFloat32> inv = tf.math.rsqrt(tf.math.add(variance, tf.constant(LAYER_NORM_EPSILON)));
+    return tf.math.add(tf.math.mul(tf.math.mul(centered, inv), gain), shift);
+  }
+
+  /** Mean cross-entropy in nats; dense one-hot labels (the sparse op has no gradient here). */
+  private static Operand<TFloat32> loss(
+      Ops tf, Operand<TFloat32> logits, Operand<?> labels, int vocabSize) {
+    Operand<TFloat32> oneHot = tf.oneHot(int32(labels), tf.constant(vocabSize), tf.constant(1f),
+        tf.constant(0f));
+    Operand<TFloat32> perToken = tf.nn.softmaxCrossEntropyWithLogits(logits, oneHot).loss();
+    return tf.math.mean(perToken, tf.constant(0));
+  }
+
+  @SuppressWarnings("unchecked") // checked by the dtype test
+  private static Operand<TFloat32> f32(Operand<?> o) {
+    if (o.type() != TFloat32.class) {
+      throw new IllegalArgumentException("expected a float32 operand; got " + o.type());
+    }
+    return (Operand<TFloat32>) o;
+  }
+
+  @SuppressWarnings("unchecked") // checked by the dtype test
+  private static Operand<TInt32> int32(Operand<?> o) {
+    if (o.type() != TInt32.class) {
+      throw new IllegalArgumentException("expected an int32 operand; got " + o.type());
+    }
+    return (Operand<TInt32>) o;
+  }
+
+  /** The optimizer. */
+  public Optimizer optimizer() {
+    return optimizer;
+  }
+
+  /** The configuration. */
+  public Config config() {
+    return config;
+  }
+
+  /** The train step (signatures, export, state sizes). */
+  public FisherTrainStep step() {
+    return step;
+  }
+
+  /** The session holding the variables. */
+  public Session session() {
+    return session;
+  }
+
+  /** One optimizer step on a batch: predict each row's last target from its inputs. */
+  public FisherTrainStep.Result train(Batches.Batch batch) {
+    try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch)) {
+      return step.train(session, Map.of(TOKENS, tokens, LABELS, labels));
+    }
+  }
+
+  /** The mean loss (nats/token) on a batch at the current parameters, without a step. */
+  public double loss(Batches.Batch batch) {
+    try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch);
+        var out = session.runner()
+            .feed(step.input(TOKENS), tokens)
+            .feed(step.input(LABELS), labels)
+            .fetch(step.evalLoss())
+            .run()) {
+      return ((TFloat32) out.get(0)).getFloat();
+    }
+  }
+
+  /** Steps taken so far (restored with the variables by {@link #restore}). */
+  public long iterations() {
+    try (var out = session.runner().fetch(iterations).run()) {
+      return ((TInt64) out.get(0)).getLong();
+    }
+  }
+
+  /** Exports the SavedModel (train and serve signatures, every variable) to a new directory. */
+  public void export(Path dir) throws IOException {
+    step.export(session, dir);
+  }
+
+  /** Restores every variable (parameters, slots, counters) from an exported directory. */
+  public void restore(Path dir) {
+    step.restore(session, dir);
+  }
+
+  /** The model's input tensor of a batch: {@code [B, 2]}, the batch's context length must be 2. */
+  static TInt32 tokens(Batches.Batch batch) {
+    checkContext(batch);
+    return TInt32.tensorOf(Shape.of(batch.batchSize(), CONTEXT),
+        DataBuffers.of(batch.inputsFlat(), true, false));
+  }
+
+  /** The labels of a batch: each row's last target, the token after its two inputs. */
+  static TInt32 labels(Batches.Batch batch) {
+    checkContext(batch);
+    int[][] targets = batch.targets();
+    int[] last = new int[targets.length];
+    for (int r = 0; r < last.length; r++) {
+      last[r] = targets[r][CONTEXT - 1];
+    }
+    return TInt32.tensorOf(Shape.of(last.length), DataBuffers.of(last, true, false));
+  }
+
+  private static void checkContext(Batches.Batch batch) {
+    if (batch.contextLength() != CONTEXT) {
+      throw new IllegalArgumentException(
+          "the model reads windows of " + CONTEXT + " tokens; got " + batch.contextLength());
+    }
+  }
+
+  @Override
+  public void close() {
+    session.close();
+    graph.close();
+  }
+}

@@ -1,0 +1,119 @@
+package org.fadam.tools;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import org.fadam.demo.Batches;
+import org.fadam.demo.Demo;
+import org.fadam.demo.DemoModel;
+import org.fadam.demo.MarkovSource;
+
+/**
+ * Runs the demo model's XLA-compiled train step once, in a JVM started with
+ * {@code XLA_FLAGS=--xla_dump_to=DIR}, and prints the HLO module files XLA wrote for it: the
+ * evidence that forward pass, gradients and optimizer compiled as one program. Exit status 1 if
+ * there are none. {@code scripts/xla-dump} sets the environment; TF reads it once, at load time.
+ */
+public final class XlaDump {
+
+  private static final Pattern DUMP_TO = Pattern.compile("--xla_dump_to=(\\S+)");
+
+  private XlaDump() {}
+
+  static String usage() {
+    return String.join("\n",
+        "usage: scripts/xla-dump --out DIR [--optimizer fadam|fadafactor|adam]",
+        "Builds the demo model's train step (default: fadam) with XLA on, runs it once, and lists",
+        "the HLO module files XLA dumped into DIR for the step function. Exit status 1 if none.",
+        "The JVM must start with XLA_FLAGS=--xla_dump_to=DIR (scripts/xla-dump sets it).");
+  }
+
+  /** Entry point. */
+  public static void main(String[] args) throws IOException {
+    Path out = null;
+    DemoModel.Optimizer optimizer = DemoModel.Optimizer.FADAM;
+    try {
+      for (int i = 0; i < args.length; i++) {
+        switch (args[i]) {
+          case "-h", "--help" -> {
+            System.out.println(usage());
+            return;
+          }
+          case "--out" -> out = Path.of(value(args, ++i, "--out"));
+          case "--optimizer" -> optimizer = DemoModel.Optimizer.parse(value(args, ++i, "--optimizer"));
+          default -> throw new IllegalArgumentException("unknown option " + args[i]);
+        }
+      }
+      if (out == null) {
+        throw new IllegalArgumentException("--out DIR is required");
+      }
+      checkDumpFlag(out);
+    } catch (IllegalArgumentException e) {
+      System.err.println("xla-dump: " + e.getMessage());
+      System.exit(2);
+      return;
+    }
+    Files.createDirectories(out);
+    FileTime started = FileTime.fromMillis(System.currentTimeMillis() - 1000);
+    String function;
+    Demo.Settings demo = Demo.Options.defaults(out).settings(); // the default demo's model
+    DemoModel.Config config = new DemoModel.Config(MarkovSource.DEFAULT_VOCAB_SIZE, demo.embed(),
+        demo.hidden(), demo.learningRate(), demo.seed(), true);
+    try (DemoModel model = DemoModel.create(optimizer, config)) {
+      int[] stream = MarkovSource.createDefault().sample(demo.seed(), 4096);
+      model.train(new Batches(stream, demo.batch(), DemoModel.CONTEXT, demo.seed()).next());
+      function = model.step().functionName();
+    }
+    List<Path> modules = modules(out, function, started);
+    if (modules.isEmpty()) {
+      System.err.println("xla-dump: no HLO module for " + function + " in " + out
+          + " (was XLA_FLAGS set before the JVM started?)");
+      System.exit(1);
+    }
+    System.out.println("HLO modules of the " + optimizer.displayName() + " train step ("
+        + function + "):");
+    modules.forEach(System.out::println);
+  }
+
+  /** The HLO text files of {@code function} written since {@code since}, sorted by name. */
+  static List<Path> modules(Path dir, String function, FileTime since) throws IOException {
+    try (Stream<Path> files = Files.list(dir)) {
+      return files.filter(p -> {
+        String name = p.getFileName().toString();
+        try {
+          return name.contains(function) && name.endsWith(".txt")
+              && Files.getLastModifiedTime(p).compareTo(since) >= 0;
+        } catch (IOException e) {
+          return false;
+        }
+      }).sorted().toList();
+    }
+  }
+
+  /** Fails unless XLA_FLAGS dumps into {@code out}: TF reads it only when it loads. */
+  private static void checkDumpFlag(Path out) {
+    String flags = System.getenv("XLA_FLAGS");
+    Matcher m = DUMP_TO.matcher(flags == null ? "" : flags);
+    if (!m.find()) {
+      throw new IllegalArgumentException("XLA_FLAGS does not contain --xla_dump_to=" + out
+          + "; it must be set before the JVM starts (scripts/xla-dump does it)");
+    }
+    Path target = Path.of(m.group(1)).toAbsolutePath().normalize();
+    if (!target.equals(out.toAbsolutePath().normalize())) {
+      throw new IllegalArgumentException(
+          "XLA_FLAGS dumps to " + target + ", not to --out " + out.toAbsolutePath().normalize());
+    }
+  }
+
+  private static String value(String[] args, int i, String flag) {
+    if (i >= args.length) {
+      throw new IllegalArgumentException(flag + " needs a value");
+    }
+    return args[i];
+  }
+}
