@@ -100,14 +100,23 @@ class LossPlotTest {
         curve(0, 4.0, 100, 2.2, 200, 1.75, 300, 1.66, 400, 1.65),
         curve(0, 4.0, 100, 2.2, 200, 1e3, 300, Double.MAX_VALUE, 400, 1e30)), 1.57);
     assertNotNull(r.zoom());
-    assertTrue(r.zoom()[0] < 1.57 && r.zoom()[1] >= 1.75 && r.zoom()[1] < 1.9,
+    assertTrue(r.zoom()[0] < 1.60 && r.zoom()[0] > 1.55 && r.zoom()[1] >= 1.75 && r.zoom()[1] < 1.9,
+        "zoom on the late losses 1.60..1.75: " + r.zoom()[0] + ".." + r.zoom()[1]);
+  }
+
+  @Test
+  void zoomPanelOnTheLateLossesWhenTrainingIsFarFromConverged() {
+    LossPlot.Ranges r = LossPlot.ranges(List.<double[][]>of(
+        curve(0, 4.0, 100, 3.8, 200, 3.6, 300, 3.4, 400, 3.2)), 1.57);
+    assertNotNull(r.zoom(), "the late losses fill a sixth of the main panel: zoom");
+    assertTrue(r.zoom()[0] < 3.2 && r.zoom()[0] > 3.0 && r.zoom()[1] >= 3.6 && r.zoom()[1] < 3.7,
         "zoom " + r.zoom()[0] + ".." + r.zoom()[1]);
   }
 
   @Test
-  void noZoomPanelWhenTrainingIsFarFromConverged() {
+  void noZoomPanelWhenTheSecondHalfSpansMostOfTheRange() {
     LossPlot.Ranges r = LossPlot.ranges(List.<double[][]>of(
-        curve(0, 4.0, 100, 3.8, 200, 3.6, 300, 3.4, 400, 3.2)), 1.57);
+        curve(0, 4.0, 100, 3.9, 200, 3.7, 300, 3.4, 400, 3.0)), 3.0);
     assertNull(r.zoom());
   }
 
