@@ -200,6 +200,19 @@ class FailureBehaviourTest {
   }
 
   @Test
+  void aNonFloatResourceVariableIsNamed() {
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      var counts = ResourceVariable.create(tf, "counts", tf.withInitScope().constant(new int[] {1, 2}));
+      var e = assertThrows(IllegalArgumentException.class, () -> FisherTrainStep.builder(g)
+          .variables(List.of(counts))
+          .loss((ops, in, v) -> ops.constant(0f))
+          .build());
+      assertTrue(e.getMessage().startsWith("variable 'counts' has dtype DT_INT32"), e.getMessage());
+    }
+  }
+
+  @Test
   void aMissingOrTruncatedSavedModelIsAClearError(@TempDir Path tmp) throws Exception {
     var e = assertThrows(IllegalArgumentException.class, () -> FisherTrainStep.loadSavedModel(tmp.resolve("absent")));
     assertEquals("no SavedModel at " + tmp.resolve("absent") + ": the directory does not exist", e.getMessage());

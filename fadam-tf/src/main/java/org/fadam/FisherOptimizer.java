@@ -21,10 +21,6 @@ import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Variable;
-import org.tensorflow.types.TBfloat16;
-import org.tensorflow.types.TFloat16;
-import org.tensorflow.types.TFloat32;
-import org.tensorflow.types.TFloat64;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TFloating;
 import org.tensorflow.types.family.TType;
@@ -184,15 +180,8 @@ public abstract class FisherOptimizer extends Optimizer {
   }
 
   private static Class<? extends TType> floatType(Output<? extends TType> variable) {
-    Class<? extends TType> type = variable.type();
-    if (type != TFloat32.class && type != TFloat64.class && type != TFloat16.class
-        && type != TBfloat16.class) {
-      throw new IllegalArgumentException(
-          "variable '" + variable.op().name() + "' has dtype " + variable.dataType()
-              + "; FAdam, FAdafactor and Adam update float32, float64, float16 and bfloat16"
-              + " variables only");
-    }
-    return type;
+    Kernels.checkFloat(variable.op().name(), variable.type());
+    return variable.type();
   }
 
   /** The slots of a variable, created (in the init scope) on first use. */

@@ -126,7 +126,7 @@ public final class FisherTrainStep {
     this.slots = new LinkedHashMap<>();
     List<ResourceVariable<?>> all = new ArrayList<>(parameters);
     for (ResourceVariable<?> p : parameters) {
-      checkFloat(p);
+      Kernels.checkFloat(p.name(), p.type());
       Class<? extends TFloating> w = Kernels.workingType(p.type());
       Map<String, ResourceVariable<?>> own = new LinkedHashMap<>();
       for (Rule.SlotSpec spec : b.rule.slots(p.shape(), options)) {
@@ -222,14 +222,6 @@ public final class FisherTrainStep {
     sig.output(STEP, done.withName(STEP).identity(after));
     sig.output("finite", done.withName("finite").stack(update.finite()));
     return sig.build();
-  }
-
-  private static void checkFloat(ResourceVariable<?> p) {
-    DataType d = org.tensorflow.internal.types.registry.TensorTypeRegistry.find(p.type()).dataType();
-    if (d != DataType.DT_FLOAT && d != DataType.DT_DOUBLE && d != DataType.DT_HALF && d != DataType.DT_BFLOAT16) {
-      throw new IllegalArgumentException("variable '" + p.name() + "' has dtype " + d
-          + "; FAdam, FAdafactor and Adam update float32, float64, float16 and bfloat16 variables only");
-    }
   }
 
   private static <X extends TType> ResourceVariable<X> filled(Ops tf, String name, Class<X> type, Shape shape, double init) {

@@ -4,7 +4,9 @@ import java.util.stream.IntStream;
 import org.tensorflow.Operand;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Ops;
+import org.tensorflow.types.TBfloat16;
 import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat16;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TFloat64;
 import org.tensorflow.types.TInt64;
@@ -48,6 +50,18 @@ final class Kernels<W extends TFloating> {
   /** float64 state for float64 parameters, float32 for float32, float16 and bfloat16. */
   static Class<? extends TFloating> workingType(Class<? extends TType> paramType) {
     return paramType == TFloat64.class ? TFloat64.class : TFloat32.class;
+  }
+
+  /** Rejects a variable the optimizers cannot update, naming it. */
+  static void checkFloat(String variable, Class<? extends TType> type) {
+    if (type != TFloat32.class && type != TFloat64.class && type != TFloat16.class
+        && type != TBfloat16.class) {
+      throw new IllegalArgumentException(
+          "variable '" + variable + "' has dtype "
+              + org.tensorflow.internal.types.registry.TensorTypeRegistry.find(type).dataType()
+              + "; FAdam, FAdafactor and Adam update float32, float64, float16 and bfloat16"
+              + " variables only");
+    }
   }
 
   /** A scalar constant of W. */
