@@ -1,5 +1,6 @@
 package org.fadam;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -26,6 +27,7 @@ import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.op.core.Variable;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt64;
+import org.tensorflow.types.family.TType;
 
 /** The fused resource-variable step: XLA, the ref-variable path, export and resume. */
 class TrainStepTest {
@@ -44,44 +46,95 @@ class TrainStepTest {
     assertTrue(plain.get(19) < plain.get(0), "the loss goes down");
   }
 
-  /** One copy of the math: the fused step and the ref-variable optimizer give the same numbers. */
-  @Test
-  void fusedStepMatchesTheRefVariableOptimizer() {
-    float[] w0 = {0.5f, -1f, 2f};
-    float[] x = {1f, 2f, -1f};
-    float[] fused = new float[3];
+  /**
+   * One copy of the math: the fused step (with and without XLA) and the ref-variable optimizer give
+   * the same numbers, for every optimizer and dtype.
+   */
+  @ParameterizedTest(name = "{0} {1} jit={2}")
+  @CsvSource({
+      "fadam,float32,false", "fadam,float32,true", "fadam,float64,false", "fadam,float16,false",
+      "fadafactor,bfloat16,false", "fadafactor,float32,true", "adam,float64,true", "adam,float32,false"})
+  void fusedStepMatchesTheRefVariableOptimizer(String optimizer, String dtype, boolean jit) {
+    float[][] w0 = {{0.5f, -1f, 2f}, {0.25f, 1.5f, -0.75f}};
+    float[][] x = {{1f, 2f, -1f}, {0.5f, -2f, 1f}};
+    Class<? extends TType> type = org.fadam.tools.StepHarness.dtypeClass(dtype);
+    FisherOptions o = FisherOptions.builder().factoredMinDim(2).build();
+    double[] fused;
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
-      var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(w0));
-      FisherTrainStep step = FisherTrainStep.builder(g).fadam(0.1, FisherOptions.defaults())
-          .variables(List.of(w))
-          .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ops.math.sub(
-              ops.math.mul(ResumeProbe.f32(v.get("w")), ops.constant(x)), ops.constant(1f))), ops.constant(0)))
-          .jit(false).build();
+      var w = ResourceVariable.create(tf, "w", tf.withInitScope().dtypes.cast(tf.withInitScope().constant(w0), type));
+      var b = FisherTrainStep.builder(g);
+      switch (optimizer) {
+        case "fadam" -> b.fadam(0.1, o);
+        case "fadafactor" -> b.fadafactor(0.1, o);
+        default -> b.adam(0.1, o);
+      }
+      FisherTrainStep step = b.variables(List.of(w))
+          .loss((ops, in, v) -> quadratic(ops, v.get("w"), x))
+          .jit(jit).build();
       try (Session s = new Session(g)) {
         s.initialize();
         for (int i = 0; i < 5; i++) {
           step.train(s, Map.of());
         }
-        try (var r = s.runner().fetch(w.read(tf)).run()) {
-          ((TFloat32) r.get(0)).copyTo(org.tensorflow.ndarray.buffer.DataBuffers.of(fused, false, false));
-        }
+        fused = OptimizerContractTest.values(s, tf, w.read(tf));
       }
     }
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
-      Variable<TFloat32> w = tf.variable(tf.constant(w0));
-      var loss = tf.reduceSum(tf.math.square(tf.math.sub(tf.math.mul(tf.identity(w), tf.constant(x)), tf.constant(1f))), tf.constant(0));
-      Op train = new FAdam(g, "FAdam", 0.1, FisherOptions.defaults()).minimize(loss, "train");
+      Variable<? extends TType> w = tf.variable(tf.dtypes.cast(tf.constant(w0), type));
+      FisherOptimizer opt = switch (optimizer) {
+        case "fadam" -> new FAdam(g, "FAdam", 0.1, o);
+        case "fadafactor" -> new FAdafactor(g, "FAdafactor", 0.1, o);
+        default -> new PaperAdam(g, "Adam", 0.1, o);
+      };
+      Op train = opt.minimize(quadratic(tf, tf.identity(w), x), "train");
       try (Session s = new Session(g)) {
         s.initialize();
         for (int i = 0; i < 5; i++) {
           s.run(train);
         }
         double[] ref = OptimizerContractTest.values(s, tf, w);
-        for (int i = 0; i < 3; i++) {
-          assertEquals(ref[i], fused[i], 1e-6 * Math.abs(ref[i]), "element " + i);
+        double tol = switch (dtype) {
+          case "float64" -> 1e-12;
+          case "float32" -> 1e-6;
+          case "float16" -> Math.scalb(1.0, -9);
+          default -> Math.scalb(1.0, -6);
+        };
+        for (int i = 0; i < ref.length; i++) {
+          assertEquals(ref[i], fused[i], tol * Math.abs(ref[i]), "element " + i);
         }
+      }
+    }
+  }
+
+  /** sum((w·x − 1)²) in float32, whatever w's dtype. */
+  private static org.tensorflow.Operand<TFloat32> quadratic(Ops ops, org.tensorflow.Operand<?> w, float[][] x) {
+    var w32 = ops.dtypes.cast(w, TFloat32.class);
+    return ops.reduceSum(ops.math.square(ops.math.sub(ops.math.mul(w32, ops.constant(x)), ops.constant(1f))),
+        ops.constant(new int[] {0, 1}));
+  }
+
+  /** A learning-rate schedule is evaluated inside the step from the step count. */
+  @Test
+  void aScheduleSetsTheLearningRateOfEachStep() {
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[] {1f, 2f}));
+      FisherTrainStep step = FisherTrainStep.builder(g).fadam(0.1, FisherOptions.defaults())
+          .schedule((ops, iterations) -> ops.select(ops.math.less(iterations, ops.constant(2L)),
+              ops.constant(0f), ops.constant(0.1f))) // warm-up: η = 0 for the first two steps
+          .variables(List.of(w))
+          .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ResumeProbe.f32(v.get("w"))), ops.constant(0)))
+          .build();
+      try (Session s = new Session(g)) {
+        s.initialize();
+        step.train(s, Map.of());
+        step.train(s, Map.of());
+        assertArrayEquals(new double[] {1, 2}, OptimizerContractTest.values(s, tf, w.read(tf)), 0.0);
+        step.train(s, Map.of());
+        double[] after = OptimizerContractTest.values(s, tf, w.read(tf));
+        assertTrue(after[0] < 1 && after[1] < 2, java.util.Arrays.toString(after));
       }
     }
   }
