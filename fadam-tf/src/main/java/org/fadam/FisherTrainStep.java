@@ -220,7 +220,12 @@ public final class FisherTrainStep {
     Ops done = fn.withControlDependencies(List.of(update.op(), count));
     sig.output(LOSS, done.withName(LOSS).dtypes.cast(lossValue, TFloat32.class));
     sig.output(STEP, done.withName(STEP).identity(after));
-    sig.output("finite", done.withName("finite").stack(update.finite()));
+    // Only ERROR reads the flags; otherwise a constant, so PROPAGATE's step has no finiteness work.
+    boolean[] none = new boolean[parameters.size()];
+    java.util.Arrays.fill(none, true);
+    sig.output("finite", options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
+        ? done.withName("finite").stack(update.finite())
+        : done.withName("finite").constant(none));
     return sig.build();
   }
 
