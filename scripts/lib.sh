@@ -26,9 +26,53 @@ fadam_classpath() {
   echo "$ROOT/fadam-tf-tests/target/classes:$ROOT/fadam-tf/target/classes:$(cat "$ROOT/fadam-tf-tests/target/classpath.txt")"
 }
 
-# Runs a main class of fadam-tf-tests with the given arguments.
+# Drops TensorFlow's absl INFO lines ("I0000 ..." and absl's preamble), which TF_CPP_MIN_LOG_LEVEL
+# does not reach. A line ending in a carriage return (a progress line) passes through at once.
+fadam_quiet_filter() {
+  if ! command -v perl >/dev/null 2>&1; then
+    exec cat
+  fi
+  exec perl -e '
+    $| = 1;
+    my $noise = qr/^(?:WARNING: All log messages before absl::InitializeLog|I\d{4} [\d:.]+ +\d+ \S+:\d+\] |\d{4}-\d\d-\d\d [\d:.]+: I |To enable the following instructions)/;
+    my $buf = "";
+    while (sysread(STDIN, my $chunk, 65536)) {
+      $buf .= $chunk;
+      while ($buf =~ s/\A([^\n]*\n)//) {
+        my $line = $1;
+        print $line unless $line =~ $noise;
+      }
+      if ($buf =~ /\A\r/ || $buf =~ /\r\z/) { print $buf; $buf = ""; }
+    }
+    print $buf;'
+}
+
+# Runs a main class of fadam-tf-tests (a tool on org.fadam.tools.Tool) with the given arguments.
+# Unless --verbose is among them, TensorFlow's C++ INFO logging is kept out: TF_CPP_MIN_LOG_LEVEL=1
+# (read when the native library loads, so it must be in the JVM's environment from the start) and
+# the filter above. FADAM_CLASSPATH, when set, is used as is (no build): the tests use it.
 fadam_run() {
   local main="$1"; shift
-  fadam_build || exit 1
-  exec java ${FADAM_JAVA_OPTS:-} -cp "$(fadam_classpath)" "$main" "$@"
+  local cp="${FADAM_CLASSPATH:-}"
+  if [ -z "$cp" ]; then
+    fadam_build || exit 1
+    cp="$(fadam_classpath)"
+  fi
+  local verbose=0 arg
+  for arg in "$@"; do
+    [ "$arg" = "--" ] && break
+    [ "$arg" = "--verbose" ] && verbose=1
+  done
+  # The JVM cannot see whether stderr is a terminal (here it may be a pipe into the filter).
+  if [ -t 2 ]; then export FADAM_STDERR_TTY=1; else export FADAM_STDERR_TTY=0; fi
+  if [ "$verbose" = 1 ]; then
+    exec java ${FADAM_JAVA_OPTS:-} -cp "$cp" "$main" "$@"
+  fi
+  export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
+  # stdout goes straight to where it went (fd 3); stderr goes through the filter. The pipeline
+  # waits for both, so the last bytes print before the prompt; its status is the JVM's.
+  set +e
+  { java ${FADAM_JAVA_OPTS:-} -cp "$cp" "$main" "$@" 2>&1 1>&3 3>&- \
+      | fadam_quiet_filter >&2; } 3>&1
+  exit "${PIPESTATUS[0]}"
 }

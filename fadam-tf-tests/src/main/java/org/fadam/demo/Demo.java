@@ -3,7 +3,6 @@ package org.fadam.demo;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.Reader;
-import java.io.UncheckedIOException;
 import java.io.Writer;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
@@ -27,6 +26,12 @@ import java.util.stream.Stream;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.demo.DemoModel.Optimizer;
+import org.fadam.tools.Tool;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.TypeConversionException;
 
 /**
  * The project's demo: trains the same small language model with FAdam, FAdafactor and the paper's
@@ -166,228 +171,134 @@ public final class Demo {
     }
   }
 
-  /** A command-line mistake: printed with a pointer to {@code --help}, exit status 2. */
-  static final class UsageException extends Exception {
-    private static final long serialVersionUID = 1L;
+  /** The command line of {@code scripts/demo}. */
+  @Command(name = "demo",
+      description = {
+        "Trains one small language model (embedding -> dense+tanh -> layer norm -> dense+tanh ->"
+            + " softmax over 64 tokens, cross-entropy) with FAdam, FAdafactor and Adam (the paper's"
+            + " Algorithm 3) on a synthetic order-2 Markov language whose entropy rate is known"
+            + " exactly, and reports how far each optimizer gets from that best achievable loss."
+            + " All optimizers use the same learning rate and the paper's default hyperparameters.",
+        "Writes into --out: results.csv (optimizer,step,train_loss,heldout_loss per evaluation),"
+            + " heldout_loss.png (held-out loss vs step), results.md (the results table), and the"
+            + " trained FAdam model as a SavedModel with train and serve_default signatures"
+            + " (fadam-savedmodel/, replaced if it exists). A live progress line goes to stderr on"
+            + " a terminal."
+      },
+      footer = {"", "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10,"
+          + " gives the losses of one 20-step run exactly (with the same --no-xla choice)."})
+  public static final class Cli extends Tool {
+    @Option(names = "--steps", paramLabel = "N", defaultValue = "" + DEFAULT_STEPS,
+        converter = Tool.PositiveInt.class,
+        description = "steps per optimizer (with --resume: more steps)")
+    int steps;
 
-    UsageException(String message) {
-      super(message);
-    }
-  }
+    @Option(names = "--optimizers", paramLabel = "LIST", split = ",",
+        defaultValue = "fadam,fadafactor,adam", converter = OptimizerConverter.class,
+        description = "comma-separated, from fadam,fadafactor,adam")
+    List<Optimizer> optimizers;
 
-  static String usage() {
-    return String.join("\n",
-        "usage: scripts/demo [--steps N] [--optimizers LIST] [--seed S] [--out DIR] [--no-xla]",
-        "                    [--save DIR] [--resume DIR] [--batch B] [--lr LR] [--eval-every N]",
-        "                    [--embed D] [--hidden H] [--progress]",
-        "",
-        "Trains one small language model (embedding -> dense+tanh -> layer norm -> dense+tanh ->",
-        "softmax over 64 tokens, cross-entropy) with FAdam, FAdafactor and Adam (the paper's",
-        "Algorithm 3) on a synthetic order-2 Markov language whose entropy rate is known exactly,",
-        "and reports how far each optimizer gets from that best achievable loss. All optimizers",
-        "use the same learning rate and the paper's default hyperparameters.",
-        "",
-        "Writes into --out: results.csv (optimizer,step,train_loss,heldout_loss per evaluation),",
-        "heldout_loss.png (held-out loss vs step), results.md (the results table), and the trained",
-        "FAdam model as a SavedModel with train and serve_default signatures (fadam-savedmodel/,",
-        "replaced if it exists). A live progress line goes to stderr on a terminal.",
-        "",
-        "  --steps N          steps per optimizer (default " + DEFAULT_STEPS + "; with --resume: more steps)",
-        "  --optimizers LIST  comma-separated, from fadam,fadafactor,adam (default all three)",
-        "  --seed S           seed of data, initial values and batches (default " + DEFAULT_SEED + ")",
-        "  --out DIR          output directory (default ./demo-out)",
-        "  --no-xla           run the train step without XLA (results differ by float32 round-off)",
-        "  --save DIR         also export the FAdam run (SavedModel + checkpoint) to DIR",
-        "  --resume DIR       continue a FAdam run saved with --save (or a previous",
-        "                     DIR/fadam-savedmodel) for --steps more steps, with its settings;",
-        "                     its rows are appended to results.csv in --out",
-        "  --batch B          tokens per step (default " + DEFAULT_BATCH + ")",
-        "  --lr LR            learning rate of every optimizer (default "
-            + FisherOptions.LEARNING_RATE_DEFAULT + ", the paper's)",
-        "  --eval-every N     evaluate every N steps and at the last one (default "
-            + DEFAULT_EVAL_EVERY + ")",
-        "  --embed D          embedding width (default " + DEFAULT_EMBED + ")",
-        "  --hidden H         hidden width (default " + DEFAULT_HIDDEN + ")",
-        "  --progress         show the progress line even when stderr is not a terminal",
-        "  -h, --help         this text",
-        "",
-        "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10, gives the",
-        "losses of one 20-step run exactly (with the same --no-xla choice).");
-  }
+    @Option(names = "--seed", paramLabel = "S", defaultValue = "" + DEFAULT_SEED,
+        description = "seed of data, initial values and batches")
+    long seed;
 
-  /** Parses the command line; null for {@code --help}. */
-  static Options parse(String[] args) throws UsageException {
-    Options d = Options.defaults(Path.of("demo-out"));
-    Settings s = d.settings();
-    long seed = s.seed();
-    int batch = s.batch();
-    double lr = s.learningRate();
-    int embed = s.embed();
-    int hidden = s.hidden();
-    int steps = d.steps();
-    List<Optimizer> optimizers = d.optimizers();
-    Path out = d.out();
-    boolean xla = true;
-    Path save = null;
-    Path resume = null;
-    int evalEvery = d.evalEvery();
-    boolean progress = false;
-    List<String> settingFlags = new ArrayList<>();
-    boolean optimizersGiven = false;
-    for (int i = 0; i < args.length; i++) {
-      String arg = args[i];
-      String flag = arg;
-      String value = null;
-      int eq = arg.indexOf('=');
-      if (arg.startsWith("--") && eq > 0) {
-        flag = arg.substring(0, eq);
-        value = arg.substring(eq + 1);
-      }
-      switch (flag) {
-        case "-h", "--help" -> {
-          return null;
+    @Option(names = "--out", paramLabel = "DIR", defaultValue = "demo-out",
+        description = "output directory")
+    Path out;
+
+    @Option(names = "--no-xla",
+        description = "run the train step without XLA (results differ by float32 round-off)")
+    boolean noXla;
+
+    @Option(names = "--save", paramLabel = "DIR",
+        description = "also export the FAdam run (SavedModel + checkpoint) to DIR")
+    Path save;
+
+    @Option(names = "--resume", paramLabel = "DIR",
+        description = "continue a FAdam run saved with --save (or a previous DIR/fadam-savedmodel)"
+            + " for --steps more steps, with its settings; its rows are appended to results.csv"
+            + " in --out")
+    Path resume;
+
+    @Option(names = "--batch", paramLabel = "B", defaultValue = "" + DEFAULT_BATCH,
+        converter = Tool.PositiveInt.class, description = "tokens per step")
+    int batch;
+
+    @Option(names = "--lr", paramLabel = "LR",
+        defaultValue = "" + FisherOptions.LEARNING_RATE_DEFAULT,
+        converter = Tool.PositiveFiniteDouble.class,
+        description = "learning rate of every optimizer (the paper's default)")
+    double lr;
+
+    @Option(names = "--eval-every", paramLabel = "N", defaultValue = "" + DEFAULT_EVAL_EVERY,
+        converter = Tool.PositiveInt.class,
+        description = "evaluate every N steps and at the last one")
+    int evalEvery;
+
+    @Option(names = "--embed", paramLabel = "D", defaultValue = "" + DEFAULT_EMBED,
+        converter = Tool.PositiveInt.class, description = "embedding width")
+    int embed;
+
+    @Option(names = "--hidden", paramLabel = "H", defaultValue = "" + DEFAULT_HIDDEN,
+        converter = Tool.PositiveInt.class, description = "hidden width")
+    int hidden;
+
+    @Option(names = "--progress",
+        description = "show the progress line even when stderr is not a terminal")
+    boolean progress;
+
+    /** The parsed command line as the demo's options, after the checks across options. */
+    Options options() {
+      List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden")
+          .stream().filter(this::given).toList();
+      List<Optimizer> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
+      if (resume != null) {
+        if (!settingFlags.isEmpty()) {
+          throw usageError(String.join(", ", settingFlags) + " cannot be combined with"
+              + " --resume: a resumed run keeps the settings it was saved with");
         }
-        case "--no-xla", "--progress" -> {
-          if (value != null) {
-            throw new UsageException(flag + " takes no value");
-          }
-          if (flag.equals("--no-xla")) {
-            xla = false;
-          } else {
-            progress = true;
-          }
-          continue;
+        if (given("--optimizers") && !chosen.equals(List.of(Optimizer.FADAM))) {
+          throw usageError("--resume continues the saved FAdam run only; drop --optimizers"
+              + " or pass --optimizers fadam");
         }
-        default -> {
-          // every other option takes a value
-        }
+        chosen = List.of(Optimizer.FADAM);
       }
-      if (!isOption(flag)) {
-        throw new UsageException("unknown option " + arg);
+      if (save != null && !chosen.contains(Optimizer.FADAM)) {
+        throw usageError("--save exports the FAdam run: add fadam to --optimizers");
       }
-      if (value == null) {
-        if (i + 1 >= args.length) {
-          throw new UsageException(flag + " needs a value");
-        }
-        value = args[++i];
-      }
-      switch (flag) {
-        case "--steps" -> steps = positiveInt(flag, value);
-        case "--optimizers" -> {
-          optimizers = optimizerList(value);
-          optimizersGiven = true;
-        }
-        case "--seed" -> seed = parseLong(flag, value);
-        case "--out" -> out = path(flag, value);
-        case "--save" -> save = path(flag, value);
-        case "--resume" -> resume = path(flag, value);
-        case "--batch" -> batch = positiveInt(flag, value);
-        case "--lr" -> lr = learningRate(value);
-        case "--eval-every" -> evalEvery = positiveInt(flag, value);
-        case "--embed" -> embed = positiveInt(flag, value);
-        case "--hidden" -> hidden = positiveInt(flag, value);
-        default -> throw new UsageException("unknown option " + arg);
-      }
-      if (List.of("--seed", "--batch", "--lr", "--embed", "--hidden").contains(flag)) {
-        settingFlags.add(flag);
-      }
+      return new Options(new Settings(seed, batch, lr, embed, hidden), steps, chosen, out, !noXla, save, resume, evalEvery, progress);
     }
-    if (resume != null) {
-      if (!settingFlags.isEmpty()) {
-        throw new UsageException(String.join(", ", settingFlags) + " cannot be combined with"
-            + " --resume: a resumed run keeps the settings it was saved with");
-      }
-      if (optimizersGiven && !optimizers.equals(List.of(Optimizer.FADAM))) {
-        throw new UsageException("--resume continues the saved FAdam run only; drop --optimizers"
-            + " or pass --optimizers fadam");
-      }
-      optimizers = List.of(Optimizer.FADAM);
-    }
-    if (save != null && !optimizers.contains(Optimizer.FADAM)) {
-      throw new UsageException("--save exports the FAdam run: add fadam to --optimizers");
-    }
-    return new Options(new Settings(seed, batch, lr, embed, hidden), steps, optimizers, out, xla,
-        save, resume, evalEvery, progress);
-  }
 
-  private static boolean isOption(String flag) {
-    return List.of("--steps", "--optimizers", "--seed", "--out", "--save", "--resume", "--batch",
-        "--lr", "--eval-every", "--embed", "--hidden").contains(flag);
-  }
-
-  private static int positiveInt(String flag, String value) throws UsageException {
-    try {
-      int v = Integer.parseInt(value.strip());
-      if (v >= 1) {
-        return v;
-      }
-    } catch (NumberFormatException e) {
-      // reported below
-    }
-    throw new UsageException(flag + " must be an integer >= 1; got \"" + value + "\"");
-  }
-
-  private static long parseLong(String flag, String value) throws UsageException {
-    try {
-      return Long.parseLong(value.strip());
-    } catch (NumberFormatException e) {
-      throw new UsageException(flag + " must be an integer; got \"" + value + "\"");
+    @Override
+    protected int run() throws IOException {
+      Options o = options();
+      Demo.run(o, System.out, Progress.toStderr(o.progress()));
+      return 0;
     }
   }
 
-  private static double learningRate(String value) throws UsageException {
-    try {
-      double v = Double.parseDouble(value.strip());
-      if (v > 0 && v < Double.POSITIVE_INFINITY) {
-        return v;
-      }
-    } catch (NumberFormatException e) {
-      // reported below
-    }
-    throw new UsageException("--lr must be a number in (0, ∞); got \"" + value + "\"");
-  }
-
-  private static Path path(String flag, String value) throws UsageException {
-    if (value.isBlank()) {
-      throw new UsageException(flag + " needs a directory");
-    }
-    return Path.of(value);
-  }
-
-  private static List<Optimizer> optimizerList(String value) throws UsageException {
-    LinkedHashSet<Optimizer> list = new LinkedHashSet<>();
-    for (String name : value.split(",", -1)) {
+  /** {@code fadam}, {@code fadafactor}, {@code adam} (any case) as a demo optimizer. */
+  public static final class OptimizerConverter implements ITypeConverter<Optimizer> {
+    @Override
+    public Optimizer convert(String value) {
       try {
-        list.add(Optimizer.parse(name));
+        return Optimizer.parse(value);
       } catch (IllegalArgumentException e) {
-        throw new UsageException("--optimizers: " + e.getMessage());
+        throw new TypeConversionException(e.getMessage());
       }
     }
-    return List.copyOf(list);
+  }
+
+  /** Parses a command line into the demo's options (a {@link ParameterException} if it is wrong). */
+  static Options parse(String... args) {
+    Cli cli = new Cli();
+    Tool.commandLine(cli).parseArgs(args);
+    return cli.options();
   }
 
   /** Entry point. */
   public static void main(String[] args) {
-    Options options;
-    try {
-      options = parse(args);
-    } catch (UsageException e) {
-      System.err.println("demo: " + e.getMessage());
-      System.err.println("Run scripts/demo --help for the options.");
-      System.exit(2);
-      return;
-    }
-    if (options == null) {
-      System.out.println(usage());
-      return;
-    }
-    try {
-      run(options, System.out, Progress.toStderr(options.progress()));
-    } catch (IllegalArgumentException | IllegalStateException | IOException
-        | UncheckedIOException e) {
-      System.err.println("demo: " + e.getMessage());
-      System.exit(1);
-    }
+    Tool.exit(new Cli(), args);
   }
 
   // ---------------------------------------------------------------------------------------------

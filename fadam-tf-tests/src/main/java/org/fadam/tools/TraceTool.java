@@ -18,48 +18,47 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import org.fadam.FisherOptions;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Parameters;
 
 /**
  * Cross-framework conformance: runs one JSON case through a graph optimizer and prints θ and every
  * slot after every step as one JSON object. See the README ("Conformance traces") for the format.
  */
-public final class TraceTool {
+@Command(name = "fadam-trace",
+    description = {
+      "Runs one conformance case (from CASE.json, or stdin) through fadam-tf's TensorFlow graph"
+          + " optimizer and prints one JSON object {\"thetas\": [θ after each step], \"slots\":"
+          + " {name: [value after each step]}}.",
+      "CASE: {\"optimizer\": \"fadam\"|\"fadafactor\"|\"adam\", \"dtype\": \"float32\"|\"float64\","
+          + " \"hparams\": {lr, beta1, beta2, eps, eps2, clip, weight_decay, rho, factored_min_dim},"
+          + " \"theta\": nested list, \"grads\": [nested list, ...]}",
+      "adam is the paper's Algorithm 3. Missing hparams take the paper's defaults."
+    })
+public final class TraceTool extends Tool {
 
   private static final Set<String> HPARAMS =
       Set.of("lr", "beta1", "beta2", "eps", "eps2", "clip", "weight_decay", "rho", "factored_min_dim");
 
-  private TraceTool() {}
+  @Parameters(arity = "0..1", paramLabel = "CASE.json", defaultValue = "-",
+      description = "the case as a JSON file; - reads standard input")
+  private String caseFile;
 
   /** Entry point: {@code fadam-trace [case.json]} (stdin without a file). */
-  public static void main(String[] args) throws IOException {
-    if (args.length > 1 || (args.length == 1 && (args[0].equals("--help") || args[0].equals("-h")))) {
-      System.out.println(usage());
-      System.exit(args.length == 1 ? 0 : 2);
-    }
-    String input;
-    if (args.length == 1 && !args[0].equals("-")) {
-      input = Files.readString(Path.of(args[0]), StandardCharsets.UTF_8);
-    } else {
-      input = new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
-    }
-    try {
-      System.out.println(run(input));
-    } catch (IllegalArgumentException e) {
-      System.err.println("fadam-trace: " + e.getMessage());
-      System.exit(2);
-    }
+  public static void main(String[] args) {
+    exit(new TraceTool(), args);
   }
 
-  static String usage() {
-    return String.join(
-        "\n",
-        "usage: fadam-trace [CASE.json | -]",
-        "Runs one case through the TensorFlow graph optimizer and prints one JSON object",
-        "  {\"thetas\": [θ after step 1, ...], \"slots\": {name: [value after each step]}}.",
-        "CASE: {\"optimizer\": \"fadam\"|\"fadafactor\"|\"adam\", \"dtype\": \"float32\"|\"float64\",",
-        "       \"hparams\": {lr, beta1, beta2, eps, eps2, clip, weight_decay, rho, factored_min_dim},",
-        "       \"theta\": nested list, \"grads\": [nested list, ...]}",
-        "adam is the paper's Algorithm 3. Missing hparams take the paper's defaults.");
+  @Override
+  protected int run() throws IOException {
+    if (!caseFile.equals("-") && !Files.isRegularFile(Path.of(caseFile))) {
+      throw usageError("no case file " + caseFile);
+    }
+    String input = caseFile.equals("-")
+        ? new String(System.in.readAllBytes(), StandardCharsets.UTF_8)
+        : Files.readString(Path.of(caseFile), StandardCharsets.UTF_8);
+    out().println(run(input));
+    return 0;
   }
 
   /** Runs a case given as JSON text and returns the trace as JSON text. */

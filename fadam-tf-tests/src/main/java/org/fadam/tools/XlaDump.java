@@ -12,6 +12,8 @@ import org.fadam.demo.Batches;
 import org.fadam.demo.Demo;
 import org.fadam.demo.DemoModel;
 import org.fadam.demo.MarkovSource;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 /**
  * Runs the demo model's XLA-compiled train step once, in a JVM started with
@@ -19,45 +21,34 @@ import org.fadam.demo.MarkovSource;
  * evidence that forward pass, gradients and optimizer compiled as one program. Exit status 1 if
  * there are none. {@code scripts/xla-dump} sets the environment; TF reads it once, at load time.
  */
-public final class XlaDump {
+@Command(name = "xla-dump",
+    description = {
+      "Builds the demo model's fused train step (forward, gradients and optimizer in one"
+          + " function) with XLA on, runs it once, and lists the HLO module files XLA dumped for it"
+          + " into --out (created if needed; other files there are left alone). Exit status 1 if"
+          + " XLA wrote none.",
+      "The JVM must start with XLA_FLAGS=--xla_dump_to=DIR: scripts/xla-dump sets it from --out."
+    })
+public final class XlaDump extends Tool {
 
   private static final Pattern DUMP_TO = Pattern.compile("--xla_dump_to=(\\S+)");
 
-  private XlaDump() {}
+  @Option(names = "--out", paramLabel = "DIR", defaultValue = "xla-dump",
+      description = "where XLA writes the HLO modules")
+  private Path out;
 
-  static String usage() {
-    return String.join("\n",
-        "usage: scripts/xla-dump --out DIR [--optimizer fadam|fadafactor|adam]",
-        "Builds the demo model's train step (default: fadam) with XLA on, runs it once, and lists",
-        "the HLO module files XLA dumped into DIR for the step function. Exit status 1 if none.",
-        "The JVM must start with XLA_FLAGS=--xla_dump_to=DIR (scripts/xla-dump sets it).");
-  }
+  @Option(names = "--optimizer", paramLabel = "NAME", defaultValue = "fadam",
+      converter = Demo.OptimizerConverter.class, description = "fadam, fadafactor or adam")
+  private DemoModel.Optimizer optimizer;
 
   /** Entry point. */
-  public static void main(String[] args) throws IOException {
-    Path out = null;
-    DemoModel.Optimizer optimizer = DemoModel.Optimizer.FADAM;
-    try {
-      for (int i = 0; i < args.length; i++) {
-        switch (args[i]) {
-          case "-h", "--help" -> {
-            System.out.println(usage());
-            return;
-          }
-          case "--out" -> out = Path.of(value(args, ++i, "--out"));
-          case "--optimizer" -> optimizer = DemoModel.Optimizer.parse(value(args, ++i, "--optimizer"));
-          default -> throw new IllegalArgumentException("unknown option " + args[i]);
-        }
-      }
-      if (out == null) {
-        throw new IllegalArgumentException("--out DIR is required");
-      }
-      checkDumpFlag(out);
-    } catch (IllegalArgumentException e) {
-      System.err.println("xla-dump: " + e.getMessage());
-      System.exit(2);
-      return;
-    }
+  public static void main(String[] args) {
+    exit(new XlaDump(), args);
+  }
+
+  @Override
+  protected int run() throws IOException {
+    checkDumpFlag(out);
     Files.createDirectories(out);
     FileTime started = FileTime.fromMillis(System.currentTimeMillis() - 1000);
     String function;
@@ -71,13 +62,13 @@ public final class XlaDump {
     }
     List<Path> modules = modules(out, function, started);
     if (modules.isEmpty()) {
-      System.err.println("xla-dump: no HLO module for " + function + " in " + out
+      throw new IllegalStateException("no HLO module for " + function + " in " + out
           + " (was XLA_FLAGS set before the JVM started?)");
-      System.exit(1);
     }
-    System.out.println("HLO modules of the " + optimizer.displayName() + " train step ("
+    out().println("HLO modules of the " + optimizer.displayName() + " train step ("
         + function + "):");
-    modules.forEach(System.out::println);
+    modules.forEach(out()::println);
+    return 0;
   }
 
   /** The HLO text files of {@code function} written since {@code since}, sorted by name. */
@@ -96,24 +87,17 @@ public final class XlaDump {
   }
 
   /** Fails unless XLA_FLAGS dumps into {@code out}: TF reads it only when it loads. */
-  private static void checkDumpFlag(Path out) {
+  private void checkDumpFlag(Path out) {
     String flags = System.getenv("XLA_FLAGS");
     Matcher m = DUMP_TO.matcher(flags == null ? "" : flags);
     if (!m.find()) {
-      throw new IllegalArgumentException("XLA_FLAGS does not contain --xla_dump_to=" + out
+      throw usageError("XLA_FLAGS does not contain --xla_dump_to=" + out
           + "; it must be set before the JVM starts (scripts/xla-dump does it)");
     }
     Path target = Path.of(m.group(1)).toAbsolutePath().normalize();
     if (!target.equals(out.toAbsolutePath().normalize())) {
-      throw new IllegalArgumentException(
+      throw usageError(
           "XLA_FLAGS dumps to " + target + ", not to --out " + out.toAbsolutePath().normalize());
     }
-  }
-
-  private static String value(String[] args, int i, String flag) {
-    if (i >= args.length) {
-      throw new IllegalArgumentException(flag + " needs a value");
-    }
-    return args[i];
   }
 }
