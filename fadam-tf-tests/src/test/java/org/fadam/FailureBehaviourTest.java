@@ -139,7 +139,7 @@ class FailureBehaviourTest {
           .fadam(0.1, FisherOptions.builder().nonFinite(policy).build())
           .input("x", TFloat32.class, Shape.of(3))
           .variables(List.of(w))
-          .loss((ops, in, v) -> ops.reduceSum(ops.math.mul(ResumeProbe.f32(v.get("w")), ResumeProbe.f32(in.get("x"))), ops.constant(0)))
+          .loss((ops, in, v) -> ops.reduceSum(ops.math.mul(v.float32("w"), in.float32("x")), ops.constant(0)))
           .jit(jit).build();
       try (Session s = new Session(g); TFloat32 good = TFloat32.vectorOf(1f, -1f, 0.5f); TFloat32 bad = TFloat32.vectorOf(1f, Float.NaN, 0.5f)) {
         s.initialize();

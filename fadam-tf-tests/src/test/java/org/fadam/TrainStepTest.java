@@ -125,7 +125,7 @@ class TrainStepTest {
           .schedule((ops, iterations) -> ops.select(ops.math.less(iterations, ops.constant(2L)),
               ops.constant(0f), ops.constant(0.1f))) // warm-up: η = 0 for the first two steps
           .variables(List.of(w))
-          .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ResumeProbe.f32(v.get("w"))), ops.constant(0)))
+          .loss((ops, in, v) -> ops.reduceSum(ops.math.square(v.float32("w")), ops.constant(0)))
           .build();
       try (Session s = new Session(g)) {
         s.initialize();
@@ -240,7 +240,7 @@ class TrainStepTest {
         var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[width]));
         FisherTrainStep step = FisherTrainStep.builder(g).fadam(0.1, FisherOptions.defaults())
             .variables(List.of(w))
-            .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ops.math.sub(ResumeProbe.f32(v.get("w")), ops.constant(1f))), ops.constant(0)))
+            .loss((ops, in, v) -> ops.reduceSum(ops.math.square(ops.math.sub(v.float32("w"), ops.constant(1f))), ops.constant(0)))
             .jit(false).build();
         try (Session s = new Session(g)) {
           s.initialize();
@@ -277,7 +277,7 @@ class TrainStepTest {
           .variables(List.of(w))
           .loss((ops, in, v) -> {
             Op print = ops.print(ops.strings.stringFormat(List.of(ops.constant(1f))));
-            return ops.withControlDependencies(print).reduceSum(ops.math.square(ResumeProbe.f32(v.get("w"))), ops.constant(0));
+            return ops.withControlDependencies(print).reduceSum(ops.math.square(v.float32("w")), ops.constant(0));
           })
           .build();
       try (Session s = new Session(g)) {

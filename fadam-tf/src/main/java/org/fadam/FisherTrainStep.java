@@ -73,19 +73,24 @@ public final class FisherTrainStep {
   public interface Model {
     /**
      * @param tf ops of the step function's graph
-     * @param inputs the step's inputs by name
-     * @param variables each variable's value by {@link ResourceVariable#name()}
+     * @param inputs the step's inputs by name, typed: {@code inputs.float32("x")}
+     * @param variables each variable's value by {@link ResourceVariable#name()}, typed:
+     *     {@code variables.float32("w")}, {@code variables.get("w", TFloat32.class)}
      * @return a float scalar
      */
-    Operand<? extends TFloating> loss(
-        Ops tf, Map<String, Operand<?>> inputs, Map<String, Operand<?>> variables);
+    Operand<? extends TFloating> loss(Ops tf, Operands inputs, Operands variables);
   }
 
   /** Predictions as a function of the inputs and the variables' values. */
   @FunctionalInterface
   public interface Predictor {
-    /** Same arguments as {@link Model#loss}. */
-    Operand<?> predict(Ops tf, Map<String, Operand<?>> inputs, Map<String, Operand<?>> variables);
+    /**
+     * @param tf ops of the graph the predictions are built in
+     * @param inputs the step's inputs by name, as for {@link Model#loss}
+     * @param variables each variable's value by {@link ResourceVariable#name()}
+     * @return the predictions
+     */
+    Operand<?> predict(Ops tf, Operands inputs, Operands variables);
   }
 
   /** A learning rate computed in the graph from the number of steps taken before this one. */
@@ -154,11 +159,10 @@ public final class FisherTrainStep {
     this.finite = call.output(2);
 
     // Evaluation and predictions read the variables directly in the outer graph.
-    this.evalLoss = b.model.loss(tf.withSubScope("eval"), new LinkedHashMap<>(inputs), values(tf, parameters));
+    this.evalLoss = b.model.loss(tf.withSubScope("eval"), new Operands(INPUT, inputs), values(tf, parameters));
     this.serveInputs = List.copyOf(b.serveInputs);
     if (b.predictor != null) {
-      Map<String, Operand<?>> in = new LinkedHashMap<>(inputs);
-      this.predictions = b.predictor.predict(tf.withSubScope("serve"), in, values(tf, parameters));
+      this.predictions = b.predictor.predict(tf.withSubScope("serve"), new Operands(INPUT, inputs), values(tf, parameters));
     } else {
       this.predictions = null;
     }
@@ -188,7 +192,7 @@ public final class FisherTrainStep {
       values.put(p.name(), r);
       reads.add(r.asOutput());
     }
-    Operand<? extends TFloating> lossValue = b.model.loss(fn, in, values);
+    Operand<? extends TFloating> lossValue = b.model.loss(fn, new Operands(INPUT, in), new Operands(VARIABLE, values));
     Shape lossShape = lossValue.shape();
     if (lossShape != null && !lossShape.isUnknown() && lossShape.numDimensions() != 0) {
       throw new IllegalArgumentException("the model's loss must be a scalar; got shape " + lossShape);
@@ -235,11 +239,14 @@ public final class FisherTrainStep {
     return ResourceVariable.create(tf, name, value);
   }
 
-  private static Map<String, Operand<?>> values(Ops tf, List<ResourceVariable<?>> vars) {
+  private static Operands values(Ops tf, List<ResourceVariable<?>> vars) {
     Map<String, Operand<?>> out = new LinkedHashMap<>();
     vars.forEach(v -> out.put(v.name(), v.read(tf)));
-    return out;
+    return new Operands(VARIABLE, out);
   }
+
+  private static final String INPUT = "input";
+  private static final String VARIABLE = "variable";
 
   /** A resource variable inside the step function, reached through its handle argument. */
   private record Handle(Operand<? extends TType> handle, Class<? extends TType> type) implements StateVar {

@@ -10,6 +10,7 @@ import java.util.Map;
 import java.util.Random;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
+import org.fadam.Operands;
 import org.fadam.ResourceVariable;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
@@ -143,8 +144,8 @@ public final class DemoModel implements AutoCloseable {
       this.step = b.input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
           .input(LABELS, TInt32.class, Shape.of(-1))
           .variables(vars)
-          .loss((ops, in, w) -> loss(ops, logits(ops, in.get(TOKENS), w), in.get(LABELS), v))
-          .predictions((ops, in, w) -> ops.nn.softmax(logits(ops, in.get(TOKENS), w)), TOKENS)
+          .loss((ops, in, w) -> loss(ops, logits(ops, in.int32(TOKENS), w), in.int32(LABELS), v))
+          .predictions((ops, in, w) -> ops.nn.softmax(logits(ops, in.int32(TOKENS), w)), TOKENS)
           .jit(config.jit())
           .build();
       this.iterations = step.iterations().read(tf);
@@ -200,9 +201,8 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** The forward pass up to the logits {@code [B, V]}. */
-  static Operand<TFloat32> logits(Ops tf, Operand<?> tokens, Map<String, Operand<?>> w) {
-    Operand<TInt32> t = int32(tokens);
-    Operand<TFloat32> e = f32(w.get("embedding"));
+  static Operand<TFloat32> logits(Ops tf, Operand<TInt32> t, Operands w) {
+    Operand<TFloat32> e = w.float32("embedding");
     Operand<TInt32> axis1 = tf.constant(1);
     // One embedding per context position, side by side: [B, 2d].
     List<Operand<TFloat32>> parts = new ArrayList<>();
@@ -212,14 +212,14 @@ public final class DemoModel implements AutoCloseable {
     }
     Operand<TFloat32> x = tf.concat(parts, axis1);
     Operand<TFloat32> h1 = tf.math.tanh(dense(tf, x, w, "w1", "b1"));
-    Operand<TFloat32> n = layerNorm(tf, h1, f32(w.get("ln_gain")), f32(w.get("ln_shift")));
+    Operand<TFloat32> n = layerNorm(tf, h1, w.float32("ln_gain"), w.float32("ln_shift"));
     Operand<TFloat32> h2 = tf.math.tanh(dense(tf, n, w, "w2", "b2"));
     return dense(tf, h2, w, "w3", "b3");
   }
 
   private static Operand<TFloat32> dense(
-      Ops tf, Operand<TFloat32> x, Map<String, Operand<?>> w, String weight, String bias) {
-    return tf.math.add(tf.linalg.matMul(x, f32(w.get(weight))), f32(w.get(bias)));
+      Ops tf, Operand<TFloat32> x, Operands w, String weight, String bias) {
+    return tf.math.add(tf.linalg.matMul(x, w.float32(weight)), w.float32(bias));
   }
 
   /** Layer norm over the last axis, composed (TF Java has no fused op with a gradient). */
@@ -234,27 +234,11 @@ public final class DemoModel implements AutoCloseable {
 
   /** Mean cross-entropy in nats; dense one-hot labels (the sparse op has no gradient here). */
   private static Operand<TFloat32> loss(
-      Ops tf, Operand<TFloat32> logits, Operand<?> labels, int vocabSize) {
-    Operand<TFloat32> oneHot = tf.oneHot(int32(labels), tf.constant(vocabSize), tf.constant(1f),
+      Ops tf, Operand<TFloat32> logits, Operand<TInt32> labels, int vocabSize) {
+    Operand<TFloat32> oneHot = tf.oneHot(labels, tf.constant(vocabSize), tf.constant(1f),
         tf.constant(0f));
     Operand<TFloat32> perToken = tf.nn.softmaxCrossEntropyWithLogits(logits, oneHot).loss();
     return tf.math.mean(perToken, tf.constant(0));
-  }
-
-  @SuppressWarnings("unchecked") // checked by the dtype test
-  private static Operand<TFloat32> f32(Operand<?> o) {
-    if (o.type() != TFloat32.class) {
-      throw new IllegalArgumentException("expected a float32 operand; got " + o.type());
-    }
-    return (Operand<TFloat32>) o;
-  }
-
-  @SuppressWarnings("unchecked") // checked by the dtype test
-  private static Operand<TInt32> int32(Operand<?> o) {
-    if (o.type() != TInt32.class) {
-      throw new IllegalArgumentException("expected an int32 operand; got " + o.type());
-    }
-    return (Operand<TInt32>) o;
   }
 
   /** The optimizer. */

@@ -9,7 +9,6 @@ import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.ResourceVariable;
 import org.tensorflow.Graph;
-import org.tensorflow.Operand;
 import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
 import org.tensorflow.Tensor;
@@ -69,19 +68,13 @@ public final class ResumeProbe {
         .input("y", TFloat32.class, Shape.of(-1, CLASSES))
         .variables(List.of(w, b))
         .loss((ops, in, v) -> {
-          var logits = ops.math.add(ops.linalg.matMul(f32(in.get("x")), f32(v.get("w"))), f32(v.get("b")));
-          return ops.math.mean(ops.nn.softmaxCrossEntropyWithLogits(logits, f32(in.get("y"))).loss(), ops.constant(0));
+          var logits = ops.math.add(ops.linalg.matMul(in.float32("x"), v.float32("w")), v.float32("b"));
+          return ops.math.mean(ops.nn.softmaxCrossEntropyWithLogits(logits, in.float32("y")).loss(), ops.constant(0));
         })
         .predictions((ops, in, v) -> ops.nn.softmax(
-            ops.math.add(ops.linalg.matMul(f32(in.get("x")), f32(v.get("w"))), f32(v.get("b")))), "x")
+            ops.math.add(ops.linalg.matMul(in.float32("x"), v.float32("w")), v.float32("b"))), "x")
         .jit(jit)
         .build();
-  }
-
-  /** A model value known to be float32. */
-  @SuppressWarnings("unchecked")
-  public static Operand<TFloat32> f32(Operand<?> x) {
-    return (Operand<TFloat32>) x;
   }
 
   /** The batch of step k (a function of k only). */
