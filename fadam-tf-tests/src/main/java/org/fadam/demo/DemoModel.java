@@ -298,14 +298,14 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** The model's input tensor of a batch: {@code [B, 2]}, the batch's context length must be 2. */
-  static TInt32 tokens(Batches.Batch batch) {
+  public static TInt32 tokens(Batches.Batch batch) {
     checkContext(batch);
     return TInt32.tensorOf(Shape.of(batch.batchSize(), CONTEXT),
         DataBuffers.of(batch.inputsFlat(), true, false));
   }
 
   /** The labels of a batch: each row's last target, the token after its two inputs. */
-  static TInt32 labels(Batches.Batch batch) {
+  public static TInt32 labels(Batches.Batch batch) {
     checkContext(batch);
     int[][] targets = batch.targets();
     int[] last = new int[targets.length];
