@@ -63,7 +63,6 @@ public final class ReplayExport {
   public static final String MANIFEST = "manifest.json";
   /** Steps after which the CPU's outputs are kept for checked configurations. */
   static final int[] CHECKED_STEPS = {1, 3};
-  private static final String CHILD = "--child";
 
   /** Where the configuration's step comes from. */
   public enum Model {
@@ -125,66 +124,17 @@ public final class ReplayExport {
 
   private ReplayExport() {}
 
-  static String usage() {
-    return String.join("\n",
-        "usage: scripts/xla-dump --replay ci|gpu --out DIR [--only NAME,...]",
-        "Exports train steps for scripts/gpu-replay into DIR: per configuration the HLO module",
-        "(NAME.hlo.pb), for checked ones the inputs and this CPU's outputs after steps 1 and 3",
-        "(NAME.npz), and manifest.json naming every HLO parameter and output.",
-        "  ci   the checked steps: FAdam and FAdafactor on one 128x256 variable (float32 and",
-        "       bfloat16) and the demo model's whole step with each of them",
-        "  gpu  those, the same for Adam (Algorithm 3), and the three optimizers on one 4096x4096",
-        "       variable (HLO only: timed, and checked against JAX's CPU backend there)",
-        "Each configuration compiles in a child JVM of its own (XLA reads XLA_FLAGS once).");
-  }
-
-  /** Entry point. */
-  public static void main(String[] args) throws Exception {
-    Path out = null;
-    String set = null;
-    String child = null;
-    List<String> only = List.of();
+  /**
+   * The child JVM's entry: exports configuration {@code args[0]} into folder {@code args[1]}; XLA
+   * dumps into {@code FADAM_REPLAY_DUMP}, which {@link #export} set with {@code XLA_FLAGS}.
+   */
+  public static void main(String[] args) {
     try {
-      for (int i = 0; i < args.length; i++) {
-        switch (args[i]) {
-          case "-h", "--help" -> {
-            System.out.println(usage());
-            return;
-          }
-          case "--out" -> out = Path.of(value(args, ++i, "--out"));
-          case "--replay" -> set = value(args, ++i, "--replay");
-          case "--only" -> only = List.of(value(args, ++i, "--only").split(","));
-          case CHILD -> child = value(args, ++i, CHILD);
-          default -> throw new IllegalArgumentException("unknown option " + args[i]);
-        }
+      if (args.length != 2 || System.getenv("FADAM_REPLAY_DUMP") == null) {
+        throw new IllegalArgumentException("usage: ReplayExport CONFIG OUT (started by scripts/xla-dump --replay)");
       }
-      if (out == null) {
-        throw new IllegalArgumentException("--out DIR is required");
-      }
-      if (child == null && set == null) {
-        throw new IllegalArgumentException("--replay ci|gpu is required");
-      }
-    } catch (IllegalArgumentException e) {
-      System.err.println("xla-dump: " + e.getMessage());
-      System.exit(2);
-      return;
-    }
-    if (child != null) {
-      Config c = find(child);
-      exportOne(c, out, Path.of(System.getenv("FADAM_REPLAY_DUMP")));
-      return;
-    }
-    List<Config> configs;
-    try {
-      configs = select(set(set), only);
-    } catch (IllegalArgumentException e) {
-      System.err.println("xla-dump: " + e.getMessage());
-      System.exit(2);
-      return;
-    }
-    try {
-      export(configs, out);
-    } catch (IOException | IllegalStateException e) {
+      exportOne(find(args[0]), Path.of(args[1]), Path.of(System.getenv("FADAM_REPLAY_DUMP")));
+    } catch (IOException | RuntimeException e) {
       System.err.println("xla-dump: " + e.getMessage());
       System.exit(1);
     }
@@ -199,6 +149,7 @@ public final class ReplayExport {
     throw new IllegalArgumentException("no configuration " + name);
   }
 
+  /** The configurations of {@code set} named in {@code only} (all when it is empty). */
   static List<Config> select(List<Config> set, List<String> only) {
     if (only.isEmpty()) {
       return set;
@@ -217,7 +168,8 @@ public final class ReplayExport {
    *
    * @throws IllegalStateException if a child fails (its output names the reason)
    */
-  public static void export(List<Config> configs, Path out) throws IOException, InterruptedException {
+  public static void export(List<Config> configs, Path out, java.io.PrintWriter log)
+      throws IOException, InterruptedException {
     Files.createDirectories(out);
     JsonArray entries = new JsonArray();
     for (Config c : configs) {
@@ -232,7 +184,8 @@ public final class ReplayExport {
         entries.add(JsonParser.parseReader(r));
       }
       Files.delete(entry);
-      System.out.println("exported " + c.name());
+      log.println("exported " + c.name());
+      log.flush();
     }
     JsonObject manifest = new JsonObject();
     manifest.addProperty("format", 1);
@@ -244,7 +197,7 @@ public final class ReplayExport {
   private static void runChild(Config c, Path out, Path dump) throws IOException, InterruptedException {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     ProcessBuilder pb = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"),
-        ReplayExport.class.getName(), CHILD, c.name(), "--out", out.toString());
+        ReplayExport.class.getName(), c.name(), out.toString());
     String flags = System.getenv().getOrDefault("XLA_FLAGS", "")
         .replaceAll("--xla_dump_to=\\S*|--xla_dump_hlo_as_proto\\S*", "").strip();
     pb.environment().put("XLA_FLAGS", (flags.isEmpty() ? "" : flags + " ")
@@ -600,8 +553,8 @@ public final class ReplayExport {
     }
     FisherTrainStep step = b.input("grad", type, shape)
         .variables(List.of(theta))
-        .loss((ops, in, v) -> ops.reduceSum(
-            ops.math.mul(ops.dtypes.cast(in.get("grad"), TFloat32.class), ops.dtypes.cast(v.get("theta"), TFloat32.class)),
+        .loss((ops, in, v) -> ops.reduceSum(ops.math.mul(
+            ops.dtypes.cast(in.get("grad"), TFloat32.class), ops.dtypes.cast(v.get("theta"), TFloat32.class)),
             ops.constant(new int[] {0, 1})))
         .build();
     Session session = new Session(graph);
@@ -703,10 +656,4 @@ public final class ReplayExport {
     }
   }
 
-  private static String value(String[] args, int i, String flag) {
-    if (i >= args.length) {
-      throw new IllegalArgumentException(flag + " needs a value");
-    }
-    return args[i];
-  }
 }

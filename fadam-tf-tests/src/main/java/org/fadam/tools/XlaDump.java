@@ -27,7 +27,15 @@ import picocli.CommandLine.Option;
           + " function) with XLA on, runs it once, and lists the HLO module files XLA dumped for it"
           + " into --out (created if needed; other files there are left alone). Exit status 1 if"
           + " XLA wrote none.",
-      "The JVM must start with XLA_FLAGS=--xla_dump_to=DIR: scripts/xla-dump sets it from --out."
+      "The JVM must start with XLA_FLAGS=--xla_dump_to=DIR: scripts/xla-dump sets it from --out.",
+      "With --replay SET it instead exports train steps for scripts/gpu-replay into --out (default"
+          + " gpu-replay-in): per configuration the HLO module (NAME.hlo.pb), for checked ones the"
+          + " inputs and this CPU's outputs after steps 1 and 3 (NAME.npz), and manifest.json"
+          + " naming every HLO parameter and output. Sets: ci = FAdam and FAdafactor on one"
+          + " 128x256 variable (float32, bfloat16) and the demo model's whole step with each;"
+          + " gpu = those, the same for Adam (Algorithm 3), and the three optimizers on one"
+          + " 4096x4096 variable (the HLO only, for timing). Each configuration compiles in a"
+          + " child JVM of its own."
     })
 public final class XlaDump extends Tool {
 
@@ -41,13 +49,36 @@ public final class XlaDump extends Tool {
       converter = Demo.OptimizerConverter.class, description = "fadam, fadafactor or adam")
   private DemoModel.Optimizer optimizer;
 
+  @Option(names = "--replay", paramLabel = "SET",
+      description = "ci or gpu: export steps for scripts/gpu-replay (see above)")
+  private String replay;
+
+  @Option(names = "--only", paramLabel = "NAME", split = ",",
+      description = "with --replay: only these configurations (comma-separated)")
+  private List<String> only = List.of();
+
   /** Entry point. */
   public static void main(String[] args) {
     exit(new XlaDump(), args);
   }
 
   @Override
-  protected int run() throws IOException {
+  protected int run() throws IOException, InterruptedException {
+    if (replay != null) {
+      List<ReplayExport.Config> configs;
+      try {
+        configs = ReplayExport.select(ReplayExport.set(replay), only);
+      } catch (IllegalArgumentException e) {
+        throw usageError(e.getMessage());
+      }
+      Path dir = given("--out") ? out : Path.of("gpu-replay-in");
+      ReplayExport.export(configs, dir, out());
+      out().println("wrote " + configs.size() + " configurations and " + ReplayExport.MANIFEST + " to " + dir);
+      return 0;
+    }
+    if (!only.isEmpty()) {
+      throw usageError("--only needs --replay");
+    }
     checkDumpFlag(out);
     Files.createDirectories(out);
     FileTime started = FileTime.fromMillis(System.currentTimeMillis() - 1000);
