@@ -76,3 +76,57 @@ fadam_run() {
       | fadam_quiet_filter >&2; } 3>&1
   exit "${PIPESTATUS[0]}"
 }
+
+# The project's one Python environment: .venv at the repo root (git-ignored), created from the
+# pinned tpu-configs/requirements.txt plus any further requirement files given as arguments (a
+# suite that needs more packages passes its own file; everything is resolved together), and
+# reused while those files and the interpreter are unchanged (a hash of them is kept in .venv).
+# Prints the environment's python on stdout; quiet unless it fails. FADAM_PYTHON picks the base
+# interpreter (default python3; TensorFlow 2.18 has wheels for Python 3.9 to 3.12).
+fadam_venv() {
+  local venv="$ROOT/.venv" base="${FADAM_PYTHON:-python3}" files=("$ROOT/tpu-configs/requirements.txt" "$@")
+  local f
+  for f in "${files[@]}"; do
+    [ -f "$f" ] || { echo "fadam_venv: no requirements file $f" >&2; return 1; }
+  done
+  if ! command -v "$base" >/dev/null 2>&1; then
+    echo "the Python tests and tools need Python 3.9 to 3.12 ('$base' is not on PATH; set FADAM_PYTHON)" >&2
+    return 1
+  fi
+  local version
+  version="$("$base" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || return 1
+  case "$version" in
+    3.9|3.10|3.11|3.12) ;;
+    *) echo "$base is Python $version; tensorflow-cpu 2.18 needs 3.9 to 3.12 (set FADAM_PYTHON to one)" >&2
+       return 1 ;;
+  esac
+  local want
+  want="$( { "$base" -c 'import sys; print(sys.version)'; cat "${files[@]}"; } | sha256sum | cut -d' ' -f1)"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.fadam-requirements" 2>/dev/null)" = "$want" ]; then
+    echo "$venv/bin/python"
+    return 0
+  fi
+  # One creator at a time (two scripts, or Maven and a script, may start together).
+  exec 9>"$ROOT/.venv.lock"
+  flock 9
+  if ! [ -x "$venv/bin/python" ] || [ "$(cat "$venv/.fadam-requirements" 2>/dev/null)" != "$want" ]; then
+    echo "creating the Python environment .venv from ${files[*]#"$ROOT/"} (once; about a minute and 1.4 GB; later runs reuse it) ..." >&2
+    local log req=()
+    log="$(mktemp)"
+    for f in "${files[@]}"; do req+=(-r "$f"); done
+    rm -rf "$venv"
+    if ! "$base" -m venv "$venv" >"$log" 2>&1 \
+        || ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "${req[@]}" >>"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      rm -f "$log"
+      rm -rf "$venv"
+      echo "could not create .venv with $base (Python $version) from ${files[*]#"$ROOT/"}: see the lines above (needs the venv module and access to PyPI)" >&2
+      exec 9>&-
+      return 1
+    fi
+    rm -f "$log"
+    echo "$want" >"$venv/.fadam-requirements"
+  fi
+  exec 9>&-
+  echo "$venv/bin/python"
+}

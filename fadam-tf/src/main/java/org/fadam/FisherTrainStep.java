@@ -112,6 +112,7 @@ public final class FisherTrainStep {
   private final Operand<?> predictions;
   private final Operand<? extends TFloating> evalLoss;
   private final List<ResourceVariable<?>> parameters;
+  private final List<ResourceVariable<?>> state;
   private final Map<String, Map<String, ResourceVariable<?>>> slots;
   private final ResourceVariable<TInt64> iterations;
   private final ResourceVariable<TInt64> skippedSteps;
@@ -145,6 +146,7 @@ public final class FisherTrainStep {
     this.skippedSteps = filled(state, b.name + "-skipped_steps", TInt64.class, Shape.scalar(), 0);
     all.add(iterations);
     all.add(skippedSteps);
+    this.state = List.copyOf(all);
 
     // The outer graph's inputs, then the step function over (inputs, handles).
     this.inputs = new LinkedHashMap<>();
@@ -377,6 +379,14 @@ public final class FisherTrainStep {
   /** The trainable variables. */
   public List<ResourceVariable<?>> parameters() {
     return parameters;
+  }
+
+  /**
+   * Every variable the step's checkpoint holds: the parameters, then each one's slots and step
+   * counter, then {@code iterations} and {@code skipped_steps}.
+   */
+  public List<ResourceVariable<?>> variables() {
+    return state;
   }
 
   /**

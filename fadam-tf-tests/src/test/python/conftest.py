@@ -1,0 +1,97 @@
+"""The Python test suite of fadam-tf: Python TensorFlow runs what the Java library exports.
+
+Tests live in this folder as test_*.py files; `mvn -B verify` runs all of them (through
+scripts/python-tests, in the integration-test phase of fadam-tf-tests, after the Java tests) in
+.venv, the environment scripts/lib.sh creates from tpu-configs/requirements.txt. A new test file
+needs nothing else; a new package goes into that requirements file (or into a requirements file
+of its own that the script passes to fadam_venv).
+
+Fixtures here:
+  exports  the models the Java tool org.fadam.tools.PythonInterop exported for this session, by
+           name ("demo", "bf16": trained ones with Java's batches, losses, predictions and final
+           variable values; "float64", "print": models a TPU job cannot run), exported once.
+  java     runs a main class of fadam-tf-tests with the project's classpath.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+
+import ml_dtypes
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ROOT = pathlib.Path(__file__).resolve().parents[4]
+
+
+def run_java(main, *args):
+    """Runs `main` with the classpath scripts/python-tests exported; fails with its output."""
+    classpath = os.environ.get("FADAM_CLASSPATH")
+    if not classpath:
+        pytest.fail("FADAM_CLASSPATH is not set: run the suite through scripts/python-tests or mvn -B verify")
+    cmd = [os.environ.get("FADAM_JAVA", "java"), "-cp", classpath, main, *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(cmd[3:])} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+class Export:
+    """One model Java exported: its SavedModel and, for trained ones, what Java saw after it."""
+
+    def __init__(self, folder):
+        self.folder = pathlib.Path(folder)
+        self.model_dir = str(self.folder / "model")
+        manifest = self.folder / "manifest.json"
+        self.manifest = json.loads(manifest.read_text()) if manifest.exists() else None
+
+    @property
+    def first(self):
+        """The index of the first batch after the export."""
+        return self.manifest["before"]
+
+    @property
+    def steps(self):
+        """The batch indices Java trained on after the export, in order."""
+        return range(self.first, self.first + self.manifest["steps"])
+
+    def batch(self, k):
+        """The train signature's inputs of batch k, by name (tensors: signatures take no arrays)."""
+        return {n: tf.constant(np.load(self.folder / f"batch{k}.{n}.npy")) for n in self.manifest["inputs"]}
+
+    @property
+    def losses(self):
+        """Java's loss at each of `steps` (float32), the run uninterrupted by any export."""
+        return np.load(self.folder / "losses.npy")
+
+    def predict_inputs(self):
+        return {n: tf.constant(np.load(self.folder / f"predict.{n}.npy")) for n in self.manifest["serve_inputs"]}
+
+    @property
+    def predictions(self):
+        """Java's serve_default output on predict_inputs() at the exported state."""
+        return np.load(self.folder / "predictions.npy")
+
+    @property
+    def variables(self):
+        """[{name, dtype, shape, trainable, final}] for every variable of the checkpoint."""
+        return self.manifest["variables"]
+
+    def final_value(self, variable):
+        """A variable's value after Java's last step (numpy's bfloat16 from ml_dtypes for bfloat16)."""
+        value = np.load(self.folder / variable["final"])
+        return value.view(ml_dtypes.bfloat16) if variable["dtype"] == "bfloat16" else value
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    out = tmp_path_factory.mktemp("java-exports")
+    run_java("org.fadam.tools.PythonInterop", "export", "--out", out)
+    return {p.name: Export(p) for p in out.iterdir()}
+
+
+@pytest.fixture(scope="session")
+def java():
+    return run_java
