@@ -64,7 +64,7 @@ class ConformanceTest {
     List<Case> cases = new ArrayList<>();
     List<int[]> shapes = List.of(new int[0], new int[] {5}, new int[] {3, 4}, new int[] {2, 3, 4});
     List<String> dtypes = List.of("float64", "float32", "float16", "bfloat16");
-    for (Algorithm alg : List.of(Algorithm.FADAM, Algorithm.FADAFACTOR, Algorithm.ADAM)) {
+    for (Algorithm alg : Algorithm.values()) {
       UnaryOperator<Hyper> small = h -> h.withFactoredMinDim(3).withLr(0.01);
       for (int[] shape : shapes) {
         for (String dtype : dtypes) {
@@ -91,7 +91,7 @@ class ConformanceTest {
   @ParameterizedTest(name = "{0}")
   @MethodSource("cases")
   void everySlotAfterEveryStepMatchesTheReference(Case c) {
-    Hyper h = c.hyper.apply(Hyper.paperDefaults());
+    Hyper h = c.hyper.apply(paperDefaults(c.alg));
     int n = Arrays.stream(c.shape).reduce(1, (a, b) -> a * b);
     Random rnd = new Random(Arrays.hashCode(c.shape) * 31L + c.alg.ordinal());
     double[] theta0 = new double[n];
@@ -99,10 +99,7 @@ class ConformanceTest {
       theta0[i] = exact(rnd.nextGaussian());
     }
     PaperReference.State ref = PaperReference.init(c.alg, c.shape, theta0, h);
-    FisherOptions options = FisherOptions.builder()
-        .beta1(h.beta1()).beta2(h.beta2()).epsilon(h.eps()).epsilon2(h.eps2())
-        .clipThreshold(h.clip()).weightDecay(h.weightDecay()).rho(h.rho())
-        .factoredMinDim(h.factoredMinDim()).nonFinite(FisherOptions.NonFinitePolicy.PROPAGATE).build();
+    FisherOptions options = options(c.alg, h);
     StepHarness.Kind kind = StepHarness.Kind.valueOf(c.alg.name());
     long[] shape = Arrays.stream(c.shape).asLongStream().toArray();
     try (StepHarness graph = new StepHarness(kind, c.dtype, h.lr(), options, shape, theta0)) {
@@ -117,6 +114,61 @@ class ConformanceTest {
         for (var e : ref.slots.entrySet()) {
           compare(c, step, e.getKey(), e.getValue(), got.get(e.getKey()), slotTolerance(c.dtype));
         }
+      }
+    }
+  }
+
+  /**
+   * The reference's hyperparameters at the paper's defaults for {@code alg}: Algorithm 1 line 1
+   * for FAdam, FAdafactor and Adam; Algorithm 4 line 1 (ε = 1e-30) for Adafactor.
+   */
+  static Hyper paperDefaults(Algorithm alg) {
+    Hyper h = Hyper.paperDefaults();
+    return alg == Algorithm.ADAFACTOR ? h.withEps(FisherOptions.ADAFACTOR_EPSILON_DEFAULT) : h;
+  }
+
+  /**
+   * The library's options for the reference's hyperparameters (PROPAGATE: the raw arithmetic).
+   * The reference's ε is Algorithm 4's {@code adafactorEpsilon} for Adafactor, {@code epsilon} for
+   * the other three.
+   */
+  static FisherOptions options(Algorithm alg, Hyper h) {
+    FisherOptions.Builder b = FisherOptions.builder()
+        .beta1(h.beta1()).beta2(h.beta2()).epsilon2(h.eps2())
+        .clipThreshold(h.clip()).weightDecay(h.weightDecay()).rho(h.rho())
+        .factoredMinDim(h.factoredMinDim()).nonFinite(FisherOptions.NonFinitePolicy.PROPAGATE);
+    return (alg == Algorithm.ADAFACTOR ? b.adafactorEpsilon(h.eps()) : b.epsilon(h.eps())).build();
+  }
+
+  /**
+   * {@code FisherOptions.defaults()} and the one-argument constructors are each algorithm's paper
+   * defaults: for PaperAdafactor that is Algorithm 4 line 1 (ε = 1e-30 inside the EMAs), not the
+   * ε = 1e-8 of Algorithms 1–3, which would change f by 1e-8 wherever g² is small.
+   */
+  @org.junit.jupiter.api.Test
+  void adafactorDefaultsAreAlgorithm4Line1() {
+    int[] shape = {3, 4};
+    Hyper h = paperDefaults(Algorithm.ADAFACTOR).withFactoredMinDim(3);
+    Random rnd = new Random(4);
+    double[] theta0 = new double[12];
+    for (int i = 0; i < theta0.length; i++) {
+      theta0[i] = exact(rnd.nextGaussian());
+    }
+    PaperReference.State ref = PaperReference.init(Algorithm.ADAFACTOR, shape, theta0, h);
+    FisherOptions defaults = FisherOptions.builder().factoredMinDim(3)
+        .nonFinite(FisherOptions.NonFinitePolicy.PROPAGATE).build();
+    assertEquals(1e-30, defaults.adafactorEpsilon());
+    assertEquals(options(Algorithm.ADAFACTOR, h), defaults, "FisherOptions defaults = Alg. 4 l.1");
+    Grads tiny = new Grads("tiny 2^-60", Math.scalb(1.0, -60), false); // g² ≈ 1e-36: ε matters
+    try (StepHarness graph = new StepHarness(StepHarness.Kind.ADAFACTOR, "float64",
+        FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT), defaults, new long[] {3, 4}, theta0)) {
+      for (int step = 1; step <= 3; step++) {
+        double[] g = tiny.next(rnd, 12, step - 1);
+        PaperReference.step(Algorithm.ADAFACTOR, ref, g, h);
+        graph.step(g);
+        Case c = new Case(Algorithm.ADAFACTOR, shape, "float64", "defaults", x -> x, tiny, 3);
+        compare(c, step, "theta", ref.theta, graph.state().get("theta"), 1e-12);
+        compare(c, step, "fim_row", ref.slots.get("fim_row"), graph.state().get("fim_row"), 1e-12);
       }
     }
   }

@@ -52,6 +52,7 @@ class FailureBehaviourTest {
       opt = switch (optimizer) {
         case "fadam" -> new FAdam(g, "FAdam", 0.1, o);
         case "fadafactor" -> new FAdafactor(g, "FAdafactor", 0.1, o);
+        case "adafactor" -> new PaperAdafactor(g, "Adafactor", 0.1, o);
         default -> new PaperAdam(g, "Adam", 0.1, o);
       };
       train = opt.minimize(loss, "train");
@@ -89,7 +90,7 @@ class FailureBehaviourTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam"})
+  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
   void skipLeavesEveryVariableAndSlotAndCountsTheStep(String optimizer) {
     for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, 1e20f}) {
       try (RefModel m = new RefModel(optimizer, NonFinitePolicy.SKIP)) {
@@ -108,7 +109,7 @@ class FailureBehaviourTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam"})
+  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
   void propagateLetsNanThrough(String optimizer) {
     try (RefModel m = new RefModel(optimizer, NonFinitePolicy.PROPAGATE)) {
       m.step(0.5f, Float.NaN, 2f);
@@ -117,7 +118,7 @@ class FailureBehaviourTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam"})
+  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
   void errorFailsTheRunNamingTheVariableAndChangesNothing(String optimizer) {
     try (RefModel m = new RefModel(optimizer, NonFinitePolicy.ERROR)) {
       m.step(0.5f, -1f, 2f);

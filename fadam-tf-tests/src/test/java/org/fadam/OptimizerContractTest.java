@@ -36,7 +36,7 @@ import org.tensorflow.types.TInt32;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TType;
 
-/** What every optimizer of the library promises, checked over a table of both (and PaperAdam). */
+/** What every optimizer of the library promises, checked over a table of all four. */
 class OptimizerContractTest {
 
   /** (label, constructor from graph and options). */
@@ -47,7 +47,9 @@ class OptimizerContractTest {
         Arguments.of("FAdafactor", (BiFunction<Graph, FisherOptions, FisherOptimizer>)
             (g, o) -> new FAdafactor(g, "FAdafactor", 0.01, o.toBuilder().factoredMinDim(4).build())),
         Arguments.of("PaperAdam", (BiFunction<Graph, FisherOptions, FisherOptimizer>)
-            (g, o) -> new PaperAdam(g, "Adam", 0.01, o)));
+            (g, o) -> new PaperAdam(g, "Adam", 0.01, o)),
+        Arguments.of("PaperAdafactor", (BiFunction<Graph, FisherOptions, FisherOptimizer>)
+            (g, o) -> new PaperAdafactor(g, "Adafactor", 0.01, o.toBuilder().factoredMinDim(4).build())));
   }
 
   private static final List<Class<? extends TType>> FLOATS =
@@ -73,7 +75,7 @@ class OptimizerContractTest {
         for (int i = 0; i < vars.size(); i++) {
           Variable<?> v = vars.get(i);
           Shape s = shapes.get(i);
-          boolean factored = label.equals("FAdafactor") && s.numDimensions() >= 2 && s.get(-1) >= 4 && s.get(-2) >= 4;
+          boolean factored = label.endsWith("Adafactor") && s.numDimensions() >= 2 && s.get(-1) >= 4 && s.get(-2) >= 4;
           var m = opt.getSlot(v.asOutput(), FisherOptimizer.FIRST_MOMENT).orElseThrow();
           assertEquals(s, m.shape(), label + " m of " + s);
           assertEquals(slotType, m.type(), label + " m dtype for " + type.getSimpleName());
@@ -156,7 +158,14 @@ class OptimizerContractTest {
               }
             }
           }
-          if (!label.equals("PaperAdam")) {
+          if (label.equals("PaperAdafactor")) {
+            // Alg. 4: f = ε, ḡ = 0, m = 0, so only the weight decay moves θ: θ ← θ − λθ (l.13).
+            double tol = type == TFloat16.class ? 3 * 0x1p-11 : type == TBfloat16.class ? 3 * 0x1p-8 : 1e-6;
+            for (int i = 0; i < before.length; i++) {
+              assertEquals(before[i] * Math.pow(1 - 0.001, 3), after[i], tol * Math.abs(before[i]),
+                  label + " " + type.getSimpleName() + " [" + i + "]");
+            }
+          } else if (!label.equals("PaperAdam")) {
             // FAdam/FAdafactor: ḡ = 0 and ḡw = 0 where f^ρ + ε̂^(2ρ) = 0 (DESIGN zero-denominator rule).
             assertArrayEquals(before, after, label + " " + type.getSimpleName());
           } else {
@@ -313,6 +322,13 @@ class OptimizerContractTest {
               + " epsilon2=1.0E-4, clipThreshold=1.0, weightDecay=0.001, rho=0.5, nonFinite=SKIP}",
           new FAdam(g).toString());
       assertTrue(new FAdafactor(g).toString().contains("factoredMinDim=128"));
+      assertEquals(
+          "PaperAdafactor{name=Adafactor, learningRate=0.001, beta1=0.9, beta2=0.999,"
+              + " adafactorEpsilon=1.0E-30, clipThreshold=1.0, weightDecay=0.001,"
+              + " factoredMinDim=128, nonFinite=SKIP}",
+          new PaperAdafactor(g).toString());
+      assertEquals(1e-8, new PaperAdafactor(g, 0.1f, 0.8f, 0.99f, 1e-8f).getOptions().adafactorEpsilon(),
+          "the Adam-shaped constructor's epsilon is Algorithm 4's ε");
       assertEquals("FAdam", new FAdam(g).getOptimizerName());
     }
   }

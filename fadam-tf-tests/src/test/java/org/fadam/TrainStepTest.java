@@ -33,7 +33,7 @@ import org.tensorflow.types.family.TType;
 class TrainStepTest {
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam"})
+  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
   void xlaAndNonXlaAgreeWithinRoundOff(String optimizer, @TempDir Path dir) throws Exception {
     List<Float> xla = ResumeProbe.run(optimizer, true, 20, 0, dir);
     List<Float> plain = ResumeProbe.run(optimizer, false, 20, 0, dir);
@@ -53,7 +53,8 @@ class TrainStepTest {
   @ParameterizedTest(name = "{0} {1} jit={2}")
   @CsvSource({
       "fadam,float32,false", "fadam,float32,true", "fadam,float64,false", "fadam,float16,false",
-      "fadafactor,bfloat16,false", "fadafactor,float32,true", "adam,float64,true", "adam,float32,false"})
+      "fadafactor,bfloat16,false", "fadafactor,float32,true", "adam,float64,true", "adam,float32,false",
+      "adafactor,float32,true", "adafactor,float64,false", "adafactor,float16,false"})
   void fusedStepMatchesTheRefVariableOptimizer(String optimizer, String dtype, boolean jit) {
     float[][] w0 = {{0.5f, -1f, 2f}, {0.25f, 1.5f, -0.75f}};
     float[][] x = {{1f, 2f, -1f}, {0.5f, -2f, 1f}};
@@ -67,6 +68,7 @@ class TrainStepTest {
       switch (optimizer) {
         case "fadam" -> b.fadam(0.1, o);
         case "fadafactor" -> b.fadafactor(0.1, o);
+        case "adafactor" -> b.adafactor(0.1, o);
         default -> b.adam(0.1, o);
       }
       FisherTrainStep step = b.variables(List.of(w))
@@ -86,6 +88,7 @@ class TrainStepTest {
       FisherOptimizer opt = switch (optimizer) {
         case "fadam" -> new FAdam(g, "FAdam", 0.1, o);
         case "fadafactor" -> new FAdafactor(g, "FAdafactor", 0.1, o);
+        case "adafactor" -> new PaperAdafactor(g, "Adafactor", 0.1, o);
         default -> new PaperAdam(g, "Adam", 0.1, o);
       };
       Op train = opt.minimize(quadratic(tf, tf.identity(w), x), "train");

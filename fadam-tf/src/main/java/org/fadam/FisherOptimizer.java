@@ -26,7 +26,8 @@ import org.tensorflow.types.family.TFloating;
 import org.tensorflow.types.family.TType;
 
 /**
- * The common base of {@link FAdam}, {@link FAdafactor} and {@link PaperAdam} on the framework's
+ * The common base of {@link FAdam}, {@link FAdafactor}, {@link PaperAdam} and {@link
+ * PaperAdafactor} on the framework's
  * ref variables ({@code VariableV2}): slots, step counters, gradients with respect to model
  * variables only, and the non-finite policy. The math is {@link Rule}'s.
  */
@@ -34,11 +35,11 @@ public abstract class FisherOptimizer extends Optimizer {
 
   /** Slot of m, the momentum of the invariant natural gradient (Adam's first moment). */
   public static final String FIRST_MOMENT = Rule.M;
-  /** Slot of f, the diagonal empirical Fisher (FAdam; FAdafactor's unfactored tensors). */
+  /** Slot of f, the diagonal empirical Fisher (FAdam, Adam; (F)Adafactor's unfactored tensors). */
   public static final String FIM = Rule.FIM;
-  /** Slot of R, the row factor of f (FAdafactor's factored tensors). */
+  /** Slot of R, the row factor of f ((F)Adafactor's factored tensors). */
   public static final String FIM_ROW = Rule.FIM_ROW;
-  /** Slot of C, the column factor of f (FAdafactor's factored tensors). */
+  /** Slot of C, the column factor of f ((F)Adafactor's factored tensors). */
   public static final String FIM_COL = Rule.FIM_COL;
   /** Slot of t, the variable's own step counter (int64). */
   public static final String STEP = Rule.STEP;
@@ -260,9 +261,16 @@ public abstract class FisherOptimizer extends Optimizer {
   @Override
   public String toString() {
     FisherOptions o = options;
-    return getClass().getSimpleName() + "{name=" + getOptimizerName()
+    String head = getClass().getSimpleName() + "{name=" + getOptimizerName()
         + ", learningRate=" + learningRate
-        + ", beta1=" + o.beta1() + ", beta2=" + o.beta2()
+        + ", beta1=" + o.beta1() + ", beta2=" + o.beta2();
+    if (rule == Rule.ADAFACTOR) { // Algorithm 4's hyperparameters only
+      return head + ", adafactorEpsilon=" + o.adafactorEpsilon()
+          + ", clipThreshold=" + o.clipThreshold() + ", weightDecay=" + o.weightDecay()
+          + ", factoredMinDim=" + o.factoredMinDim()
+          + ", nonFinite=" + o.nonFinite() + "}";
+    }
+    return head
         + ", epsilon=" + o.epsilon() + ", epsilon2=" + o.epsilon2()
         + ", clipThreshold=" + o.clipThreshold() + ", weightDecay=" + o.weightDecay()
         + ", rho=" + o.rho()

@@ -3,8 +3,9 @@ package org.fadam;
 import java.util.Objects;
 
 /**
- * The hyperparameters of FAdam and FAdafactor other than the learning rate: immutable, validated
- * when built. Defaults are the paper's (arXiv 2405.12807v2, Algorithm 1 line 1).
+ * The hyperparameters of FAdam, FAdafactor, the paper's Adam and the paper's Adafactor other than
+ * the learning rate: immutable, validated when built. Defaults are the paper's (arXiv 2405.12807v2,
+ * Algorithm 1 line 1; Algorithm 4 line 1 for {@code adafactorEpsilon}).
  *
  * <table>
  *   <caption>Paper symbols</caption>
@@ -12,6 +13,7 @@ import java.util.Objects;
  *   <tr><td>β1</td><td>{@code beta1}</td><td>{@value #BETA1_DEFAULT}</td><td>[0, 1)</td></tr>
  *   <tr><td>β2</td><td>{@code beta2}</td><td>{@value #BETA2_DEFAULT}</td><td>[0, 1)</td></tr>
  *   <tr><td>ε</td><td>{@code epsilon}</td><td>{@value #EPSILON_DEFAULT}</td><td>[0, ∞)</td></tr>
+ *   <tr><td>ε (Alg. 4)</td><td>{@code adafactorEpsilon}</td><td>{@value #ADAFACTOR_EPSILON_DEFAULT}</td><td>[0, ∞)</td></tr>
  *   <tr><td>ε2</td><td>{@code epsilon2}</td><td>{@value #EPSILON2_DEFAULT}</td><td>[0, ∞)</td></tr>
  *   <tr><td>c</td><td>{@code clipThreshold}</td><td>{@value #CLIP_THRESHOLD_DEFAULT}</td><td>(0, ∞)</td></tr>
  *   <tr><td>λ</td><td>{@code weightDecay}</td><td>{@value #WEIGHT_DECAY_DEFAULT}</td><td>[0, ∞)</td></tr>
@@ -20,8 +22,15 @@ import java.util.Objects;
  *   <tr><td>—</td><td>{@code nonFinite}</td><td>{@link NonFinitePolicy#SKIP}</td><td></td></tr>
  * </table>
  *
- * <p>{@code factoredMinDim}: FAdafactor factors a tensor of rank ≥ 2 whose last two dimensions are
- * both at least this (the Adafactor reference implementation's rule); FAdam ignores it.
+ * <p>Algorithm 4 (the paper's Adafactor) names a different quantity ε: a constant added to g²
+ * inside the Fisher EMAs, 1e-30 by default, where Algorithms 1–3 add ε = 1e-8 to the denominator
+ * (Algorithm 1: ε bounds the adaptive ε̂). The two defaults differ by 22 orders of magnitude, so
+ * they are two options: {@link PaperAdafactor} reads {@code adafactorEpsilon} and ignores {@code
+ * epsilon}, {@code epsilon2} and {@code rho}; the other three optimizers ignore {@code
+ * adafactorEpsilon}. {@link #defaults()} therefore gives every algorithm its own paper defaults.
+ *
+ * <p>{@code factoredMinDim}: FAdafactor (and Adafactor) factors a tensor of rank ≥ 2 whose last two dimensions are
+ * both at least this (the Adafactor reference implementation's rule); FAdam and Adam ignore it.
  *
  * <p>Values are doubles. The optimizers' {@code float} constructor arguments are converted through
  * their shortest decimal form ({@link #exact(float)}), so {@code 0.999f} means 0.999, not
@@ -29,7 +38,8 @@ import java.util.Objects;
  *
  * @param beta1 β1, the momentum decay
  * @param beta2 β2, the Fisher EMA decay
- * @param epsilon ε, the upper bound of the adaptive epsilon
+ * @param epsilon ε, the upper bound of the adaptive epsilon (Algorithms 1–2), added to √f (Algorithm 3)
+ * @param adafactorEpsilon ε of Algorithm 4, added to g² inside the Fisher EMAs
  * @param epsilon2 ε2, the factor of RMS(g) in the adaptive epsilon
  * @param clipThreshold c, the RMS clip threshold of ḡ and ḡw
  * @param weightDecay λ, the Riemannian weight decay
@@ -41,6 +51,7 @@ public record FisherOptions(
     double beta1,
     double beta2,
     double epsilon,
+    double adafactorEpsilon,
     double epsilon2,
     double clipThreshold,
     double weightDecay,
@@ -54,6 +65,8 @@ public record FisherOptions(
   public static final double BETA2_DEFAULT = 0.999;
   /** Default ε. */
   public static final double EPSILON_DEFAULT = 1e-8;
+  /** Default ε of Algorithm 4 (the paper's Adafactor), added to g² inside the EMAs. */
+  public static final double ADAFACTOR_EPSILON_DEFAULT = 1e-30;
   /** Default ε2. */
   public static final double EPSILON2_DEFAULT = 1e-4;
   /** Default clip threshold c. */
@@ -85,6 +98,7 @@ public record FisherOptions(
     unitInterval("beta1", beta1);
     unitInterval("beta2", beta2);
     nonNegative("epsilon", epsilon);
+    nonNegative("adafactorEpsilon", adafactorEpsilon);
     nonNegative("epsilon2", epsilon2);
     positive("clipThreshold", clipThreshold);
     nonNegative("weightDecay", weightDecay);
@@ -112,6 +126,7 @@ public record FisherOptions(
         .beta1(beta1)
         .beta2(beta2)
         .epsilon(epsilon)
+        .adafactorEpsilon(adafactorEpsilon)
         .epsilon2(epsilon2)
         .clipThreshold(clipThreshold)
         .weightDecay(weightDecay)
@@ -131,6 +146,18 @@ public record FisherOptions(
   /** The paper's defaults with the framework Adam's three float arguments (see {@link #exact}). */
   public static FisherOptions ofAdam(float beta1, float beta2, float epsilon) {
     return builder().beta1(exact(beta1)).beta2(exact(beta2)).epsilon(exact(epsilon)).build();
+  }
+
+  /**
+   * The paper's defaults with the framework Adam's three float arguments read as Algorithm 4's
+   * β1, β2 and ε (the ε inside the EMAs, {@link #adafactorEpsilon()}).
+   */
+  public static FisherOptions ofAdafactor(float beta1, float beta2, float epsilon) {
+    return builder()
+        .beta1(exact(beta1))
+        .beta2(exact(beta2))
+        .adafactorEpsilon(exact(epsilon))
+        .build();
   }
 
   /** Checks a learning rate: finite and ≥ 0. */
@@ -162,6 +189,7 @@ public record FisherOptions(
     private double beta1 = BETA1_DEFAULT;
     private double beta2 = BETA2_DEFAULT;
     private double epsilon = EPSILON_DEFAULT;
+    private double adafactorEpsilon = ADAFACTOR_EPSILON_DEFAULT;
     private double epsilon2 = EPSILON2_DEFAULT;
     private double clipThreshold = CLIP_THRESHOLD_DEFAULT;
     private double weightDecay = WEIGHT_DECAY_DEFAULT;
@@ -186,6 +214,12 @@ public record FisherOptions(
     /** ε, default {@value FisherOptions#EPSILON_DEFAULT}. */
     public Builder epsilon(double v) {
       epsilon = v;
+      return this;
+    }
+
+    /** Algorithm 4's ε, default {@value FisherOptions#ADAFACTOR_EPSILON_DEFAULT}. */
+    public Builder adafactorEpsilon(double v) {
+      adafactorEpsilon = v;
       return this;
     }
 
@@ -228,8 +262,8 @@ public record FisherOptions(
     /** Validates and builds. */
     public FisherOptions build() {
       return new FisherOptions(
-          beta1, beta2, epsilon, epsilon2, clipThreshold, weightDecay, rho, factoredMinDim,
-          nonFinite);
+          beta1, beta2, epsilon, adafactorEpsilon, epsilon2, clipThreshold, weightDecay, rho,
+          factoredMinDim, nonFinite);
     }
   }
 }

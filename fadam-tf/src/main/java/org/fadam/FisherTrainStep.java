@@ -34,8 +34,8 @@ import org.tensorflow.types.family.TNumber;
 import org.tensorflow.types.family.TType;
 
 /**
- * One train step — forward pass, gradients and the FAdam, FAdafactor or Adam (Algorithm 3)
- * update — as a single function over resource variables, compiled as a whole by XLA (on by
+ * One train step — forward pass, gradients and the FAdam, FAdafactor, Adam (Algorithm 3) or
+ * Adafactor (Algorithm 4) update — as a single function over resource variables, compiled as a whole by XLA (on by
  * default), plus the {@code train} and {@code serve} signatures of a SavedModel that carries every
  * variable: parameters, slots, per-variable step counters, {@code iterations} and
  * {@code skipped_steps}.
@@ -545,6 +545,14 @@ public final class FisherTrainStep {
     /** The paper's Adam (Algorithm 3), for comparisons. */
     public Builder adam(double learningRate, FisherOptions options) {
       return optimizer(Rule.ADAM, learningRate, options);
+    }
+
+    /**
+     * The paper's Adafactor (Algorithm 4), FAdafactor's baseline; its ε is {@link
+     * FisherOptions#adafactorEpsilon()} (see {@link PaperAdafactor}).
+     */
+    public Builder adafactor(double learningRate, FisherOptions options) {
+      return optimizer(Rule.ADAFACTOR, learningRate, options);
     }
 
     private Builder optimizer(Rule r, double lr, FisherOptions o) {

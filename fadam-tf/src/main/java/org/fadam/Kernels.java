@@ -59,7 +59,7 @@ final class Kernels<W extends TFloating> {
       throw new IllegalArgumentException(
           "variable '" + variable + "' has dtype "
               + org.tensorflow.internal.types.registry.TensorTypeRegistry.find(type).dataType()
-              + "; FAdam, FAdafactor and Adam update float32, float64, float16 and bfloat16"
+              + "; FAdam, FAdafactor, Adam and Adafactor update float32, float64, float16 and bfloat16"
               + " variables only");
     }
   }

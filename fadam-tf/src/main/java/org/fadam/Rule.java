@@ -11,8 +11,9 @@ import org.tensorflow.types.family.TFloating;
 
 /**
  * One optimizer step of one tensor, as a pure function of graph values: the single copy of
- * Algorithms 1, 2 and 3 that every path (ref variables, resource variables, XLA) uses.
- * FAdam and FAdafactor differ only in their Fisher estimator.
+ * Algorithms 1, 2, 3 and 4 that every path (ref variables, resource variables, XLA) uses.
+ * FAdam and FAdafactor differ only in their Fisher estimator; Adafactor factors f exactly where
+ * FAdafactor does, through the same estimator.
  */
 enum Rule {
   /** Algorithm 1: full diagonal empirical Fisher. */
@@ -20,7 +21,9 @@ enum Rule {
   /** Algorithm 2: factored Fisher for large matrices, full diagonal for the rest. */
   FADAFACTOR,
   /** Algorithm 3, the paper's Adam, read as Kingma &amp; Ba (DESIGN). */
-  ADAM;
+  ADAM,
+  /** Algorithm 4, the paper's Adafactor: factored like FAdafactor, f0 = 0, ε inside the EMAs. */
+  ADAFACTOR;
 
   /** Slot name of m. */
   static final String M = "m";
@@ -40,10 +43,13 @@ enum Rule {
   record Result<W extends TFloating>(
       Operand<W> theta, Map<String, Operand<W>> slots, Operand<TBool> finite) {}
 
-  /** Whether FAdafactor factors a tensor of this shape (DESIGN: rank ≥ 2, last two ≥ min). */
+  /**
+   * Whether FAdafactor or Adafactor factors a tensor of this shape (DESIGN: rank ≥ 2, last two ≥
+   * min).
+   */
   boolean factored(Shape shape, FisherOptions o) {
     int r = shape.numDimensions();
-    return this == FADAFACTOR
+    return (this == FADAFACTOR || this == ADAFACTOR)
         && r >= 2
         && shape.get(r - 1) >= o.factoredMinDim()
         && shape.get(r - 2) >= o.factoredMinDim();
@@ -54,6 +60,7 @@ enum Rule {
     if (this == ADAM) {
       return List.of(new SlotSpec(M, shape, 0), new SlotSpec(FIM, shape, 0)); // Alg. 3 l.2
     }
+    double f0 = this == ADAFACTOR ? 0 : 1; // Alg. 4 l.2: R0 = C0 = 0; Alg. 1, 2 l.2: f0 = 1
     if (factored(shape, o)) {
       int r = shape.numDimensions();
       long[] dims = shape.asArray();
@@ -62,11 +69,11 @@ enum Rule {
       col[r - 2] = dims[r - 1];
       col = java.util.Arrays.copyOf(col, r - 1); // C reduces the second-last axis
       return List.of(
-          new SlotSpec(M, shape, 0), // Alg. 2 l.2: m0 = 0
-          new SlotSpec(FIM_ROW, Shape.of(row), 1), // R0 = 1
-          new SlotSpec(FIM_COL, Shape.of(col), 1)); // C0 = 1
+          new SlotSpec(M, shape, 0), // Alg. 2, 4 l.2: m0 = 0
+          new SlotSpec(FIM_ROW, Shape.of(row), f0), // Alg. 2 l.2: R0 = 1; Alg. 4 l.2: R0 = 0
+          new SlotSpec(FIM_COL, Shape.of(col), f0)); // Alg. 2 l.2: C0 = 1; Alg. 4 l.2: C0 = 0
     }
-    return List.of(new SlotSpec(M, shape, 0), new SlotSpec(FIM, shape, 1)); // Alg. 1 l.2
+    return List.of(new SlotSpec(M, shape, 0), new SlotSpec(FIM, shape, f0)); // Alg. 1, 4 l.2
   }
 
   /**
@@ -91,9 +98,42 @@ enum Rule {
     if (factored(shape, o)) {
       finite = k.tf.math.logicalAnd(finite, k.tf.math.isFinite(gSqSum));
     }
-    return this == ADAM
-        ? adam(k, o, lr, t, theta, g, gSq, slots, shape, finite)
-        : fisher(k, o, lr, t, theta, g, gSq, gSqSum, slots, shape, finite);
+    return switch (this) {
+      case ADAM -> adam(k, o, lr, t, theta, g, gSq, slots, shape, finite);
+      case ADAFACTOR -> adafactor(k, o, lr, t, theta, g, gSq, slots, shape, finite);
+      default -> fisher(k, o, lr, t, theta, g, gSq, gSqSum, slots, shape, finite);
+    };
+  }
+
+  /**
+   * The EMA of the diagonal empirical Fisher of {@code sq} (g², or Adafactor's g² + ε), full or
+   * factored by this rule's factoring rule; puts the new slot values into {@code out} and returns
+   * the full f. Alg. 1 l.7; Alg. 2 l.7–9; Alg. 4 l.7–9.
+   */
+  private <W extends TFloating> Operand<W> fisherEma(
+      Kernels<W> k,
+      FisherOptions o,
+      Operand<W> t,
+      Operand<W> sq,
+      Map<String, Operand<W>> slots,
+      Shape shape,
+      Map<String, Operand<W>> out) {
+    var tf = k.tf;
+    Operand<W> beta2Hat = k.biasCorrectedBeta2(o.beta2(), t); // Alg. 1, 2, 4 l.6: β̂2
+    Operand<W> oneMinusBeta2Hat = k.oneMinusBiasCorrectedBeta2(o.beta2(), t);
+    if (factored(shape, o)) {
+      int r = shape.numDimensions();
+      Operand<W> rowSq = tf.sum(sq, tf.constant(r - 1)); // sq 1_m
+      Operand<W> colSq = tf.sum(sq, tf.constant(r - 2)); // 1ᵀ_n sq
+      Operand<W> row = k.ema(slots.get(FIM_ROW), beta2Hat, oneMinusBeta2Hat, rowSq); // Alg.2,4 l.7
+      Operand<W> col = k.ema(slots.get(FIM_COL), beta2Hat, oneMinusBeta2Hat, colSq); // Alg.2,4 l.8
+      out.put(FIM_ROW, row);
+      out.put(FIM_COL, col);
+      return k.factoredFisher(row, col); // Alg.2,4 l.9: f = R C / 1ᵀR
+    }
+    Operand<W> f = k.ema(slots.get(FIM), beta2Hat, oneMinusBeta2Hat, sq); // Alg.1 l.7: EMA of sq
+    out.put(FIM, f);
+    return f;
   }
 
   /** Algorithm 1 (FAdam) and Algorithm 2 (FAdafactor), lines 6–14 (Alg. 2: 6–16). */
@@ -111,22 +151,7 @@ enum Rule {
       Operand<TBool> finite) {
     var tf = k.tf;
     Map<String, Operand<W>> out = new LinkedHashMap<>();
-    Operand<W> beta2Hat = k.biasCorrectedBeta2(o.beta2(), t); // l.6: β̂2
-    Operand<W> oneMinusBeta2Hat = k.oneMinusBiasCorrectedBeta2(o.beta2(), t);
-    Operand<W> f;
-    if (factored(shape, o)) {
-      int r = shape.numDimensions();
-      Operand<W> rowSq = tf.sum(gSq, tf.constant(r - 1)); // g² 1_m
-      Operand<W> colSq = tf.sum(gSq, tf.constant(r - 2)); // 1ᵀ_n g²
-      Operand<W> row = k.ema(slots.get(FIM_ROW), beta2Hat, oneMinusBeta2Hat, rowSq); // Alg.2 l.7
-      Operand<W> col = k.ema(slots.get(FIM_COL), beta2Hat, oneMinusBeta2Hat, colSq); // Alg.2 l.8
-      out.put(FIM_ROW, row);
-      out.put(FIM_COL, col);
-      f = k.factoredFisher(row, col); // Alg.2 l.9: f = R C / 1ᵀR
-    } else {
-      f = k.ema(slots.get(FIM), beta2Hat, oneMinusBeta2Hat, gSq); // l.7: EMA diagonal Fisher
-      out.put(FIM, f);
-    }
+    Operand<W> f = fisherEma(k, o, t, gSq, slots, shape, out); // l.6–7 (Alg. 2: l.6–9), g²
     Operand<W> epsHat = k.adaptiveEpsilon(o.epsilon(), o.epsilon2(), k.rms(g, gSqSum, shape)); // l.8
     Operand<W> e = k.pow(epsHat, 2 * o.rho()); // ε̂^(2ρ)
     Operand<W> d = tf.math.add(k.pow(f, o.rho()), e); // f^ρ + ε̂^(2ρ), the denominator of l.9, l.12
@@ -171,5 +196,36 @@ enum Rule {
     out.put(M, m);
     out.put(FIM, f);
     return new Result<>(newTheta, out, finite);
+  }
+
+  /**
+   * Algorithm 4 (the paper's Adafactor), lines 6–13: ε inside the EMAs, no adaptive ε, no ρ (√f),
+   * the learning rate inside the momentum, weight decay λθ without the learning rate.
+   */
+  private <W extends TFloating> Result<W> adafactor(
+      Kernels<W> k,
+      FisherOptions o,
+      Operand<W> lr,
+      Operand<W> t,
+      Operand<W> theta,
+      Operand<W> g,
+      Operand<W> gSq,
+      Map<String, Operand<W>> slots,
+      Shape shape,
+      Operand<TBool> finite) {
+    var tf = k.tf;
+    Map<String, Operand<W>> out = new LinkedHashMap<>();
+    Operand<W> sq = tf.math.add(gSq, k.c(o.adafactorEpsilon())); // l.7–8: g² + ε 1_n 1ᵀ_m
+    Operand<W> f = fisherEma(k, o, t, sq, slots, shape, out); // l.6–9: β̂2, R, C, f = R C / 1ᵀR
+    Operand<W> gBar = k.naturalGradient(g, tf.math.sqrt(f)); // l.10: ḡ = g/√f (0 where f = 0)
+    gBar = k.clip(gBar, o.clipThreshold(), shape); // l.11: ḡ / max(1, RMS(ḡ)/c)
+    Operand<W> m =
+        k.ema(slots.get(M), k.c(o.beta1()), k.c(1 - o.beta1()), tf.math.mul(lr, gBar)); // l.12
+    out.put(M, m);
+    Operand<W> step =
+        o.weightDecay() == 0
+            ? m
+            : tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), theta)); // l.13: m + λθ
+    return new Result<>(tf.math.sub(theta, step), out, finite); // l.13: θ ← θ − (m + λθ)
   }
 }

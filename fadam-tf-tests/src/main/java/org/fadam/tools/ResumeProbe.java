@@ -38,7 +38,7 @@ public final class ResumeProbe {
     } else if (args.length == 4 && args[0].equals("resume")) {
       resume(Path.of(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]));
     } else {
-      System.err.println("usage: ResumeProbe run fadam|fadafactor|adam JIT STEPS EXPORT_AT DIR | resume DIR STEPS FIRST");
+      System.err.println("usage: ResumeProbe run fadam|fadafactor|adam|adafactor JIT STEPS EXPORT_AT DIR | resume DIR STEPS FIRST");
       System.exit(2);
     }
   }
@@ -61,6 +61,7 @@ public final class ResumeProbe {
       case "fadam" -> builder.fadam(0.05, o);
       case "fadafactor" -> builder.fadafactor(0.05, o);
       case "adam" -> builder.adam(0.05, o);
+      case "adafactor" -> builder.adafactor(0.05, o);
       default -> throw new IllegalArgumentException("unknown optimizer " + optimizer);
     }
     return builder

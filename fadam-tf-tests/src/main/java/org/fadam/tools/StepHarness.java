@@ -8,6 +8,7 @@ import org.fadam.FAdafactor;
 import org.fadam.FAdam;
 import org.fadam.FisherOptimizer;
 import org.fadam.FisherOptions;
+import org.fadam.PaperAdafactor;
 import org.fadam.PaperAdam;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
@@ -34,15 +35,16 @@ public final class StepHarness implements AutoCloseable {
   public enum Kind {
     FADAM,
     FADAFACTOR,
-    ADAM;
+    ADAM,
+    ADAFACTOR;
 
-    /** Parses "fadam", "fadafactor" or "adam". */
+    /** Parses "fadam", "fadafactor", "adam" or "adafactor". */
     public static Kind parse(String s) {
       try {
         return valueOf(s.toUpperCase(Locale.ROOT));
       } catch (IllegalArgumentException e) {
         throw new IllegalArgumentException(
-            "`optimizer` must be one of fadam, fadafactor, adam; got " + s, e);
+            "`optimizer` must be one of fadam, fadafactor, adam, adafactor; got " + s, e);
       }
     }
   }
@@ -79,6 +81,7 @@ public final class StepHarness implements AutoCloseable {
           case FADAM -> new FAdam(graph, FAdam.DEFAULT_NAME, lr, options);
           case FADAFACTOR -> new FAdafactor(graph, FAdafactor.DEFAULT_NAME, lr, options);
           case ADAM -> new PaperAdam(graph, PaperAdam.DEFAULT_NAME, lr, options);
+          case ADAFACTOR -> new PaperAdafactor(graph, PaperAdafactor.DEFAULT_NAME, lr, options);
         };
     train = opt.applyGradients(List.of(pair(tf.dtypes.cast(grad, type), var)), "train");
     fetches.put("theta", tf.dtypes.cast(var, TFloat64.class));

@@ -30,10 +30,13 @@ import picocli.CommandLine.Parameters;
       "Runs one conformance case (from CASE.json, or stdin) through fadam-tf's TensorFlow graph"
           + " optimizer and prints one JSON object {\"thetas\": [θ after each step], \"slots\":"
           + " {name: [value after each step]}}.",
-      "CASE: {\"optimizer\": \"fadam\"|\"fadafactor\"|\"adam\", \"dtype\": \"float32\"|\"float64\","
+      "CASE: {\"optimizer\": \"fadam\"|\"fadafactor\"|\"adam\"|\"adafactor\","
+          + " \"dtype\": \"float32\"|\"float64\","
           + " \"hparams\": {lr, beta1, beta2, eps, eps2, clip, weight_decay, rho, factored_min_dim},"
           + " \"theta\": nested list, \"grads\": [nested list, ...]}",
-      "adam is the paper's Algorithm 3. Missing hparams take the paper's defaults."
+      "adam is the paper's Algorithm 3, adafactor its Algorithm 4. Missing hparams take the"
+          + " paper's defaults; adafactor's are Algorithm 4 line 1: its eps (default 1e-30) is"
+          + " added to g² inside the EMAs, and eps2 and rho, which it does not have, are rejected."
     })
 public final class TraceTool extends Tool {
 
@@ -87,12 +90,24 @@ public final class TraceTool extends Tool {
         throw new IllegalArgumentException("unknown hparam \"" + key + "\"; known: " + HPARAMS);
       }
     }
+    boolean adafactor = kind == StepHarness.Kind.ADAFACTOR;
+    for (String unused : List.of("eps2", "rho")) {
+      if (adafactor && hp.has(unused)) {
+        throw new IllegalArgumentException(
+            "hparam \"" + unused + "\" is not a hyperparameter of adafactor (Algorithm 4)");
+      }
+    }
     double lr = number(hp, "lr", FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT));
+    FisherOptions.Builder b = FisherOptions.builder();
+    if (adafactor) { // Algorithm 4 line 1: its ε (1e-30) is added to g² inside the EMAs
+      b.adafactorEpsilon(number(hp, "eps", FisherOptions.ADAFACTOR_EPSILON_DEFAULT));
+    } else {
+      b.epsilon(number(hp, "eps", FisherOptions.EPSILON_DEFAULT));
+    }
     FisherOptions options =
-        FisherOptions.builder()
+        b
             .beta1(number(hp, "beta1", FisherOptions.BETA1_DEFAULT))
             .beta2(number(hp, "beta2", FisherOptions.BETA2_DEFAULT))
-            .epsilon(number(hp, "eps", FisherOptions.EPSILON_DEFAULT))
             .epsilon2(number(hp, "eps2", FisherOptions.EPSILON2_DEFAULT))
             .clipThreshold(number(hp, "clip", FisherOptions.CLIP_THRESHOLD_DEFAULT))
             .weightDecay(number(hp, "weight_decay", FisherOptions.WEIGHT_DECAY_DEFAULT))

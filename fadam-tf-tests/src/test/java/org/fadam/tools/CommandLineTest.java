@@ -120,7 +120,7 @@ class CommandLineTest {
     Path bad = Files.writeString(tmp.resolve("case.json"), "{\"optimizer\": \"sgd\"}");
     Run r = run(new TraceTool(), bad.toString());
     assertEquals(Tool.FAILURE, r.status());
-    assertEquals("fadam-trace: `optimizer` must be one of fadam, fadafactor, adam; got sgd",
+    assertEquals("fadam-trace: `optimizer` must be one of fadam, fadafactor, adam, adafactor; got sgd",
         r.err().strip());
     // --verbose adds the stack trace.
     r = run(new TraceTool(), "--verbose", bad.toString());
