@@ -34,9 +34,9 @@ import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.TypeConversionException;
 
 /**
- * The project's demo: trains the same small language model with FAdam, FAdafactor and the paper's
- * Adam on a synthetic order-2 Markov language whose entropy rate is known exactly, and reports how
- * far each optimizer gets from that floor.
+ * The project's demo: trains the same small language model with FAdam, FAdafactor and their
+ * baselines, the paper's Adam and Adafactor, on a synthetic order-2 Markov language whose entropy
+ * rate is known exactly, and reports how far each optimizer gets from that floor.
  *
  * <p>Everything is a function of {@code --seed}: the training stream, the held-out stream, the
  * initial parameters (the same for every optimizer) and the batch of every step (derived from the
@@ -45,7 +45,7 @@ import picocli.CommandLine.TypeConversionException;
  */
 public final class Demo {
 
-  /** Default steps per optimizer: the default run of all three fits in a few minutes on 2 cores. */
+  /** Default steps per optimizer: the default run of all four fits in a few minutes on 2 cores. */
   public static final int DEFAULT_STEPS = 4000;
   /** Default seed. */
   public static final long DEFAULT_SEED = 1;
@@ -175,8 +175,9 @@ public final class Demo {
   @Command(name = "demo",
       description = {
         "Trains one small language model (embedding -> dense+tanh -> layer norm -> dense+tanh ->"
-            + " softmax over 64 tokens, cross-entropy) with FAdam, FAdafactor and Adam (the paper's"
-            + " Algorithm 3) on a synthetic order-2 Markov language whose entropy rate is known"
+            + " softmax over 64 tokens, cross-entropy) with FAdam, FAdafactor, Adam and Adafactor"
+            + " (the paper's Algorithms 1-4; Adam and Adafactor are the baselines of FAdam and"
+            + " FAdafactor) on a synthetic order-2 Markov language whose entropy rate is known"
             + " exactly, and reports how far each optimizer gets from that best achievable loss."
             + " All optimizers use the same learning rate and the paper's default hyperparameters.",
         "Writes into --out: results.csv (optimizer,step,train_loss,heldout_loss per evaluation),"
@@ -194,8 +195,8 @@ public final class Demo {
     int steps;
 
     @Option(names = "--optimizers", paramLabel = "LIST", split = ",",
-        defaultValue = "fadam,fadafactor,adam", converter = OptimizerConverter.class,
-        description = "comma-separated, from fadam,fadafactor,adam")
+        defaultValue = "fadam,fadafactor,adam,adafactor", converter = OptimizerConverter.class,
+        description = "comma-separated, from fadam,fadafactor,adam,adafactor")
     List<Optimizer> optimizers;
 
     @Option(names = "--seed", paramLabel = "S", defaultValue = "" + DEFAULT_SEED,
@@ -277,7 +278,7 @@ public final class Demo {
     }
   }
 
-  /** {@code fadam}, {@code fadafactor}, {@code adam} (any case) as a demo optimizer. */
+  /** {@code fadam}, {@code fadafactor}, {@code adam}, {@code adafactor} (any case) as a demo optimizer. */
   public static final class OptimizerConverter implements ITypeConverter<Optimizer> {
     @Override
     public Optimizer convert(String value) {
@@ -422,7 +423,8 @@ public final class Demo {
         DemoModel.CONTEXT * s.embed(), s.hidden(), s.hidden(), data.source.vocabSize(), s.batch(),
         num(s.learningRate()), s.seed());
     LossPlot.write(o.out().resolve(PNG), rows, data.floor(),
-        "Held-out loss vs step: FAdam, FAdafactor, Adam", subtitle, LossPlot.DEFAULT_WIDTH,
+        "Held-out loss vs step: " + String.join(", ",
+            o.optimizers().stream().map(Optimizer::displayName).toList()), subtitle, LossPlot.DEFAULT_WIDTH,
         LossPlot.DEFAULT_HEIGHT);
     Files.writeString(o.out().resolve(MARKDOWN), markdown(table, o, s, data),
         StandardCharsets.UTF_8);
@@ -551,12 +553,13 @@ public final class Demo {
         TRAIN_EVAL_ROWS));
     md.append(String.format(Locale.ROOT, "Model: embedding %d per token, 2 tokens of context,"
         + " hidden %d, %d output tokens. %s%d steps, batch %d, learning rate %s for every"
-        + " optimizer, paper defaults (β1 %s, β2 %s, ε %s, ε2 %s, c %s, λ %s, ρ %s), XLA %s,"
+        + " optimizer, paper defaults (β1 %s, β2 %s, ε %s, ε2 %s, c %s, λ %s, ρ %s; Adafactor:"
+        + " Algorithm 4's ε %s inside the Fisher EMAs, and λθ without the learning rate), XLA %s,"
         + " seed %d.%n%n", s.embed(), s.hidden(), data.source.vocabSize(),
         o.resume() == null ? "" : "Resumed from " + o.resume() + " for ", o.steps(), s.batch(),
         num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
         num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),
-        num(paper.rho()), o.xla() ? "on" : "off", s.seed()));
+        num(paper.rho()), num(paper.adafactorEpsilon()), o.xla() ? "on" : "off", s.seed()));
     md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%n",
         System.getProperty("os.name"), System.getProperty("os.arch"),
         Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when));

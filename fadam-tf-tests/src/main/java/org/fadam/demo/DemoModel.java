@@ -50,14 +50,16 @@ public final class DemoModel implements AutoCloseable {
   /** Tokens of context the model sees: the order of the source. */
   public static final int CONTEXT = 2;
 
-  /** The three optimizers, each with the display name used in tables, CSV and plots. */
+  /** The four optimizers, each with the display name used in tables, CSV and plots. */
   public enum Optimizer {
     /** Algorithm 1. */
     FADAM("FAdam"),
     /** Algorithm 2. */
     FADAFACTOR("FAdafactor"),
-    /** Algorithm 3 (the paper's Adam). */
-    ADAM("Adam");
+    /** Algorithm 3 (the paper's Adam), FAdam's baseline. */
+    ADAM("Adam"),
+    /** Algorithm 4 (the paper's Adafactor), FAdafactor's baseline. */
+    ADAFACTOR("Adafactor");
 
     private final String displayName;
 
@@ -65,12 +67,12 @@ public final class DemoModel implements AutoCloseable {
       this.displayName = displayName;
     }
 
-    /** "FAdam", "FAdafactor" or "Adam". */
+    /** "FAdam", "FAdafactor", "Adam" or "Adafactor". */
     public String displayName() {
       return displayName;
     }
 
-    /** The command-line name: "fadam", "fadafactor" or "adam". */
+    /** The command-line name: "fadam", "fadafactor", "adam" or "adafactor". */
     public String flagName() {
       return name().toLowerCase(Locale.ROOT);
     }
@@ -83,7 +85,7 @@ public final class DemoModel implements AutoCloseable {
         }
       }
       throw new IllegalArgumentException(
-          "unknown optimizer \"" + s + "\"; expected fadam, fadafactor or adam");
+          "unknown optimizer \"" + s + "\"; expected fadam, fadafactor, adam or adafactor");
     }
   }
 
@@ -134,11 +136,12 @@ public final class DemoModel implements AutoCloseable {
       Ops tf = Ops.create(graph);
       List<ResourceVariable<TFloat32>> vars = variables(tf, config);
       FisherTrainStep.Builder b = FisherTrainStep.builder(graph);
-      FisherOptions paper = FisherOptions.defaults();
+      FisherOptions paper = FisherOptions.defaults(); // each algorithm's own paper defaults
       switch (optimizer) {
         case FADAM -> b.fadam(config.learningRate(), paper);
         case FADAFACTOR -> b.fadafactor(config.learningRate(), paper);
         case ADAM -> b.adam(config.learningRate(), paper);
+        case ADAFACTOR -> b.adafactor(config.learningRate(), paper);
       }
       int v = config.vocabSize();
       this.step = b.input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
