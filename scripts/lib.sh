@@ -12,7 +12,7 @@ fadam_build() {
   echo "building fadam-tf (once; later runs reuse the build) ..." >&2
   local log
   log="$(mktemp)"
-  if ! (cd "$ROOT" && mvn -B -q install -Dmaven.test.skip=true >"$log" 2>&1); then
+  if ! (cd "$ROOT" && mvn -B -q install -Dmaven.test.skip=true -Dinvoker.skip=true -Dmaven.javadoc.skip=true -Dmaven.source.skip=true >"$log" 2>&1); then
     cat "$log" >&2
     rm -f "$log"
     echo "build failed" >&2

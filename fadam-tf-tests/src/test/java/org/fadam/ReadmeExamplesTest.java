@@ -148,6 +148,29 @@ class ReadmeExamplesTest {
     return regions;
   }
 
+  /**
+   * "Use it in your project" shows the dependency block of the consumer project that the build
+   * compiles and tests against the installed artifact (fadam-tf/src/it/consumer), at this version.
+   */
+  @Test
+  void theReadmeDependencyBlockIsTheConsumerProjects() throws IOException {
+    String version = System.getProperty("fadam.version");
+    Assumptions.assumeTrue(version != null, "run by Maven (which passes the POM's version)");
+    Path consumer = Path.of("..", "fadam-tf", "src", "it", "consumer", "pom.xml");
+    Assumptions.assumeTrue(Files.exists(consumer), "run from fadam-tf-tests/");
+    Matcher dep = Pattern.compile("(?s)\\n( *)(<dependency>\\s*<groupId>org\\.fadam</groupId>.*?</dependency>)")
+        .matcher(Files.readString(consumer));
+    assertTrue(dep.find(), "no fadam-tf dependency in " + consumer);
+    String block = dep.group(2).replace("\n" + dep.group(1), "\n")
+        .replace("@project.version@", version);
+    String readme = Files.readString(Path.of("..", "README.md"));
+    int section = readme.indexOf("## Use it in your project");
+    assertTrue(section >= 0, "README.md has no \"Use it in your project\"");
+    Matcher xml = Pattern.compile("(?s)```xml\\n(.*?)```").matcher(readme);
+    assertTrue(xml.find(section), "no xml block in \"Use it in your project\"");
+    assertEquals(block + "\n", xml.group(1));
+  }
+
   @Test
   void theReadmeShowsTheseExamplesAndNoOthers() throws IOException {
     Map<String, String> regions = regions();

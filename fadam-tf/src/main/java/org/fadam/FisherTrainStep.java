@@ -506,7 +506,7 @@ public final class FisherTrainStep {
     return nl < 0 ? s : s.substring(0, nl);
   }
 
-  /** A builder; {@link #build()} adds the variables, the step function, its call and the saver. */
+  /** A builder; {@link Builder#build()} adds the variables, the step function, its call and the saver. */
   public static Builder builder(Graph graph) {
     return new Builder(graph);
   }
