@@ -38,7 +38,9 @@ import org.tensorflow.types.family.TType;
  * Adafactor (Algorithm 4) update — as a single function over resource variables, compiled as a whole by XLA (on by
  * default), plus the {@code train} and {@code serve} signatures of a SavedModel that carries every
  * variable: parameters, slots, per-variable step counters, {@code iterations} and
- * {@code skipped_steps}.
+ * {@code skipped_steps}. The same step also comes in two halves, {@link #gradients} and
+ * {@link #applyGradients} (signatures {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}), so that a
+ * data-parallel job can average its replicas' gradients between them.
  *
  * <pre>{@code
  * var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[2][3]));
@@ -67,6 +69,22 @@ public final class FisherTrainStep {
   public static final String STEP = "step";
   /** Name of the predictions output of {@link #SERVE}. */
   public static final String PREDICTIONS = "predictions";
+  /**
+   * Name of the gradients signature: the {@value #TRAIN} inputs → {@value #LOSS} and one gradient
+   * per parameter, keyed by {@link #gradientKey}. With {@value #APPLY_GRADIENTS} it splits one
+   * {@value #TRAIN} step in two, so that a data-parallel job can average the gradients of its
+   * replicas in between.
+   */
+  public static final String GRADIENTS = "gradients";
+  /**
+   * Name of the apply-gradients signature: one gradient per parameter, keyed by
+   * {@link #gradientKey} → {@value #STEP}. It runs the optimizer update of every parameter, slot
+   * and counter exactly as {@value #TRAIN} does after its own gradients.
+   */
+  public static final String APPLY_GRADIENTS = "apply_gradients";
+  /** Prefix of the gradient keys of {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}. */
+  public static final String GRADIENT_PREFIX = "grad_";
+  private static final Pattern NOT_KEY_CHAR = Pattern.compile("[^A-Za-z0-9_]");
 
   /** The loss as a function of the inputs and the variables' current values. */
   @FunctionalInterface
@@ -103,6 +121,37 @@ public final class FisherTrainStep {
   /** What one call of {@link #train} returned. */
   public record Result(float loss, long step) {}
 
+  /**
+   * What one call of {@link #gradients} returned: the loss and each parameter's gradient by its
+   * {@link #gradientKey}. The tensors belong to this object: close it.
+   */
+  public static final class Gradients implements AutoCloseable {
+    private final float loss;
+    private final Map<String, Tensor> byKey;
+    private final org.tensorflow.Result owner;
+
+    private Gradients(float loss, Map<String, Tensor> byKey, org.tensorflow.Result owner) {
+      this.loss = loss;
+      this.byKey = java.util.Collections.unmodifiableMap(byKey);
+      this.owner = owner;
+    }
+
+    /** The loss on the batch, at the parameters before the step. */
+    public float loss() {
+      return loss;
+    }
+
+    /** Each parameter's gradient, keyed as {@link #applyGradients} takes them. */
+    public Map<String, Tensor> byKey() {
+      return byKey;
+    }
+
+    @Override
+    public void close() {
+      owner.close();
+    }
+  }
+
   private final Graph graph;
   private final Map<String, Placeholder<?>> inputs;
   private final List<String> serveInputs;
@@ -117,6 +166,12 @@ public final class FisherTrainStep {
   private final ResourceVariable<TInt64> iterations;
   private final ResourceVariable<TInt64> skippedSteps;
   private final ConcreteFunction function;
+  private final Map<String, String> gradientKeys;
+  private final Output<TFloat32> gradientsLoss;
+  private final Map<String, Output<?>> gradients;
+  private final Map<String, Placeholder<?>> gradientInputs;
+  private final Output<TInt64> appliedStep;
+  private final Output<TBool> appliedFinite;
   private final FisherOptions options;
   private final boolean jit;
 
@@ -125,6 +180,7 @@ public final class FisherTrainStep {
     this.options = b.options;
     this.jit = b.jit;
     this.parameters = List.copyOf(b.variables);
+    this.gradientKeys = gradientKeys(parameters);
     Ops tf = Ops.create(graph);
     Ops state = tf.withSubScope(b.name);
 
@@ -160,6 +216,33 @@ public final class FisherTrainStep {
     this.step = call.output(1);
     this.finite = call.output(2);
 
+    // The same step in two halves: gradients (inputs, parameter handles) and their application.
+    ConcreteFunction gradFn = ConcreteFunction.create(fn -> gradientsBody(fn, b));
+    List<Output<?>> gradArgs = new ArrayList<>();
+    inputs.values().forEach(p -> gradArgs.add(p.asOutput()));
+    parameters.forEach(v -> gradArgs.add(v.handle()));
+    Operation gradCall = statefulCall(graph, b.name + "_" + GRADIENTS, gradFn, gradArgs, jit);
+    this.gradientsLoss = gradCall.output(0);
+    this.gradients = new LinkedHashMap<>();
+    int out = 1;
+    for (String key : gradientKeys.values()) {
+      gradients.put(key, gradCall.output(out++));
+    }
+    Ops feed = tf.withSubScope(b.name + "_" + APPLY_GRADIENTS);
+    this.gradientInputs = new LinkedHashMap<>();
+    ConcreteFunction applyFn = ConcreteFunction.create(fn -> applyBody(fn, b, all));
+    List<Output<?>> applyArgs = new ArrayList<>();
+    for (ResourceVariable<?> p : parameters) {
+      String key = gradientKeys.get(p.name());
+      Placeholder<?> g = feed.withName(key).placeholder(p.type(), Placeholder.shape(p.shape()));
+      gradientInputs.put(key, g);
+      applyArgs.add(g.asOutput());
+    }
+    all.forEach(v -> applyArgs.add(v.handle()));
+    Operation applyCall = statefulCall(graph, b.name + "_" + APPLY_GRADIENTS, applyFn, applyArgs, jit);
+    this.appliedStep = applyCall.output(0);
+    this.appliedFinite = applyCall.output(1);
+
     // Evaluation and predictions read the variables directly in the outer graph.
     this.evalLoss = b.model.loss(tf.withSubScope("eval"), new Operands(INPUT, inputs), values(tf, parameters));
     this.serveInputs = List.copyOf(b.serveInputs);
@@ -174,19 +257,67 @@ public final class FisherTrainStep {
   /** The body of the step function: its arguments are the inputs, then every variable's handle. */
   private Signature body(Ops fn, Builder b, List<ResourceVariable<?>> all) {
     Signature.Builder sig = Signature.builder().key(b.name);
+    Map<String, Operand<?>> in = inputArgs(fn, b, sig);
+    Map<ResourceVariable<?>, Output<TType>> handles = handleArgs(fn, all, sig);
+    Forward forward = forward(fn, b, in, handles);
+    Update update = update(fn, b, List.of(forward.gradients()), handles);
+    sig.output(LOSS, update.done().withName(LOSS).dtypes.cast(forward.loss(), TFloat32.class));
+    return update.outputs(sig).build();
+  }
+
+  /** The first half of the step: the inputs and the parameters' handles → loss, gradients. */
+  private Signature gradientsBody(Ops fn, Builder b) {
+    Signature.Builder sig = Signature.builder().key(b.name + "_" + GRADIENTS);
+    Map<String, Operand<?>> in = inputArgs(fn, b, sig);
+    Forward forward = forward(fn, b, in, handleArgs(fn, parameters, sig));
+    sig.output(LOSS, fn.withName(LOSS).dtypes.cast(forward.loss(), TFloat32.class));
+    for (int k = 0; k < parameters.size(); k++) {
+      String key = gradientKeys.get(parameters.get(k).name());
+      sig.output(key, fn.withName(key).identity(forward.gradients()[k]));
+    }
+    return sig.build();
+  }
+
+  /** The second half: one gradient per parameter, then every variable's handle → step. */
+  private Signature applyBody(Ops fn, Builder b, List<ResourceVariable<?>> all) {
+    Signature.Builder sig = Signature.builder().key(b.name + "_" + APPLY_GRADIENTS);
+    List<Operand<?>> grads = new ArrayList<>();
+    for (ResourceVariable<?> p : parameters) {
+      String key = gradientKeys.get(p.name());
+      Placeholder<?> g = fn.withName(key).placeholder(p.type(), Placeholder.shape(p.shape()));
+      grads.add(g);
+      sig.input(key, g);
+    }
+    Update update = update(fn, b, grads, handleArgs(fn, all, sig));
+    return update.outputs(sig).build();
+  }
+
+  private static Map<String, Operand<?>> inputArgs(Ops fn, Builder b, Signature.Builder sig) {
     Map<String, Operand<?>> in = new LinkedHashMap<>();
     b.inputs.forEach((n, spec) -> {
       Placeholder<?> p = fn.withName(n).placeholder(spec.type, Placeholder.shape(spec.shape));
       in.put(n, p);
       sig.input(n, p);
     });
+    return in;
+  }
+
+  private static Map<ResourceVariable<?>, Output<TType>> handleArgs(
+      Ops fn, List<ResourceVariable<?>> vars, Signature.Builder sig) {
     Map<ResourceVariable<?>, Output<TType>> handles = new LinkedHashMap<>();
     int i = 0;
-    for (ResourceVariable<?> v : all) {
+    for (ResourceVariable<?> v : vars) {
       Output<TType> h = resourcePlaceholder(fn, "handle_" + i++);
       handles.put(v, h);
       sig.input("handle:" + v.name(), h);
     }
+    return handles;
+  }
+
+  /** The loss and the gradient of every parameter (in {@link #parameters} order). */
+  private record Forward(Operand<? extends TFloating> loss, Output<?>[] gradients) {}
+
+  private Forward forward(Ops fn, Builder b, Map<String, Operand<?>> in, Map<ResourceVariable<?>, Output<TType>> handles) {
     Map<String, Operand<?>> values = new LinkedHashMap<>();
     List<Output<?>> reads = new ArrayList<>();
     for (ResourceVariable<?> p : parameters) {
@@ -200,15 +331,38 @@ public final class FisherTrainStep {
       throw new IllegalArgumentException("the model's loss must be a scalar; got shape " + lossShape);
     }
     Output<?>[] grads = ((Graph) fn.scope().env()).addGradients(lossValue.asOutput(), reads.toArray(new Output<?>[0]));
+    for (int k = 0; k < parameters.size(); k++) {
+      if (grads[k] == null) {
+        throw new IllegalArgumentException(
+            "the loss has no gradient with respect to variable '" + parameters.get(k).name() + "'");
+      }
+    }
+    return new Forward(lossValue, grads);
+  }
+
+  /** The optimizer update and the {@code iterations} count, and what the outputs depend on. */
+  private record Update(Ops done, Operand<TInt64> after, List<Operand<TBool>> finite, FisherOptions options) {
+
+    /** Adds the {@value #STEP} and {@code finite} outputs. */
+    Signature.Builder outputs(Signature.Builder sig) {
+      sig.output(STEP, done.withName(STEP).identity(after));
+      // Only ERROR reads the flags; otherwise a constant, so PROPAGATE's step has no finiteness work.
+      boolean[] none = new boolean[finite.size()];
+      java.util.Arrays.fill(none, true);
+      return sig.output("finite", options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
+          ? done.withName("finite").stack(finite)
+          : done.withName("finite").constant(none));
+    }
+  }
+
+  /** The update of every parameter from its gradient (in {@link #parameters} order), counted. */
+  private Update update(Ops fn, Builder b, List<? extends Operand<?>> grads, Map<ResourceVariable<?>, Output<TType>> handles) {
     Operand<TInt64> before = fn.readVariableOp(handles.get(iterations), TInt64.class);
     LearningRate lr =
         b.schedule == null ? LearningRate.of(b.learningRate) : LearningRate.of(b.schedule.learningRate(fn, before));
     List<Updater.Target> targets = new ArrayList<>();
     for (int k = 0; k < parameters.size(); k++) {
       ResourceVariable<?> p = parameters.get(k);
-      if (grads[k] == null) {
-        throw new IllegalArgumentException("the loss has no gradient with respect to variable '" + p.name() + "'");
-      }
       Map<String, StateVar> slotVars = new LinkedHashMap<>();
       slots.get(p.name()).forEach((slot, v) -> {
         if (!slot.equals(Rule.STEP)) {
@@ -216,23 +370,41 @@ public final class FisherTrainStep {
         }
       });
       ResourceVariable<?> stepVar = slots.get(p.name()).get(Rule.STEP);
-      targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads[k],
+      targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads.get(k),
           new Handle(handles.get(p), p.type()), slotVars, new Handle(handles.get(stepVar), TInt64.class)));
     }
     Updater.Step update = Updater.build(fn, b.rule, options, lr, targets,
         new Handle(handles.get(skippedSteps), TInt64.class), "apply", false);
     Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
     Op count = fn.withControlDependencies(List.of(update.op())).assignVariableOp(handles.get(iterations), after);
-    Ops done = fn.withControlDependencies(List.of(update.op(), count));
-    sig.output(LOSS, done.withName(LOSS).dtypes.cast(lossValue, TFloat32.class));
-    sig.output(STEP, done.withName(STEP).identity(after));
-    // Only ERROR reads the flags; otherwise a constant, so PROPAGATE's step has no finiteness work.
-    boolean[] none = new boolean[parameters.size()];
-    java.util.Arrays.fill(none, true);
-    sig.output("finite", options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
-        ? done.withName("finite").stack(update.finite())
-        : done.withName("finite").constant(none));
-    return sig.build();
+    return new Update(fn.withControlDependencies(List.of(update.op(), count)), after, update.finite(), options);
+  }
+
+  /**
+   * The key of a parameter's gradient in the {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}
+   * signatures: {@value #GRADIENT_PREFIX} followed by the variable's name with every character
+   * outside {@code [A-Za-z0-9_]} replaced by {@code _} ({@code "layer1/w-0"} →
+   * {@code "grad_layer1_w_0"}).
+   */
+  public static String gradientKey(String variableName) {
+    return GRADIENT_PREFIX + NOT_KEY_CHAR.matcher(variableName).replaceAll("_");
+  }
+
+  /** Each parameter's gradient key; two parameters with one key fail, naming both. */
+  private static Map<String, String> gradientKeys(List<ResourceVariable<?>> parameters) {
+    Map<String, String> keys = new LinkedHashMap<>();
+    Map<String, String> owner = new LinkedHashMap<>();
+    for (ResourceVariable<?> p : parameters) {
+      String key = gradientKey(p.name());
+      String other = owner.putIfAbsent(key, p.name());
+      if (other != null) {
+        throw new IllegalArgumentException("variables '" + other + "' and '" + p.name()
+            + "' have the same gradient key '" + key + "' (every character outside [A-Za-z0-9_]"
+            + " becomes '_'); rename one of them");
+      }
+      keys.put(p.name(), key);
+    }
+    return keys;
   }
 
   private static <X extends TType> ResourceVariable<X> filled(Ops tf, String name, Class<X> type, Shape shape, double init) {
@@ -366,6 +538,27 @@ public final class FisherTrainStep {
     return s.output(LOSS, loss).output(STEP, step).build();
   }
 
+  /** The {@value #GRADIENTS} signature: every input → loss and each parameter's gradient. */
+  public Signature gradientsSignature() {
+    Signature.Builder s = Signature.builder().key(GRADIENTS);
+    inputs.forEach(s::input);
+    s.output(LOSS, gradientsLoss);
+    gradients.forEach(s::output);
+    return s.build();
+  }
+
+  /** The {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step. */
+  public Signature applyGradientsSignature() {
+    Signature.Builder s = Signature.builder().key(APPLY_GRADIENTS);
+    gradientInputs.forEach(s::input);
+    return s.output(STEP, appliedStep).build();
+  }
+
+  /** Each parameter's gradient key ({@link #gradientKey}), by parameter name, in parameter order. */
+  public Map<String, String> gradientKeys() {
+    return java.util.Collections.unmodifiableMap(gradientKeys);
+  }
+
   /** The {@value #SERVE} signature: the predictor's inputs → predictions. */
   public Optional<Signature> serveSignature() {
     if (predictions == null) {
@@ -422,12 +615,7 @@ public final class FisherTrainStep {
    */
   public synchronized Result train(Session session, Map<String, ? extends Tensor> feeds) {
     Session.Runner r = session.runner();
-    feeds.forEach((n, t) -> r.feed(input(n), t));
-    for (String n : inputs.keySet()) {
-      if (!feeds.containsKey(n)) {
-        throw new IllegalArgumentException("input '" + n + "' is not fed; inputs are " + inputs.keySet());
-      }
-    }
+    feedInputs(r, feeds);
     org.tensorflow.Result out;
     try {
       out = r.fetch(loss).fetch(step).fetch(finite).run();
@@ -435,16 +623,92 @@ public final class FisherTrainStep {
       throw xlaError(e).orElseThrow(() -> e);
     }
     try (out) {
-      if (options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
-        TBool ok = (TBool) out.get(2);
-        for (int i = 0; i < parameters.size(); i++) {
-          if (!ok.getBoolean(i)) {
-            throw new IllegalStateException("non-finite gradient (NaN, Inf, or a sum of squares that"
-                + " overflows) for variable `" + parameters.get(i).name() + "`; no variable was changed");
-          }
-        }
-      }
+      checkFinite((TBool) out.get(2));
       return new Result(((TFloat32) out.get(0)).getFloat(), ((TInt64) out.get(1)).getLong());
+    }
+  }
+
+  /**
+   * The first half of {@link #train}: the loss and every parameter's gradient on a batch, with no
+   * variable changed. {@link #applyGradients} of these gradients is {@link #train} of the batch,
+   * bit for bit; a data-parallel job averages the gradients of its replicas in between.
+   */
+  public synchronized Gradients gradients(Session session, Map<String, ? extends Tensor> feeds) {
+    Session.Runner r = session.runner();
+    feedInputs(r, feeds);
+    r.fetch(gradientsLoss);
+    gradients.values().forEach(r::fetch);
+    org.tensorflow.Result out;
+    try {
+      out = r.run();
+    } catch (RuntimeException e) {
+      throw xlaError(e).orElseThrow(() -> e);
+    }
+    Map<String, Tensor> byKey = new LinkedHashMap<>();
+    int i = 1;
+    for (String key : gradients.keySet()) {
+      byKey.put(key, out.get(i++));
+    }
+    return new Gradients(((TFloat32) out.get(0)).getFloat(), byKey, out);
+  }
+
+  /**
+   * The second half of {@link #train}: the update of every parameter, slot and counter from the
+   * given gradients (one per parameter, keyed by {@link #gradientKey}), under the same non-finite
+   * policy. Serialized with {@link #train}.
+   *
+   * @return the number of steps taken, after this one
+   * @throws IllegalArgumentException if a gradient is missing or unknown
+   * @throws IllegalStateException on a non-finite gradient under ERROR (nothing changed), or if
+   *     XLA cannot compile the update
+   */
+  public synchronized long applyGradients(Session session, Map<String, ? extends Tensor> gradientsByKey) {
+    for (String key : gradientsByKey.keySet()) {
+      if (!gradientInputs.containsKey(key)) {
+        throw new IllegalArgumentException("no parameter has the gradient key '" + key + "'; keys are "
+            + gradientInputs.keySet());
+      }
+    }
+    Session.Runner r = session.runner();
+    for (var e : gradientInputs.entrySet()) {
+      Tensor g = gradientsByKey.get(e.getKey());
+      if (g == null) {
+        throw new IllegalArgumentException("gradient '" + e.getKey() + "' is not given; keys are "
+            + gradientInputs.keySet());
+      }
+      r.feed(e.getValue(), g);
+    }
+    org.tensorflow.Result out;
+    try {
+      out = r.fetch(appliedStep).fetch(appliedFinite).run();
+    } catch (RuntimeException e) {
+      throw xlaError(e).orElseThrow(() -> e);
+    }
+    try (out) {
+      checkFinite((TBool) out.get(1));
+      return ((TInt64) out.get(0)).getLong();
+    }
+  }
+
+  private void feedInputs(Session.Runner r, Map<String, ? extends Tensor> feeds) {
+    feeds.forEach((n, t) -> r.feed(input(n), t));
+    for (String n : inputs.keySet()) {
+      if (!feeds.containsKey(n)) {
+        throw new IllegalArgumentException("input '" + n + "' is not fed; inputs are " + inputs.keySet());
+      }
+    }
+  }
+
+  /** Under ERROR, throws naming the first parameter whose gradient was not finite. */
+  private void checkFinite(TBool ok) {
+    if (options.nonFinite() != FisherOptions.NonFinitePolicy.ERROR) {
+      return;
+    }
+    for (int i = 0; i < parameters.size(); i++) {
+      if (!ok.getBoolean(i)) {
+        throw new IllegalStateException("non-finite gradient (NaN, Inf, or a sum of squares that"
+            + " overflows) for variable `" + parameters.get(i).name() + "`; no variable was changed");
+      }
     }
   }
 
@@ -474,7 +738,10 @@ public final class FisherTrainStep {
     if (Files.exists(dir)) {
       throw new IllegalArgumentException("export directory " + dir + " already exists");
     }
-    var exporter = SavedModelBundle.exporter(dir.toString()).withSession(session).withSignature(trainSignature());
+    var exporter = SavedModelBundle.exporter(dir.toString()).withSession(session)
+        .withSignature(trainSignature())
+        .withSignature(gradientsSignature())
+        .withSignature(applyGradientsSignature());
     serveSignature().ifPresent(exporter::withSignature);
     exporter.export();
   }

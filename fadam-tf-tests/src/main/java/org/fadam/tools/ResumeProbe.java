@@ -26,9 +26,9 @@ import org.tensorflow.types.TFloat32;
  */
 public final class ResumeProbe {
 
-  static final int FEATURES = 6;
-  static final int CLASSES = 5;
-  static final int BATCH = 16;
+  public static final int FEATURES = 6;
+  public static final int CLASSES = 5;
+  public static final int BATCH = 16;
 
   private ResumeProbe() {}
 
@@ -45,6 +45,12 @@ public final class ResumeProbe {
 
   /** Builds the model's train step in {@code graph}. */
   public static FisherTrainStep build(Graph graph, String optimizer, boolean jit) {
+    return build(graph, optimizer, jit, FisherOptions.NonFinitePolicy.SKIP);
+  }
+
+  /** Builds the model's train step in {@code graph} with a non-finite policy. */
+  public static FisherTrainStep build(Graph graph, String optimizer, boolean jit,
+      FisherOptions.NonFinitePolicy policy) {
     Ops tf = Ops.create(graph);
     Random rnd = new Random(11);
     float[][] w0 = new float[FEATURES][CLASSES];
@@ -55,7 +61,7 @@ public final class ResumeProbe {
     }
     var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(w0));
     var b = ResourceVariable.create(tf, "b", tf.withInitScope().constant(new float[CLASSES]));
-    FisherOptions o = FisherOptions.builder().factoredMinDim(4).build();
+    FisherOptions o = FisherOptions.builder().factoredMinDim(4).nonFinite(policy).build();
     var builder = FisherTrainStep.builder(graph);
     switch (optimizer) {
       case "fadam" -> builder.fadam(0.05, o);
