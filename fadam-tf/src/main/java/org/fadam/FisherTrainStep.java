@@ -521,6 +521,18 @@ public final class FisherTrainStep {
     return skippedSteps;
   }
 
+  /**
+   * Numbered checkpoints of this step's variables in {@code dir}, keeping the newest {@code keep}
+   * (see {@link CheckpointManager}).
+   */
+  public CheckpointManager checkpoints(Path dir, int keep) {
+    return new CheckpointManager(this, dir, keep);
+  }
+
+  Graph graph() {
+    return graph;
+  }
+
   /** Whether the step is XLA-compiled. */
   public boolean jit() {
     return jit;
@@ -591,7 +603,8 @@ public final class FisherTrainStep {
    */
   public static SavedModelBundle loadSavedModel(Path dir) {
     if (!Files.isDirectory(dir)) {
-      throw new IllegalArgumentException("no SavedModel at " + dir + ": the directory does not exist");
+      throw new IllegalArgumentException("no SavedModel at " + dir + ": the directory does not exist"
+          + leftAsideHint(dir));
     }
     for (String f : List.of("saved_model.pb", "variables/variables.index")) {
       if (!Files.exists(dir.resolve(f))) {
@@ -731,13 +744,35 @@ public final class FisherTrainStep {
   }
 
   /**
-   * Exports a SavedModel to {@code dir} (which must not exist yet): the {@value #TRAIN} and, with a
-   * predictor, {@value #SERVE} signatures, and a checkpoint of every variable.
+   * Exports a SavedModel to {@code dir} (which must not exist yet): the {@value #TRAIN},
+   * {@value #GRADIENTS}, {@value #APPLY_GRADIENTS} and, with a predictor, {@value #SERVE}
+   * signatures, and a checkpoint of every variable. Written beside and renamed into place
+   * ({@link AtomicDirectory#create}): a crash never leaves a partial export under {@code dir}.
    */
   public void export(Session session, Path dir) throws IOException {
     if (Files.exists(dir)) {
       throw new IllegalArgumentException("export directory " + dir + " already exists");
     }
+    AtomicDirectory.create(dir, tmp -> exportTo(session, tmp));
+  }
+
+  /**
+   * Exports like {@link #export}, replacing what {@code dir} holds only once the new export is
+   * complete ({@link AtomicDirectory#replace}): a crash at any moment leaves the previous export
+   * or the new one, whole.
+   *
+   * @param extra writes more files into the new export before it is put in place (may be null)
+   */
+  public void exportReplacing(Session session, Path dir, AtomicDirectory.Writer extra) throws IOException {
+    AtomicDirectory.replace(dir, tmp -> {
+      exportTo(session, tmp);
+      if (extra != null) {
+        extra.write(tmp);
+      }
+    });
+  }
+
+  private void exportTo(Session session, Path dir) throws IOException {
     var exporter = SavedModelBundle.exporter(dir.toString()).withSession(session)
         .withSignature(trainSignature())
         .withSignature(gradientsSignature())
@@ -762,6 +797,16 @@ public final class FisherTrainStep {
     } catch (RuntimeException e) { // TF's NotFound, InvalidArgument, … errors
       throw new IllegalArgumentException("checkpoint " + prefix + " does not match this train step: "
           + firstLine(e.getMessage()), e);
+    }
+  }
+
+  private static String leftAsideHint(Path dir) {
+    try {
+      List<Path> aside = AtomicDirectory.leftAside(dir);
+      return aside.isEmpty() ? "" : "; a crash while replacing it left the previous export at "
+          + aside.get(0) + " (AtomicDirectory.recover(dir) or the next export puts it back)";
+    } catch (IOException e) {
+      return "";
     }
   }
 

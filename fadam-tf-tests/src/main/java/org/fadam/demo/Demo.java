@@ -13,7 +13,6 @@ import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -25,6 +24,7 @@ import java.util.function.Consumer;
 import java.util.stream.Stream;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
+import org.fadam.TfRecordWriter;
 import org.fadam.demo.DemoModel.Optimizer;
 import org.fadam.tools.Tool;
 import picocli.CommandLine.Command;
@@ -158,16 +158,17 @@ public final class Demo {
    * @param resume the saved FAdam run to continue, or null
    * @param evalEvery evaluation interval, steps
    * @param progress force the progress line even when stderr is not a terminal
+   * @param tfrecord where to write the batches this run trains on as TFRecord, or null
    */
   public record Options(Settings settings, int steps, List<Optimizer> optimizers, Path out,
-      boolean xla, Path save, Path resume, int evalEvery, boolean progress) {
+      boolean xla, Path save, Path resume, int evalEvery, boolean progress, Path tfrecord) {
 
     /** The defaults, writing to {@code out}. */
     public static Options defaults(Path out) {
       return new Options(new Settings(DEFAULT_SEED, DEFAULT_BATCH,
           FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT), DEFAULT_EMBED, DEFAULT_HIDDEN),
           DEFAULT_STEPS, List.of(Optimizer.values()), out, true, null, null, DEFAULT_EVAL_EVERY,
-          false);
+          false, null);
     }
   }
 
@@ -248,6 +249,12 @@ public final class Demo {
         description = "show the progress line even when stderr is not a terminal")
     boolean progress;
 
+    @Option(names = "--tfrecord", paramLabel = "FILE",
+        description = "also write the batches of the steps this run trains, in order, to FILE as"
+            + " TFRecord: one tf.train.Example per row, int64 features tokens [2] and labels [1]"
+            + " (the train inputs), for tpu-configs/train.py --data FILE --global-batch <batch>")
+    Path tfrecord;
+
     /** The parsed command line as the demo's options, after the checks across options. */
     Options options() {
       List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden")
@@ -267,7 +274,8 @@ public final class Demo {
       if (save != null && !chosen.contains(Optimizer.FADAM)) {
         throw usageError("--save exports the FAdam run: add fadam to --optimizers");
       }
-      return new Options(new Settings(seed, batch, lr, embed, hidden), steps, chosen, out, !noXla, save, resume, evalEvery, progress);
+      return new Options(new Settings(seed, batch, lr, embed, hidden), steps, chosen, out, !noXla, save, resume, evalEvery, progress,
+          tfrecord);
     }
 
     @Override
@@ -330,6 +338,31 @@ public final class Demo {
       return new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k)).next();
     }
 
+    /**
+     * Writes the batches of steps {@code first … last} to a TFRecord file, row by row: one
+     * {@code tf.train.Example} per row with the model's inputs as int64 features, so that batch
+     * {@code k} is records {@code (k − first)·B … (k − first + 1)·B − 1}.
+     *
+     * @return the number of records
+     */
+    long writeTfRecord(Path file, long first, long last) throws IOException {
+      try (TfRecordWriter w = new TfRecordWriter(file)) {
+        for (long k = first; k <= last; k++) {
+          Batches.Batch b = batch(k);
+          int[] labels = DemoModel.labelsOf(b);
+          for (int r = 0; r < b.batchSize(); r++) {
+            long[] tokens = new long[DemoModel.CONTEXT];
+            for (int t = 0; t < tokens.length; t++) {
+              tokens[t] = b.inputs()[r][t];
+            }
+            w.write(TfRecordWriter.int64Example(Map.of(DemoModel.TOKENS, tokens,
+                DemoModel.LABELS, new long[] {labels[r]})));
+          }
+        }
+        return w.records();
+      }
+    }
+
     /** The exact entropy rate of the source: no model can do better on average. */
     double floor() {
       return source.entropyRateNats();
@@ -374,6 +407,12 @@ public final class Demo {
       }
     }
     Data data = new Data(s.seed(), s.batch());
+    if (o.tfrecord() != null) {
+      long first = saved == null ? 1 : saved.step() + 1;
+      long records = data.writeTfRecord(o.tfrecord(), first, first + o.steps() - 1);
+      out.printf(Locale.ROOT, "wrote %s: steps %d to %d, %d tf.train.Examples (%s, %s)%n",
+          o.tfrecord(), first, first + o.steps() - 1, records, DemoModel.TOKENS, DemoModel.LABELS);
+    }
     out.printf(Locale.ROOT, "source: %s; entropy floor %.4f nats/token (the true chain scores"
         + " %.4f on the %d held-out tokens)%n", "order-2 Markov chain over "
         + data.source.vocabSize() + " tokens", data.floor(), data.heldOutTrueLoss(), HELDOUT_ROWS);
@@ -498,18 +537,20 @@ public final class Demo {
     return new ResultsCsv.Row(name, step, model.loss(data.trainSample), model.loss(data.heldOut));
   }
 
-  /** Exports the FAdam run with its settings, replacing a SavedModel left there earlier. */
+  /**
+   * Exports the FAdam run with its settings, replacing a SavedModel left there earlier only once
+   * the new one is complete (a crash leaves the old one or the new one, whole).
+   */
   private static void export(DemoModel model, Settings s, Path dir, PrintStream out)
       throws IOException {
     checkReplaceable(dir);
     if (isEmptyDirectory(dir)) {
-      Files.delete(dir); // the exporter creates it
+      Files.delete(dir); // an empty directory holds nothing to keep
     } else if (Files.exists(dir)) {
       out.println("replacing the SavedModel at " + dir);
-      deleteRecursively(dir);
     }
-    model.export(dir);
-    s.store(dir.resolve(RUN_PROPERTIES), model.iterations());
+    long step = model.iterations();
+    model.exportReplacing(dir, tmp -> s.store(tmp.resolve(RUN_PROPERTIES), step));
   }
 
   /** Fails unless {@code dir} is absent, empty, or a SavedModel (never delete anything else). */
@@ -527,14 +568,6 @@ public final class Demo {
     }
     try (Stream<Path> entries = Files.list(dir)) {
       return entries.findAny().isEmpty();
-    }
-  }
-
-  private static void deleteRecursively(Path dir) throws IOException {
-    try (Stream<Path> walk = Files.walk(dir)) {
-      for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-        Files.delete(p);
-      }
     }
   }
 

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
+import org.fadam.AtomicDirectory;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.Operands;
@@ -295,6 +296,14 @@ public final class DemoModel implements AutoCloseable {
     step.export(session, dir);
   }
 
+  /**
+   * Exports like {@link #export}, replacing what {@code dir} holds only once the new export, with
+   * what {@code extra} writes into it, is complete.
+   */
+  public void exportReplacing(Path dir, AtomicDirectory.Writer extra) throws IOException {
+    step.exportReplacing(session, dir, extra);
+  }
+
   /** Restores every variable (parameters, slots, counters) from an exported directory. */
   public void restore(Path dir) {
     step.restore(session, dir);
@@ -309,13 +318,19 @@ public final class DemoModel implements AutoCloseable {
 
   /** The labels of a batch: each row's last target, the token after its two inputs. */
   public static TInt32 labels(Batches.Batch batch) {
+    int[] last = labelsOf(batch);
+    return TInt32.tensorOf(Shape.of(last.length), DataBuffers.of(last, true, false));
+  }
+
+  /** Each row's label: its last target, the token after its two inputs. */
+  static int[] labelsOf(Batches.Batch batch) {
     checkContext(batch);
     int[][] targets = batch.targets();
     int[] last = new int[targets.length];
     for (int r = 0; r < last.length; r++) {
       last[r] = targets[r][CONTEXT - 1];
     }
-    return TInt32.tensorOf(Shape.of(last.length), DataBuffers.of(last, true, false));
+    return last;
   }
 
   private static void checkContext(Batches.Batch batch) {

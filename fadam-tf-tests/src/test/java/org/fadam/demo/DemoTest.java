@@ -169,10 +169,10 @@ class DemoTest {
   void parsesEveryOption() {
     Demo.Options o = Demo.parse("--steps=12", "--optimizers", "adam,fadam,adam",
         "--seed", "-5", "--out", "o", "--no-xla", "--save", "s", "--batch", "32", "--lr", "0.01",
-        "--eval-every", "3", "--embed", "4", "--hidden", "8", "--progress");
+        "--eval-every", "3", "--embed", "4", "--hidden", "8", "--progress", "--tfrecord", "t.tfrecord");
     assertEquals(new Demo.Options(new Demo.Settings(-5, 32, 0.01, 4, 8), 12,
-        List.of(Optimizer.ADAM, Optimizer.FADAM), Path.of("o"), false, Path.of("s"), null, 3, true),
-        o);
+        List.of(Optimizer.ADAM, Optimizer.FADAM), Path.of("o"), false, Path.of("s"), null, 3, true,
+        Path.of("t.tfrecord")), o);
     assertEquals(Demo.Options.defaults(Path.of("demo-out")), Demo.parse());
     assertEquals(List.of(Optimizer.FADAM), Demo.parse("--resume", "r").optimizers());
   }
