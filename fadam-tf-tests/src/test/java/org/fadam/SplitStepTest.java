@@ -157,8 +157,7 @@ class SplitStepTest {
       var e = assertThrows(IllegalArgumentException.class, () -> FisherTrainStep.builder(g)
           .input("x", TFloat32.class, Shape.of(-1, 1))
           .variables(List.of(a, b))
-          .loss((ops, in, v) -> ops.math.add(ops.reduceSum(ResumeProbe.f32(v.get("a.b")), ops.constant(0)),
-              ops.reduceSum(ResumeProbe.f32(v.get("a.b")), ops.constant(0))))
+          .loss((ops, in, v) -> ops.constant(0f))
           .build());
       assertTrue(e.getMessage().contains("'a.b' and 'a-b' have the same gradient key 'grad_a_b'"), e.getMessage());
     }
