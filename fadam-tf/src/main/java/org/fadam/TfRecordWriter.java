@@ -13,7 +13,6 @@ import java.util.zip.CRC32C;
 import org.tensorflow.proto.Example;
 import org.tensorflow.proto.Feature;
 import org.tensorflow.proto.Features;
-import org.tensorflow.proto.FloatList;
 import org.tensorflow.proto.Int64List;
 
 /**
@@ -92,16 +91,4 @@ public final class TfRecordWriter implements Closeable {
     return Example.newBuilder().setFeatures(f).build();
   }
 
-  /** A {@code tf.train.Example} of float list features. */
-  public static Example floatExample(Map<String, float[]> features) {
-    Features.Builder f = Features.newBuilder();
-    features.forEach((name, values) -> {
-      FloatList.Builder list = FloatList.newBuilder();
-      for (float v : values) {
-        list.addValue(v);
-      }
-      f.putFeature(name, Feature.newBuilder().setFloatList(list).build());
-    });
-    return Example.newBuilder().setFeatures(f).build();
-  }
 }
