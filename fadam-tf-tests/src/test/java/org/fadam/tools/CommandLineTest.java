@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.lang.reflect.Modifier;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -22,6 +23,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.OptionSpec;
 
 /**
@@ -32,12 +34,56 @@ import picocli.CommandLine.Model.OptionSpec;
  */
 class CommandLineTest {
 
-  /** Every tool, by the name of its script under scripts/. Add a new tool here. */
-  static Stream<Arguments> tools() {
-    return Stream.of(
-        Arguments.of("demo", (Supplier<Tool>) Demo.Cli::new),
-        Arguments.of("fadam-trace", (Supplier<Tool>) TraceTool::new),
-        Arguments.of("xla-dump", (Supplier<Tool>) XlaDump::new));
+  /**
+   * Every tool: each concrete {@link Tool} among this module's classes (a new tool is found here
+   * without being listed), by its command name.
+   */
+  static Stream<Arguments> tools() throws IOException {
+    Path classes = Path.of("target", "classes");
+    Assumptions.assumeTrue(Files.isDirectory(classes), "run from fadam-tf-tests/ after compiling");
+    List<Arguments> tools = new ArrayList<>();
+    try (Stream<Path> files = Files.walk(classes)) {
+      for (Path f : files.filter(f -> f.toString().endsWith(".class")).sorted().toList()) {
+        String name = classes.relativize(f).toString().replace('/', '.').replaceAll("\\.class$", "");
+        Class<?> c;
+        try {
+          c = Class.forName(name, false, CommandLineTest.class.getClassLoader());
+        } catch (ClassNotFoundException e) {
+          throw new AssertionError(e);
+        }
+        if (Tool.class.isAssignableFrom(c) && !Modifier.isAbstract(c.getModifiers())) {
+          Supplier<Tool> make = () -> {
+            try {
+              return (Tool) c.getDeclaredConstructor().newInstance();
+            } catch (ReflectiveOperationException e) {
+              throw new AssertionError(c + " needs a no-argument constructor", e);
+            }
+          };
+          tools.add(Arguments.of(c.getAnnotation(Command.class).name(), make));
+        }
+      }
+    }
+    List<Object> names = tools.stream().map(a -> a.get()[0]).toList();
+    assertTrue(names.containsAll(List.of("demo", "fadam-trace", "xla-dump")), names.toString());
+    return tools.stream();
+  }
+
+  /** The scripts that run a tool (fadam_run CLASS), by name. */
+  static List<String> toolScripts() throws IOException {
+    Path dir = Path.of("..", "scripts");
+    Assumptions.assumeTrue(Files.isDirectory(dir), "run from fadam-tf-tests/");
+    Pattern run = Pattern.compile("(?m)^\\s*fadam_run\\s+org\\.fadam\\.");
+    List<String> scripts = new ArrayList<>();
+    try (Stream<Path> files = Files.list(dir)) {
+      for (Path f : files.sorted().toList()) {
+        if (!f.getFileName().toString().endsWith(".sh")
+            && run.matcher(Files.readString(f)).find()) {
+          scripts.add(f.getFileName().toString());
+        }
+      }
+    }
+    assertTrue(scripts.containsAll(List.of("demo", "fadam-trace", "xla-dump")), scripts.toString());
+    return scripts;
   }
 
   /** What one run of a tool printed, and its exit status. */
@@ -185,7 +231,7 @@ class CommandLineTest {
 
   @Test
   void scriptsAreThinWrappersOfTheTools() throws Exception {
-    for (String name : List.of("demo", "fadam-trace", "xla-dump")) {
+    for (String name : toolScripts()) {
       Run help = script(name, "", "--help");
       assertEquals(0, help.status(), name + ": " + help.err());
       assertTrue(help.out().startsWith("Usage: " + name + " "), help.out());
