@@ -11,6 +11,19 @@ import org.tensorflow.types.family.TNumber;
  * FisherOptimizer#FIM_COL}, the second-last reduced), leading axes being batch axes; every other
  * tensor keeps the full {@value FisherOptimizer#FIM} as in {@link FAdam}.
  *
+ * <table>
+ *   <caption>Symbols</caption>
+ *   <tr><th>paper</th><th>here</th></tr>
+ *   <tr><td>θ</td><td>the variable</td></tr>
+ *   <tr><td>m</td><td>slot {@value FisherOptimizer#FIRST_MOMENT}</td></tr>
+ *   <tr><td>R, C</td><td>slots {@value FisherOptimizer#FIM_ROW}, {@value FisherOptimizer#FIM_COL}
+ *       (factored tensors)</td></tr>
+ *   <tr><td>f</td><td>slot {@value FisherOptimizer#FIM} (other tensors)</td></tr>
+ *   <tr><td>t</td><td>slot {@value FisherOptimizer#STEP} (per variable)</td></tr>
+ *   <tr><td>η</td><td>{@code learningRate}</td></tr>
+ *   <tr><td>β1, β2, ε, ε2, c, λ, ρ</td><td>{@link FisherOptions}</td></tr>
+ * </table>
+ *
  * <pre>
  * t ← t + 1
  * β̂2 ← β2 (1 − β2^(t−1)) / (1 − β2^t)

@@ -10,6 +10,17 @@ import org.tensorflow.types.family.TNumber;
  * its RMS (threshold c) and decoupled weight decay η λ θ is applied. Not the framework {@code Adam}
  * (which has neither clip nor weight decay).
  *
+ * <table>
+ *   <caption>Symbols</caption>
+ *   <tr><th>paper</th><th>here</th></tr>
+ *   <tr><td>θ</td><td>the variable</td></tr>
+ *   <tr><td>m</td><td>slot {@value FisherOptimizer#FIRST_MOMENT}</td></tr>
+ *   <tr><td>f</td><td>slot {@value FisherOptimizer#FIM} (Adam's second moment)</td></tr>
+ *   <tr><td>t</td><td>slot {@value FisherOptimizer#STEP} (per variable)</td></tr>
+ *   <tr><td>η</td><td>{@code learningRate}</td></tr>
+ *   <tr><td>β1, β2, ε, c, λ</td><td>{@link FisherOptions}</td></tr>
+ * </table>
+ *
  * <pre>
  * t ← t + 1
  * f ← β2 f + (1 − β2) g²;  m ← β1 m + (1 − β1) g        (f0 = m0 = 0)
