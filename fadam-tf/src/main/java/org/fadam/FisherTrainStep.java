@@ -48,7 +48,9 @@ import org.tensorflow.types.family.TType;
  *     .fadam(0.01, FisherOptions.defaults())
  *     .input("x", TFloat32.class, Shape.of(-1, 2))
  *     .variables(List.of(w))
- *     .loss((ops, in, vars) -> ...)
+ *     .loss((ops, in, vars) -> ops.math.mean(                   // typed, no casts
+ *         ops.math.square(ops.linalg.matMul(in.float32("x"), vars.float32("w"))),
+ *         ops.constant(new int[] {0, 1})))
  *     .build();
  * try (Session s = new Session(graph)) {
  *   s.initialize();
