@@ -53,6 +53,10 @@ import picocli.CommandLine.TypeConversionException;
  * {@code TF_CPP_MIN_LOG_LEVEL=1} before the JVM starts (TensorFlow reads it when its native
  * library loads, which no Java call can precede portably) and drops the absl INFO lines that
  * variable does not reach. Tests call {@link #execute(Tool, PrintWriter, PrintWriter, String...)}.
+ *
+ * <p>Keep the command name equal to the script's name and a no-argument constructor:
+ * {@code CommandLineTest} finds every concrete subclass and every script that runs one, and checks
+ * this contract for each (help lists every option with its default, version, exit statuses).
  */
 @Command(mixinStandardHelpOptions = true, versionProvider = Tool.Version.class,
     showDefaultValues = true, sortOptions = false, usageHelpAutoWidth = true,
