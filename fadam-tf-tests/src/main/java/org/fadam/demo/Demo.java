@@ -255,8 +255,53 @@ public final class Demo {
             + " (the train inputs), for tpu-configs/train.py --data FILE --global-batch <batch>")
     Path tfrecord;
 
+    @Option(names = "--sweep",
+        description = "learning-rate sweep instead of one run: every optimizer at every --lrs"
+            + " rate and seed 1..--seeds, each point exactly the run --optimizers O --lr X"
+            + " --seed S would make; writes " + Sweep.CSV + " (optimizer,lr,seed,step,train_loss,"
+            + "heldout_loss), " + Sweep.PNG + " (final held-out loss vs rate) and " + Sweep.MARKDOWN
+            + " (each optimizer's best rate, loss over seeds, near-best rates) into --out."
+            + " --steps defaults to " + Sweep.DEFAULT_STEPS + " and --eval-every to "
+            + Sweep.DEFAULT_EVAL_EVERY + " here")
+    boolean sweep;
+
+    @Option(names = "--lrs", paramLabel = "LIST", split = ",",
+        converter = Tool.PositiveFiniteDouble.class,
+        description = "with --sweep: the learning rates (default 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2)")
+    List<Double> lrs;
+
+    @Option(names = "--seeds", paramLabel = "N", converter = Tool.PositiveInt.class,
+        description = "with --sweep: seeds 1..N (default " + Sweep.DEFAULT_SEEDS + ")")
+    Integer seeds;
+
+    @Option(names = "--workers", paramLabel = "N", converter = Tool.PositiveInt.class,
+        description = "with --sweep: runs trained at the same time (default "
+            + Sweep.DEFAULT_WORKERS + "; results do not depend on it)")
+    Integer workers;
+
+    /** The parsed command line as the sweep's options, after the checks across options. */
+    Sweep.Options sweepOptions() {
+      List<String> single = List.of("--seed", "--lr", "--save", "--resume", "--tfrecord")
+          .stream().filter(this::given).toList();
+      if (!single.isEmpty()) {
+        throw usageError(String.join(", ", single) + " cannot be combined with --sweep (it runs"
+            + " seeds 1..--seeds at the rates of --lrs and saves no model)");
+      }
+      Sweep.Options d = Sweep.Options.defaults(out);
+      return new Sweep.Options(List.copyOf(new LinkedHashSet<>(optimizers)),
+          lrs == null ? d.lrs() : List.copyOf(new java.util.TreeSet<>(lrs)),
+          seeds == null ? d.seeds() : seeds, given("--steps") ? steps : d.steps(),
+          given("--eval-every") ? evalEvery : d.evalEvery(), batch, embed, hidden, !noXla,
+          workers == null ? d.workers() : workers, out);
+    }
+
     /** The parsed command line as the demo's options, after the checks across options. */
     Options options() {
+      List<String> sweepOnly = List.of("--lrs", "--seeds", "--workers").stream()
+          .filter(this::given).toList();
+      if (!sweepOnly.isEmpty()) {
+        throw usageError(String.join(", ", sweepOnly) + " only apply with --sweep");
+      }
       List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden")
           .stream().filter(this::given).toList();
       List<Optimizer> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
@@ -280,6 +325,10 @@ public final class Demo {
 
     @Override
     protected int run() throws IOException {
+      if (sweep) {
+        Sweep.run(sweepOptions(), System.out);
+        return 0;
+      }
       Options o = options();
       Demo.run(o, System.out, Progress.toStderr(o.progress()));
       return 0;
@@ -303,6 +352,16 @@ public final class Demo {
     Cli cli = new Cli();
     Tool.commandLine(cli).parseArgs(args);
     return cli.options();
+  }
+
+  /** Parses a {@code --sweep} command line into the sweep's options. */
+  static Sweep.Options parseSweep(String... args) {
+    Cli cli = new Cli();
+    Tool.commandLine(cli).parseArgs(args);
+    if (!cli.sweep) {
+      throw new IllegalArgumentException("not a --sweep command line");
+    }
+    return cli.sweepOptions();
   }
 
   /** Entry point. */
@@ -392,7 +451,7 @@ public final class Demo {
       Map<Optimizer, float[]> trainLosses, Optional<Path> savedModel) {}
 
   /** One optimizer's run. */
-  private record Run(ResultsTable.Row result, float[] losses) {}
+  record Run(ResultsTable.Row result, float[] losses) {}
 
   /** Runs the demo: trains, writes every output file, prints the table and the paths to {@code out}. */
   public static Report run(Options o, PrintStream out, Progress progress) throws IOException {
@@ -484,7 +543,7 @@ public final class Demo {
   }
 
   /** Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes. */
-  private static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
+  static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
       Consumer<ResultsCsv.Row> sink, Progress progress) {
     String name = model.optimizer().displayName();
     long start = 0;

@@ -1,0 +1,249 @@
+package org.fadam.demo;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.ZoneOffset;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.fadam.demo.DemoModel.Optimizer;
+
+/**
+ * The learning-rate sweep of {@code scripts/demo --sweep}: every optimizer at every learning rate
+ * and seed, each point exactly the run {@code scripts/demo --optimizers O --lr X --steps N --seed
+ * S} makes (the same {@link Demo#train} on the same {@link Demo.Data}), so one point can be checked
+ * against a plain run. Writes {@value #CSV}, {@value #PNG} and {@value #MARKDOWN} into the output
+ * directory.
+ *
+ * <p>Points run on {@code workers} threads, each with its own graph and session; TensorFlow's
+ * kernels share the process's thread pools, whose size (not the load) decides how work is split,
+ * so a point's numbers do not depend on what else runs beside it.
+ */
+public final class Sweep {
+
+  /** Default learning rates: a log grid from 1e-4 to 3e-2, two per decade. */
+  public static final List<Double> DEFAULT_LRS = List.of(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2);
+  /** Default number of seeds (seeds 1..N). */
+  public static final int DEFAULT_SEEDS = 3;
+  /** Default steps per point: fewer than the plain demo's, so the default sweep fits in 15 minutes. */
+  public static final int DEFAULT_STEPS = 1000;
+  /** Default evaluation interval of the sweep, steps. */
+  public static final int DEFAULT_EVAL_EVERY = 250;
+  /** Default worker threads: both cores of the reference machine (measured faster than one). */
+  public static final int DEFAULT_WORKERS = 2;
+
+  /** The files a sweep writes into its output directory. */
+  static final String CSV = "sweep.csv";
+  static final String PNG = "sweep.png";
+  static final String MARKDOWN = "sweep.md";
+
+  private Sweep() {}
+
+  /**
+   * What to sweep.
+   *
+   * @param optimizers the optimizers, in order
+   * @param lrs the learning rates, in order
+   * @param seeds the seeds 1..seeds
+   * @param steps steps per point
+   * @param evalEvery evaluation interval, steps
+   * @param batch rows per step
+   * @param embed embedding width
+   * @param hidden hidden width
+   * @param xla whether train steps are XLA-compiled
+   * @param workers points trained at the same time
+   * @param out the output directory
+   */
+  public record Options(List<Optimizer> optimizers, List<Double> lrs, int seeds, int steps,
+      int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out) {
+
+    /** Checks every field. */
+    public Options {
+      optimizers = List.copyOf(optimizers);
+      lrs = List.copyOf(lrs);
+      if (optimizers.isEmpty()) {
+        throw new IllegalArgumentException("`optimizers` must not be empty");
+      }
+      if (lrs.isEmpty()) {
+        throw new IllegalArgumentException("`lrs` must not be empty");
+      }
+      for (double lr : lrs) {
+        if (!(lr > 0 && lr < Double.POSITIVE_INFINITY)) {
+          throw new IllegalArgumentException("every learning rate must be in (0, ∞); got " + lr);
+        }
+      }
+      for (int v : new int[] {seeds, steps, evalEvery, batch, embed, hidden, workers}) {
+        if (v < 1) {
+          throw new IllegalArgumentException(
+              "seeds, steps, evalEvery, batch, embed, hidden and workers must be >= 1; got " + v);
+        }
+      }
+    }
+
+    /** The defaults, writing to {@code out}. */
+    public static Options defaults(Path out) {
+      return new Options(List.of(Optimizer.values()), DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS,
+          DEFAULT_EVAL_EVERY, Demo.DEFAULT_BATCH, Demo.DEFAULT_EMBED, Demo.DEFAULT_HIDDEN, true,
+          DEFAULT_WORKERS, out);
+    }
+
+    /** The plain demo's options of one point (what {@code scripts/demo --lr X --seed S ...} runs). */
+    Demo.Options point(Optimizer optimizer, double lr, long seed) {
+      return new Demo.Options(new Demo.Settings(seed, batch, lr, embed, hidden), steps,
+          List.of(optimizer), out, xla, null, null, evalEvery, false, null);
+    }
+  }
+
+  /** One point of the grid. */
+  public record Point(Optimizer optimizer, double lr, long seed) {}
+
+  /**
+   * One trained point: its rows (every evaluation) and its wall time.
+   *
+   * @param point the point
+   * @param rows its evaluations, step 0 first
+   * @param seconds wall time of the point (model build, compile, training, evaluations)
+   */
+  public record Result(Point point, List<SweepCsv.Row> rows, double seconds) {
+    /** The held-out loss at the last step. */
+    public double finalHeldout() {
+      return rows.get(rows.size() - 1).heldoutLoss();
+    }
+  }
+
+  /** What a sweep produced: the results, the summary table and its wall time. */
+  public record Report(List<Result> results, SweepTable table, double seconds) {}
+
+  /** Runs the sweep, writes the CSV, the plot and the table, and prints progress and the table. */
+  public static Report run(Options o, PrintStream out) throws IOException {
+    Files.createDirectories(o.out());
+    List<Point> points = new ArrayList<>();
+    for (long seed = 1; seed <= o.seeds(); seed++) { // a seed's data is built once, used by all
+      for (Optimizer opt : o.optimizers()) {
+        for (double lr : o.lrs()) {
+          points.add(new Point(opt, lr, seed));
+        }
+      }
+    }
+    out.printf(Locale.ROOT, "sweep: %d optimizers x %d learning rates x %d seeds = %d runs of %d"
+        + " steps, %d at a time%n", o.optimizers().size(), o.lrs().size(), o.seeds(),
+        points.size(), o.steps(), o.workers());
+    long t0 = System.nanoTime();
+    Map<Long, Demo.Data> data = new ConcurrentHashMap<>();
+    AtomicInteger done = new AtomicInteger();
+    List<Result> results = new ArrayList<>();
+    ExecutorService pool = Executors.newFixedThreadPool(o.workers());
+    try {
+      List<Future<Result>> futures = new ArrayList<>();
+      for (Point p : points) {
+        futures.add(pool.submit(() -> {
+          Result r = train(o, p, data.computeIfAbsent(p.seed(), s -> new Demo.Data(s, o.batch())));
+          synchronized (out) {
+            out.printf(Locale.ROOT, "[%d/%d] %-10s lr %-6s seed %d: held-out %.4f (%.1f s)%n",
+                done.incrementAndGet(), points.size(), p.optimizer().displayName(),
+                SweepTable.rate(p.lr()), p.seed(), r.finalHeldout(), r.seconds());
+          }
+          return r;
+        }));
+      }
+      for (Future<Result> f : futures) {
+        results.add(f.get());
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException("the sweep was interrupted", e);
+    } catch (ExecutionException e) {
+      Throwable cause = e.getCause();
+      if (cause instanceof RuntimeException re) {
+        throw re;
+      }
+      throw new IllegalStateException(cause);
+    } finally {
+      pool.shutdownNow();
+    }
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    double floor = MarkovSource.createDefault().entropyRateNats();
+
+    List<SweepCsv.Row> rows = new ArrayList<>();
+    results.forEach(r -> rows.addAll(r.rows()));
+    rows.sort(Comparator.comparing((SweepCsv.Row r) -> order(o, r.optimizer()))
+        .thenComparingDouble(SweepCsv.Row::lr).thenComparingLong(SweepCsv.Row::seed)
+        .thenComparingLong(SweepCsv.Row::step));
+    SweepCsv.write(o.out().resolve(CSV), rows);
+    SweepTable table = SweepTable.of(results, floor);
+    SweepPlot.write(o.out().resolve(PNG), table, floor, subtitle(o));
+    Files.writeString(o.out().resolve(MARKDOWN), markdown(o, table, seconds),
+        StandardCharsets.UTF_8);
+    out.println();
+    out.print(table.toText());
+    out.println(table.verdict());
+    out.println();
+    out.printf(Locale.ROOT, "%d runs in %s%n", points.size(), Progress.duration(seconds));
+    for (String f : List.of(CSV, PNG, MARKDOWN)) {
+      out.println("wrote " + o.out().resolve(f));
+    }
+    return new Report(List.copyOf(results), table, seconds);
+  }
+
+  /** Trains one point exactly as the plain demo trains it. */
+  static Result train(Options o, Point p, Demo.Data data) {
+    long t0 = System.nanoTime();
+    Demo.Options plain = o.point(p.optimizer(), p.lr(), p.seed());
+    Demo.Settings s = plain.settings();
+    List<SweepCsv.Row> rows = new ArrayList<>();
+    try (DemoModel model = DemoModel.create(p.optimizer(),
+        s.modelConfig(data.source.vocabSize(), o.xla()))) {
+      Demo.train(model, plain, s.batch(), null, data,
+          r -> rows.add(SweepCsv.Row.of(p.lr(), p.seed(), r)),
+          new Progress(System.err, false, System::nanoTime));
+    }
+    return new Result(p, List.copyOf(rows), (System.nanoTime() - t0) / 1e9);
+  }
+
+  private static int order(Options o, String displayName) {
+    for (int i = 0; i < o.optimizers().size(); i++) {
+      if (o.optimizers().get(i).displayName().equals(displayName)) {
+        return i;
+      }
+    }
+    return Integer.MAX_VALUE;
+  }
+
+  private static String subtitle(Options o) {
+    return String.format(Locale.ROOT, "%d steps, batch %d, seeds 1-%d, paper defaults · line:"
+        + " mean over seeds, band: min to max", o.steps(), o.batch(), o.seeds());
+  }
+
+  private static String markdown(Options o, SweepTable table, double seconds) {
+    String when = ZonedDateTime.now(ZoneOffset.UTC).truncatedTo(ChronoUnit.SECONDS)
+        .format(DateTimeFormatter.ISO_INSTANT);
+    StringBuilder md = new StringBuilder("# fadam-tf learning-rate sweep\n\n");
+    md.append(table.toMarkdown()).append('\n');
+    md.append(table.verdict()).append("\n\n");
+    md.append(SweepTable.LEGEND).append("\n\n");
+    md.append(String.format(Locale.ROOT, "Final held-out loss after %d steps (batch %d, XLA %s),"
+        + " seeds 1-%d, learning rates %s; every optimizer at the paper's defaults. %d runs, %d at"
+        + " a time, in %s.%n%n", o.steps(), o.batch(), o.xla() ? "on" : "off", o.seeds(),
+        String.join(", ", o.lrs().stream().map(SweepTable::rate).toList()),
+        o.optimizers().size() * o.lrs().size() * o.seeds(), o.workers(),
+        Progress.duration(seconds)));
+    md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%n",
+        System.getProperty("os.name"), System.getProperty("os.arch"),
+        Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when));
+    return md.toString();
+  }
+}

@@ -1,0 +1,95 @@
+package org.fadam.demo;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.Reader;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The learning-rate sweep's loss log as CSV: header {@value #HEADER}, one row per optimizer,
+ * learning rate, seed and evaluated step, UTF-8, {@code \n} line ends. Losses and rates are
+ * written exactly ({@link Double#toString(double)}), as in {@link ResultsCsv}.
+ */
+public final class SweepCsv {
+
+  /** The header line. */
+  public static final String HEADER = "optimizer,lr,seed,step,train_loss,heldout_loss";
+
+  /**
+   * One line of the sweep's log.
+   *
+   * @param optimizer the optimizer's display name (no comma, quote or line break)
+   * @param lr the learning rate of the run
+   * @param seed the seed of the run
+   * @param step the optimizer steps taken when the losses were measured
+   * @param trainLoss training loss, nats/token, or NaN
+   * @param heldoutLoss held-out loss, nats/token, or NaN
+   */
+  public record Row(String optimizer, double lr, long seed, long step, double trainLoss,
+      double heldoutLoss) {
+
+    /** Checks the name the way {@link ResultsCsv.Row} does, {@code lr > 0} and {@code step ≥ 0}. */
+    public Row {
+      new ResultsCsv.Row(optimizer, step, trainLoss, heldoutLoss); // the same name and step checks
+      if (!(lr > 0 && lr < Double.POSITIVE_INFINITY)) {
+        throw new IllegalArgumentException("`lr` must be in (0, ∞); got " + lr);
+      }
+    }
+
+    /** The demo's own row for the same measurement (the sweep point's plain-demo equivalent). */
+    static Row of(double lr, long seed, ResultsCsv.Row r) {
+      return new Row(r.optimizer(), lr, seed, r.step(), r.trainLoss(), r.heldoutLoss());
+    }
+  }
+
+  private SweepCsv() {}
+
+  /** Writes the header and {@code rows} to {@code path}, replacing it. */
+  public static void write(Path path, List<Row> rows) throws IOException {
+    try (Writer w = Files.newBufferedWriter(path, StandardCharsets.UTF_8)) {
+      w.write(HEADER);
+      w.write('\n');
+      for (Row r : rows) {
+        w.write(r.optimizer() + "," + r.lr() + "," + r.seed() + "," + r.step() + ","
+            + ResultsCsv.formatLoss(r.trainLoss()) + "," + ResultsCsv.formatLoss(r.heldoutLoss()));
+        w.write('\n');
+      }
+    }
+  }
+
+  /** Reads a file written by {@link #write}; a malformed line is an IOException naming it. */
+  public static List<Row> read(Path path) throws IOException {
+    try (Reader r = Files.newBufferedReader(path, StandardCharsets.UTF_8)) {
+      BufferedReader br = new BufferedReader(r);
+      String header = br.readLine();
+      if (header == null || !header.strip().equals(HEADER)) {
+        throw new IOException(path + ": expected header \"" + HEADER + "\"; got \"" + header + "\"");
+      }
+      List<Row> rows = new ArrayList<>();
+      String line;
+      int lineNo = 1;
+      while ((line = br.readLine()) != null) {
+        lineNo++;
+        if (line.isBlank()) {
+          continue;
+        }
+        String[] f = line.strip().split(",", -1);
+        if (f.length != 6) {
+          throw new IOException(path + " line " + lineNo + ": expected 6 fields; got " + f.length);
+        }
+        try {
+          rows.add(new Row(f[0], Double.parseDouble(f[1]), Long.parseLong(f[2]),
+              Long.parseLong(f[3]), ResultsCsv.parseLoss(f[4]), ResultsCsv.parseLoss(f[5])));
+        } catch (IllegalArgumentException e) {
+          throw new IOException(path + " line " + lineNo + ": " + e.getMessage(), e);
+        }
+      }
+      return rows;
+    }
+  }
+}
