@@ -66,7 +66,10 @@ public final class ReplayExport {
 
   /** Where the configuration's step comes from. */
   public enum Model {
-    /** The optimizer alone on one variable: a linear loss Σ g⊙θ, so the gradient is the input g. */
+    /**
+     * The optimizer alone on one variable: the step's {@code apply_gradients} function (gradient
+     * in; the update of the parameter, its slots and the counters), as a data-parallel job runs it.
+     */
     OPTIMIZER,
     /** The demo model's whole train step (forward, gradients, optimizer). */
     DEMO
@@ -90,20 +93,23 @@ public final class ReplayExport {
   /** The benchmark shape: 1.68·10^7 parameters, the largest of scripts/bench. */
   static final long[] BENCH_SHAPE = {4096, 4096};
 
+  /** The optimizers of the {@code ci} set; the {@code gpu} set has every one (the baselines too). */
+  static final List<DemoModel.Optimizer> CI_OPTIMIZERS = List.of(DemoModel.Optimizer.FADAM, DemoModel.Optimizer.FADAFACTOR);
+
   /** The named sets: {@code ci} (checked steps), {@code gpu} (those plus the benchmark sizes). */
   public static List<Config> set(String name) {
     List<Config> checked = new ArrayList<>(); // FAdam and FAdafactor: the ci set
-    List<Config> extra = new ArrayList<>(); // the paper's Adam, checked too, on the GPU machine only
+    List<Config> extra = new ArrayList<>(); // the baselines, checked too, on the GPU machine only
     List<Config> timed = new ArrayList<>();
     for (DemoModel.Optimizer o : DemoModel.Optimizer.values()) {
       for (String dtype : List.of("float32", "bfloat16")) {
         String d = dtype.equals("float32") ? "f32" : "bf16";
-        (o == DemoModel.Optimizer.ADAM ? extra : checked).add(new Config(o.flagName() + "_" + d + "_" + dims(CHECK_SHAPE), Model.OPTIMIZER, o, dtype, CHECK_SHAPE, true));
+        (CI_OPTIMIZERS.contains(o) ? checked : extra).add(new Config(o.flagName() + "_" + d + "_" + dims(CHECK_SHAPE), Model.OPTIMIZER, o, dtype, CHECK_SHAPE, true));
         timed.add(new Config(o.flagName() + "_" + d + "_" + dims(BENCH_SHAPE), Model.OPTIMIZER, o, dtype, BENCH_SHAPE, false));
       }
     }
     for (DemoModel.Optimizer o : DemoModel.Optimizer.values()) {
-      (o == DemoModel.Optimizer.ADAM ? extra : checked)
+      (CI_OPTIMIZERS.contains(o) ? checked : extra)
           .add(new Config("demo_" + o.flagName(), Model.DEMO, o, "float32", new long[0], true));
     }
     return switch (name) {
@@ -223,6 +229,11 @@ public final class ReplayExport {
   private abstract static class Stepper implements AutoCloseable {
     abstract FisherTrainStep step();
 
+    /** The call op of the exported function: the whole train step unless overridden. */
+    GraphOperation call() {
+      return (GraphOperation) step().loss().op();
+    }
+
     abstract Session session();
 
     abstract Graph graph();
@@ -239,7 +250,10 @@ public final class ReplayExport {
     }
 
     void export(Config c, Path out, Path dump) throws IOException {
-      GraphOperation call = (GraphOperation) step().loss().op();
+      GraphOperation call = call();
+      org.tensorflow.ConcreteFunction function = call.attributes().getAttrFunction("f");
+      List<String> resultNames = function.getFunctionDef().getSignature().getOutputArgList().stream()
+          .map(org.tensorflow.proto.OpDef.ArgDef::getName).toList();
       Ops tf = Ops.create(graph());
       int n = call.numInputs();
       List<Arg> args = new ArrayList<>();
@@ -247,7 +261,7 @@ public final class ReplayExport {
         Output<?> in = call.input(i);
         GraphOperation op = (GraphOperation) in.op();
         switch (op.type()) {
-          case "Placeholder" -> args.add(new Arg(op.name(), false, in, null));
+          case "Placeholder" -> args.add(new Arg(op.name().substring(op.name().lastIndexOf('/') + 1), false, in, null));
           case "VarHandleOp" -> {
             DataType dt = op.attributes().getAttrType("dtype");
             Class<? extends TType> type = TensorTypeRegistry.find(dt).type();
@@ -329,9 +343,9 @@ public final class ReplayExport {
           npz.close();
         }
       }
-      HloModuleInfo hlo = HloModuleInfo.fromHloProto(Files.readAllBytes(dumped(dump, step().functionName())));
+      HloModuleInfo hlo = HloModuleInfo.fromHloProto(Files.readAllBytes(dumped(dump, function.getDefinedName())));
       Files.write(out.resolve(c.name() + ".hlo.pb"), hlo.moduleProto());
-      JsonObject entry = manifestEntry(c, hlo, args, argTypes, argShapes, outTypes, outShapes, initial);
+      JsonObject entry = manifestEntry(c, hlo, args, resultNames, argTypes, argShapes, outTypes, outShapes, initial);
       initial.values().forEach(Tensor::close);
       write(out.resolve(c.name() + ".json"), entry);
     }
@@ -340,7 +354,7 @@ public final class ReplayExport {
       return Arrays.stream(CHECKED_STEPS).anyMatch(s -> s == step);
     }
 
-    JsonObject manifestEntry(Config c, HloModuleInfo hlo, List<Arg> args, List<String> argTypes,
+    JsonObject manifestEntry(Config c, HloModuleInfo hlo, List<Arg> args, List<String> resultNames, List<String> argTypes,
         List<long[]> argShapes, List<String> outTypes, List<long[]> outShapes, Map<Integer, Tensor> initial) {
       if (hlo.parameters().size() != args.size()) {
         throw new IllegalStateException("the HLO module has " + hlo.parameters().size()
@@ -373,7 +387,7 @@ public final class ReplayExport {
                 + outTypes.size() + " results nor written back to a parameter");
           }
           check("output " + v.index() + " (result " + results + ")", v, outTypes.get(results), outShapes.get(results));
-          o = describe(v.index(), resultName(results), v);
+          o = describe(v.index(), resultNames.get(results), v);
           o.addProperty("role", "result");
           o.addProperty("key", "r" + results);
           results++;
@@ -408,10 +422,6 @@ public final class ReplayExport {
       e.add("params", params);
       e.add("outputs", outputs);
       return e;
-    }
-
-    private String resultName(int j) {
-      return List.of(FisherTrainStep.LOSS, FisherTrainStep.STEP, "finite").get(j);
     }
 
     private Map<Integer, Tensor> readVariables(List<Arg> args) {
@@ -533,7 +543,10 @@ public final class ReplayExport {
     }
   }
 
-  /** The optimizer alone: θ of the configuration's shape and dtype, loss Σ g⊙θ, input g. */
+  /**
+   * The optimizer alone: θ of the configuration's shape and dtype; the exported function is
+   * {@code apply_gradients} (the builder needs a loss: Σ g⊙θ, whose gradient is g, never run).
+   */
   private static Stepper optimizer(Config c) {
     Graph graph = new Graph();
     Ops tf = Ops.create(graph);
@@ -576,15 +589,32 @@ public final class ReplayExport {
       }
 
       @Override
+      GraphOperation call() {
+        // The optimizer alone: the apply_gradients function (gradients in, the update of every
+        // parameter, slot and counter), not the train step with its loss.
+        List<GraphOperation> calls = new ArrayList<>();
+        graph.operations().forEachRemaining(op -> {
+          if (op.type().equals("StatefulPartitionedCall") && op.name().contains("_" + FisherTrainStep.APPLY_GRADIENTS)) {
+            calls.add(op);
+          }
+        });
+        if (calls.size() != 1) {
+          throw new IllegalStateException("expected one " + FisherTrainStep.APPLY_GRADIENTS + " call; found " + calls);
+        }
+        return calls.get(0);
+      }
+
+      @Override
       Map<String, Tensor> feeds(int k) {
         // A gradient of another scale each step, so that every step's numbers differ.
         float[] g = normal(rng, shape.size(), 0.01 * k);
+        String key = FisherTrainStep.gradientKey("theta");
         TFloat32 g32 = TFloat32.tensorOf(shape, DataBuffers.of(g, false, false));
         if (type == TFloat32.class) {
-          return Map.of("grad", g32);
+          return Map.of(key, g32);
         }
         try (g32) {
-          return Map.of("grad", TBfloat16.tensorOf(shape, DataBuffers.of(g, false, false)));
+          return Map.of(key, TBfloat16.tensorOf(shape, DataBuffers.of(g, false, false)));
         }
       }
 

@@ -33,8 +33,9 @@ import picocli.CommandLine.Option;
           + " inputs and this CPU's outputs after steps 1 and 3 (NAME.npz), and manifest.json"
           + " naming every HLO parameter and output. Sets: ci = FAdam and FAdafactor on one"
           + " 128x256 variable (float32, bfloat16) and the demo model's whole step with each;"
-          + " gpu = those, the same for Adam (Algorithm 3), and the three optimizers on one"
-          + " 4096x4096 variable (the HLO only, for timing). Each configuration compiles in a"
+          + " gpu = those, the same for the baselines (the paper's Adam and Adafactor), and every"
+          + " optimizer on one 4096x4096 variable (the HLO only, for timing). Each configuration"
+          + " compiles in a"
           + " child JVM of its own."
     })
 public final class XlaDump extends Tool {
