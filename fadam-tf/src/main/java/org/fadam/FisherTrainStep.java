@@ -748,7 +748,9 @@ public final class FisherTrainStep {
   /**
    * Exports a SavedModel to {@code dir} (which must not exist yet): the {@value #TRAIN},
    * {@value #GRADIENTS}, {@value #APPLY_GRADIENTS} and, with a predictor, {@value #SERVE}
-   * signatures, and a checkpoint of every variable. Written beside and renamed into place
+   * signatures, a checkpoint of every variable, and the {@code variables} /
+   * {@code trainable_variables} collections (parameters trainable; slots and counters not)
+   * through which Python TensorFlow sees them as variables. Written beside and renamed into place
    * ({@link AtomicDirectory#create}): a crash never leaves a partial export under {@code dir}.
    */
   public void export(Session session, Path dir) throws IOException {
@@ -781,6 +783,7 @@ public final class FisherTrainStep {
         .withSignature(applyGradientsSignature());
     serveSignature().ifPresent(exporter::withSignature);
     exporter.export();
+    VariableCollections.addTo(dir, graph, state, parameters);
   }
 
   /**

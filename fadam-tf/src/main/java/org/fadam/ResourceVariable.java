@@ -13,6 +13,8 @@ import org.tensorflow.types.family.TType;
  * A resource variable ({@code VarHandleOp}) in a graph: what XLA can compile, and what the fused
  * train step and its SavedModel carry. Its handle's {@code shared_name} is its unique op name
  * (several handles without one fail in one XLA call: "Duplicate variable passed to XLA cluster").
+ * Its ops: {@code <name>/handle}, the initializer {@code <name>/init} and the snapshot read
+ * {@code <name>/Read/ReadVariableOp} that a SavedModel's {@code VariableDef} names.
  *
  * @param name the variable's name: its op scope and its checkpoint key
  * @param handle the DT_RESOURCE handle
@@ -22,6 +24,11 @@ import org.tensorflow.types.family.TType;
  */
 public record ResourceVariable<T extends TType>(
     String name, Output<? extends TType> handle, Class<T> type, Shape shape) {
+
+  /** The initializer's op name under the variable's scope. */
+  static final String INIT = "init";
+  /** The op name, under the variable's scope, of the read a SavedModel names as its snapshot. */
+  static final String SNAPSHOT = "Read/ReadVariableOp";
 
   /** Checks the parts. */
   public ResourceVariable {
@@ -52,7 +59,9 @@ public record ResourceVariable<T extends TType>(
                 .setAttr("container", "")
                 .setAttr("shared_name", handleName)
                 .build());
-    scope.withInitScope().withName("init").assignVariableOp(handle, initialValue);
+    scope.withInitScope().withName(INIT).assignVariableOp(handle, initialValue);
+    // The variable's snapshot in a SavedModel's VariableDef (Python's loader needs a ReadVariableOp).
+    scope.withSubScope("Read").withName("ReadVariableOp").readVariableOp(handle, type);
     return new ResourceVariable<>(handleName.substring(0, handleName.length() - "/handle".length()),
         handle.resource(), type, shape);
   }
