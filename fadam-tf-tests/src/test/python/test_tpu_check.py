@@ -1,0 +1,71 @@
+"""scripts/tpu-check (tpu-configs/tpu_check.py): passes the Java exports a TPU can run, fails
+the ones it cannot, naming the ops and nodes."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from tensorflow.core.protobuf import saved_model_pb2
+
+from conftest import ROOT, TRAINED
+
+sys.path.insert(0, str(ROOT / "tpu-configs"))
+import tpu_check  # noqa: E402  (lives with the TPU configs, not in a package)
+
+
+def check(capsys, model_dir):
+    status = tpu_check.main([model_dir])
+    return status, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_the_trained_exports_pass(exports, capsys, name):
+    status, out = check(capsys, exports[name].model_dir)
+    assert (status, out) == (0, "PASS train\n")
+
+
+def test_a_float64_parameter_fails_naming_its_reads_and_math(exports, capsys):
+    status, out = check(capsys, exports["float64"].model_dir)
+    assert status == 1
+    assert out.startswith("FAIL train\n")
+    assert "dtypes: variable w/handle:0 is float64" in out
+    assert "dtype float64 (a TPU step holds float32, bfloat16, int32, int64, bool):" in out
+    assert "    ReadVariableOp (" in out and "    Sqrt (" in out
+
+
+def test_a_print_op_fails_as_host_only_naming_its_node(exports, capsys):
+    status, out = check(capsys, exports["print"].model_dir)
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0] == "FAIL train"
+    host = lines.index("  host-only op (no TPU kernel):")
+    assert lines[host + 1].startswith("    PrintV2 (1): __inference_train_step_")
+    assert lines[host + 1].endswith("/Print")
+    assert "  dtype string (a TPU step holds float32, bfloat16, int32, int64, bool):" in lines
+
+
+def test_an_export_without_the_variables_collection_fails(exports, capsys, tmp_path):
+    """What fadam-tf exported before it wrote the collections: Python saw no variables."""
+    old = tmp_path / "old"
+    shutil.copytree(exports["demo"].model_dir, old)
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString((old / "saved_model.pb").read_bytes())
+    for meta in model.meta_graphs:
+        del meta.collection_def["variables"]
+        del meta.collection_def["trainable_variables"]
+    (old / "saved_model.pb").write_bytes(model.SerializeToString())
+    status, out = check(capsys, str(old))
+    assert status == 1
+    assert "variables: the export lists no variables" in out
+    assert "variable handle inside the step" in out and "    VarHandleOp (38): " in out
+
+
+def test_the_script_exits_1_on_failure_and_2_on_a_usage_error(exports, tmp_path):
+    script = str(ROOT / "scripts" / "tpu-check")
+    done = subprocess.run([script, exports["print"].model_dir], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("FAIL train\n")
+    missing = subprocess.run([script, str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert "no SavedModel at" in missing.stderr
