@@ -127,12 +127,31 @@ def check_signature(tf, loaded, fn, batch_size):
 
 
 def _graphs(tf, fn):
-    """(name, graph) of the signature function and of every function in its library."""
+    """(name, graph) of the signature function and of every function it calls, transitively."""
     from tensorflow.python.framework import function_def_to_graph
 
-    yield fn.name.decode() if isinstance(fn.name, bytes) else str(fn.name), fn.graph
-    for fdef in fn.graph.as_graph_def().library.function:
-        yield fdef.signature.name, function_def_to_graph.function_def_to_graph(fdef)
+    library = {f.signature.name: f for f in fn.graph.as_graph_def().library.function}
+    yield str(fn.name.decode() if isinstance(fn.name, bytes) else fn.name), fn.graph
+    seen, todo = set(), _called(fn.graph)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in library:
+            continue
+        seen.add(name)
+        graph = function_def_to_graph.function_def_to_graph(library[name])
+        yield name, graph
+        todo.extend(_called(graph))
+
+
+def _called(graph):
+    """Names of the functions the ops of `graph` call (function-valued attributes)."""
+    names = []
+    for op in graph.get_operations():
+        for value in op.node_def.attr.values():
+            if value.HasField("func"):
+                names.append(value.func.name)
+            names.extend(f.name for f in value.list.func)
+    return names
 
 
 def _op_problems(tf, op):

@@ -10,6 +10,7 @@ Fixtures here:
   exports  the models the Java tool org.fadam.tools.PythonInterop exported for this session, by
            name ("demo", "bf16": trained ones with Java's batches, losses, predictions and final
            variable values; "float64", "print": models a TPU job cannot run), exported once.
+  python_runs  each trained export loaded in Python and trained on Java's batches, once.
   java     runs a main class of fadam-tf-tests with the project's classpath.
 """
 
@@ -109,6 +110,22 @@ def assert_javas_losses(losses, java):
 def bits(x):
     """float32 values as their bit patterns, so that equality is bit for bit."""
     return np.asarray(x, np.float32).view(np.int32)
+
+
+class Run:
+    """Python's run of a trained export: loaded, then trained on every batch Java trained on."""
+
+    def __init__(self, export):
+        self.loaded = tf.saved_model.load(export.model_dir)  # the signatures need it alive
+        self.at_export = {variable_name(v): v.numpy() for v in self.loaded.variables}
+        self.losses = train(self.loaded, export, export.steps)
+        self.final = {variable_name(v): v.numpy() for v in self.loaded.variables}
+
+
+@pytest.fixture(scope="session")
+def python_runs(exports):
+    """Run per trained model, by name: what the tests compare with Java's and among themselves."""
+    return {name: Run(exports[name]) for name in TRAINED}
 
 
 @pytest.fixture(scope="session")

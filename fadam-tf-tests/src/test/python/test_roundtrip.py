@@ -10,18 +10,8 @@ import tensorflow as tf
 from conftest import TRAINED, assert_javas_losses, bits, train, variable_name
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(exports):
-    """Python's own losses over every batch after the export, in one run."""
-    runs = {}
-    for name in TRAINED:
-        e = exports[name]
-        runs[name] = train(tf.saved_model.load(e.model_dir), e, e.steps)
-    return runs
-
-
 @pytest.mark.parametrize("name", TRAINED)
-def test_checkpoint_round_trip_continues_the_run(exports, uninterrupted, name, tmp_path):
+def test_checkpoint_round_trip_continues_the_run(exports, python_runs, name, tmp_path):
     e = exports[name]
     k = list(e.steps)
     first = tf.saved_model.load(e.model_dir)
@@ -34,12 +24,12 @@ def test_checkpoint_round_trip_continues_the_run(exports, uninterrupted, name, t
     tf.train.Checkpoint(model=second).restore(path).assert_consumed()
     assert int(next(v for v in second.variables if variable_name(v).endswith("-iterations")).numpy()) == e.first + 2
     after = train(second, e, k[2:4])
-    np.testing.assert_array_equal(bits(np.concatenate([before, after])), bits(uninterrupted[name][:4]))
+    np.testing.assert_array_equal(bits(np.concatenate([before, after])), bits(python_runs[name].losses[:4]))
     assert_javas_losses(np.concatenate([before, after]), e.losses[:4])
 
 
 @pytest.mark.parametrize("name", TRAINED)
-def test_saved_model_save_round_trip_continues_in_python_and_in_java(exports, uninterrupted, name, tmp_path, java):
+def test_saved_model_save_round_trip_continues_in_python_and_in_java(exports, python_runs, name, tmp_path, java):
     e = exports[name]
     k = list(e.steps)
     loaded = tf.saved_model.load(e.model_dir)
@@ -50,7 +40,7 @@ def test_saved_model_save_round_trip_continues_in_python_and_in_java(exports, un
     reloaded = tf.saved_model.load(again)
     assert sorted(variable_name(v) for v in reloaded.variables) == sorted(v["name"] for v in e.variables)
     after = train(reloaded, e, k[2:4])
-    np.testing.assert_array_equal(bits(np.concatenate([before, after])), bits(uninterrupted[name][:4]))
+    np.testing.assert_array_equal(bits(np.concatenate([before, after])), bits(python_runs[name].losses[:4]))
 
     # And back: Java loads Python's re-export (FisherTrainStep.loadSavedModel) and its train
     # signature continues the same trajectory from batch k[2] to the last.
@@ -61,7 +51,7 @@ def test_saved_model_save_round_trip_continues_in_python_and_in_java(exports, un
 
 
 @pytest.mark.parametrize("name", TRAINED)
-def test_jit_compiled_train_equals_the_signature_and_gives_hlo(exports, uninterrupted, name):
+def test_jit_compiled_train_equals_the_signature_and_gives_hlo(exports, python_runs, name):
     e = exports[name]
     loaded = tf.saved_model.load(e.model_dir)
     signature = loaded.signatures["train"]
@@ -70,5 +60,5 @@ def test_jit_compiled_train_equals_the_signature_and_gives_hlo(exports, uninterr
     assert hlo.startswith("HloModule ")
     assert "sqrt(" in hlo and "exponential-minus-one(" in hlo  # the optimizer is in the module
     losses = np.array([step(**e.batch(k))["loss"].numpy() for k in e.steps], np.float32)
-    np.testing.assert_array_equal(bits(losses), bits(uninterrupted[name]))
+    np.testing.assert_array_equal(bits(losses), bits(python_runs[name].losses))
     assert_javas_losses(losses, e.losses)

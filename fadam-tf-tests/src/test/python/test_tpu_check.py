@@ -22,7 +22,7 @@ def check(capsys, model_dir):
 @pytest.mark.parametrize("name", TRAINED)
 def test_the_trained_exports_pass(exports, capsys, name):
     status, out = check(capsys, exports[name].model_dir)
-    assert (status, out) == (0, "PASS train\n")
+    assert (status, out) == (0, "PASS train\nPASS gradients\nPASS apply_gradients\n")
 
 
 def test_a_float64_parameter_fails_naming_its_reads_and_math(exports, capsys):
@@ -43,6 +43,8 @@ def test_a_print_op_fails_as_host_only_naming_its_node(exports, capsys):
     assert lines[host + 1].startswith("    PrintV2 (1): __inference_train_step_")
     assert lines[host + 1].endswith("/Print")
     assert "  dtype string (a TPU step holds float32, bfloat16, int32, int64, bool):" in lines
+    # The model's loss (and its print) is in the gradients signature too, not in apply_gradients.
+    assert "FAIL gradients" in lines and lines[-1] == "PASS apply_gradients"
 
 
 def test_an_export_without_the_variables_collection_fails(exports, capsys, tmp_path):

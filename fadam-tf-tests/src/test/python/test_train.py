@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TRAINED, assert_javas_losses, bits, train, variable_name
+from conftest import TRAINED, assert_javas_losses, bits, variable_name
 
 
 @pytest.mark.parametrize("name", TRAINED)
-def test_variables_hold_every_parameter_slot_and_counter_and_only_parameters_train(exports, name):
+def test_variables_hold_every_parameter_slot_and_counter_and_only_parameters_train(exports, python_runs, name):
     e = exports[name]
-    loaded = tf.saved_model.load(e.model_dir)
+    loaded = python_runs[name].loaded
     seen = {variable_name(v): v for v in loaded.variables}
     assert sorted(seen) == sorted(v["name"] for v in e.variables)
     for v in e.variables:
@@ -23,18 +23,16 @@ def test_variables_hold_every_parameter_slot_and_counter_and_only_parameters_tra
     for p in trainable:
         assert f"train_step/{p}-m" in seen and f"train_step/{p}-step" in seen
     assert "train_step/train_step-iterations" in seen and "train_step/train_step-skipped_steps" in seen
-    assert int(seen["train_step/train_step-iterations"].numpy()) == e.first
+    assert int(python_runs[name].at_export["train_step/train_step-iterations"]) == e.first
 
 
 @pytest.mark.parametrize("name", TRAINED)
-def test_train_continues_with_javas_losses_and_state(exports, name):
+def test_train_continues_with_javas_losses_and_state(exports, python_runs, name):
     e = exports[name]
-    loaded = tf.saved_model.load(e.model_dir)  # the signatures need the loaded object alive
-    at_export = {variable_name(v): v.numpy() for v in loaded.variables}
-    assert_javas_losses(train(loaded, e, e.steps), e.losses)
-    now = {variable_name(v): v for v in loaded.variables}
+    run = python_runs[name]
+    assert_javas_losses(run.losses, e.losses)
     for v in e.variables:
-        python = np.asarray(now[v["name"]].numpy())
+        python = np.asarray(run.final[v["name"]])
         java = np.asarray(e.final_value(v))
         if v["dtype"] == "int64":  # step counters, iterations, skipped_steps
             expected = 0 if v["name"].endswith("skipped_steps") else e.first + len(e.steps)
@@ -45,7 +43,7 @@ def test_train_continues_with_javas_losses_and_state(exports, name):
         p, j = python.astype(np.float64), java.astype(np.float64)
         assert np.max(np.abs(p - j)) <= 1e-5 * np.max(np.abs(j)), v["name"]
         if not v["trainable"]:  # slots moved
-            assert not np.array_equal(python, at_export[v["name"]]), v["name"]
+            assert not np.array_equal(python, run.at_export[v["name"]]), v["name"]
 
 
 @pytest.mark.parametrize("name", TRAINED)
