@@ -116,6 +116,40 @@ class ReadmeExamplesTest {
     }
   }
 
+  /** A job killed after step 5 restarts from its step-4 checkpoint and goes on to step 10. */
+  @Test
+  void checkpointsResumeARestartedJob(@TempDir Path dir) throws IOException {
+    Map<String, TFloat32> batch = org.fadam.tools.ResumeProbe.batch(0);
+    TFloat32 x = batch.get("x");
+    TFloat32 y = batch.get("y");
+    List<Long> starts = new ArrayList<>();
+    for (int steps : new int[] {5, 10}) { // the first job stops (is killed) after 5 steps
+      try (Graph graph = new Graph()) {
+        FisherTrainStep step = org.fadam.tools.ResumeProbe.build(graph, "fadam", false);
+        try (Session s = new Session(graph)) {
+          s.initialize();
+          // README:checkpoints
+          CheckpointManager checkpoints = step.checkpoints(dir, 3);  // dir/ckpt-<step>/, newest 3 kept
+          long start = checkpoints.restoreLatest(s).orElse(0);       // a restarted job continues here
+          for (long k = start; k < steps; k++) {
+            step.train(s, Map.of("x", x, "y", y));
+            if ((k + 1) % 2 == 0) {
+              checkpoints.save(s);                                   // written beside, then renamed
+            }
+          }
+          // README:end
+          starts.add(start);
+        }
+      }
+    }
+    batch.values().forEach(TFloat32::close);
+    assertEquals(List.of(0L, 4L), starts);
+    try (var names = Files.list(dir)) {
+      assertEquals(List.of("ckpt-10", "ckpt-6", "ckpt-8"),
+          names.map(p -> p.getFileName().toString()).sorted().toList());
+    }
+  }
+
   // --- the README shows exactly these regions -------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
