@@ -208,7 +208,7 @@ class ReadmeExamplesTest {
   @Test
   void theReadmeShowsTheseExamplesAndNoOthers() throws IOException {
     Map<String, String> regions = regions();
-    assertEquals(List.of("drop-in", "fused-step"), List.copyOf(regions.keySet()));
+    assertEquals(List.of("drop-in", "fused-step", "checkpoints"), List.copyOf(regions.keySet()));
     String readme = Files.readString(Path.of("..", "README.md"));
     List<String> blocks = new ArrayList<>();
     Matcher m = JAVA_BLOCK.matcher(readme);
