@@ -183,8 +183,10 @@ public final class Demo {
             + " All optimizers use the same learning rate and the paper's default hyperparameters.",
         "Writes into --out: results.csv (optimizer,step,train_loss,heldout_loss per evaluation),"
             + " heldout_loss.png (held-out loss vs step), results.md (the results table), and the"
-            + " trained FAdam model as a SavedModel with train and serve_default signatures"
-            + " (fadam-savedmodel/, replaced if it exists). A live progress line goes to stderr on"
+            + " trained FAdam model as a SavedModel with train, gradients, apply_gradients and"
+            + " serve_default signatures"
+            + " (fadam-savedmodel/; one there is replaced only once the new one is complete). A live"
+            + " progress line goes to stderr on"
             + " a terminal."
       },
       footer = {"", "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10,"
@@ -534,7 +536,8 @@ public final class Demo {
     out.println("wrote " + o.out().resolve(PNG));
     out.println("wrote " + o.out().resolve(MARKDOWN));
     savedModel.ifPresent(p -> out.println("wrote " + p + " (SavedModel: signatures "
-        + FisherTrainStep.TRAIN + " and " + FisherTrainStep.SERVE + ")"));
+        + String.join(", ", FisherTrainStep.TRAIN, FisherTrainStep.GRADIENTS,
+            FisherTrainStep.APPLY_GRADIENTS, FisherTrainStep.SERVE) + ")"));
     if (o.save() != null) {
       out.println("saved the FAdam run to " + o.save() + "; continue it with --resume "
           + o.save());
