@@ -31,7 +31,6 @@ line. Exit status 0 on success, 1 on an error, 2 on a usage error.
 """
 
 import argparse
-import glob
 import hashlib
 import json
 import os
@@ -196,9 +195,12 @@ def input_specs(grads_fn):
 
 
 def data_files(patterns):
+    """The files of --data, each pattern's matches sorted (tf.io.gfile: local paths and gs://)."""
+    import tensorflow as tf
+
     files = []
     for p in patterns:
-        matched = sorted(glob.glob(p))
+        matched = sorted(tf.io.gfile.glob(p))
         if not matched:
             raise ValueError(f"--data {p}: no such file")
         files.extend(matched)
@@ -235,7 +237,14 @@ class Progress:
 
     def update(self, step, steps, loss, rate):
         if self.on:
-            sys.stderr.write(f"\rstep {step}/{steps}  loss {loss:.4f}  {rate:,.0f} examples/s ")
+            speed = "compiling" if rate is None else f"{rate:,.0f} examples/s"
+            sys.stderr.write(f"\rstep {step}/{steps}  loss {loss:.4f}  {speed} ")
+            sys.stderr.flush()
+
+    def clear(self):
+        """Blanks the line, so that a log line printed next starts at its left edge."""
+        if self.on:
+            sys.stderr.write("\r\033[K")
             sys.stderr.flush()
 
     def end(self):
@@ -350,14 +359,15 @@ def train(args):
         else:
             timed += 1
         elapsed = time.perf_counter() - t0
-        rate = timed * args.global_batch / elapsed if timed else float("nan")
-        progress.update(step, args.steps, loss, rate)
+        rate = timed * args.global_batch / elapsed if timed else None  # None: compiling
         if step % args.log_every == 0 or step == args.steps:
+            progress.clear()
             log(json.dumps({"step": step, "model_step": int(model_step.numpy()), "loss": loss,
-                            "examples_per_s": round(rate, 1)}))
+                            "examples_per_s": None if rate is None else round(rate, 1)}))
         if manager and chief and (step % args.checkpoint_every == 0 or step == args.steps):
             path = manager.save(checkpoint_number=step)  # the copies are identical: the first
             log(json.dumps({"event": "checkpoint", "step": step, "path": path}))
+        progress.update(step, args.steps, loss, rate)
         if step == pause_at:
             log(json.dumps({"event": "paused", "step": step}))
             time.sleep(3600)
