@@ -125,6 +125,8 @@ def test_the_mlir_rewrite_of_tfs_variable_write_back():
             '    %610 = mhlo.copy %609 : tensor<64x64xf32> loc(#loc338)\n}')
     copied = r._COPY.sub(r"\1 = stablehlo.reshape \2 : (\3) -> \3", text)
     assert "%610 = stablehlo.reshape %609 : (tensor<64x64xf32>) -> tensor<64x64xf32> loc(#loc338)" in copied
+    dot = "%150 = stablehlo.dot %149, %arg3, precision = [DEFAULT, DEFAULT] : (tensor<2x3xf32>, tensor<3x4xf32>)"
+    assert "precision = [HIGHEST, HIGHEST]" in r._DEFAULT_PRECISION.sub("precision = [HIGHEST, HIGHEST]", dot)
     assert r.drop_attribute(copied, "mhlo.input_output_alias").startswith(
         "module @m attributes {mhlo.cross_program_prefetches = [], mhlo.is_dynamic = false} {")
 
