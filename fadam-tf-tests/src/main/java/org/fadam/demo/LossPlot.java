@@ -71,7 +71,7 @@ public final class LossPlot {
   static final double ZOOM_THRESHOLD = 0.4;
 
   /** Line colours (Tableau 10), by series index. */
-  private static final Color[] PALETTE = {
+  static final Color[] PALETTE = {
     new Color(0x1f77b4), new Color(0xff7f0e), new Color(0x2ca02c), new Color(0xd62728),
     new Color(0x9467bd), new Color(0x8c564b), new Color(0xe377c2), new Color(0x7f7f7f),
     new Color(0xbcbd22), new Color(0x17becf),
@@ -135,7 +135,11 @@ public final class LossPlot {
     if (ranges.zoom != null) {
       plot.add(panel(dataset, floorNats, "zoom: second half", ranges.zoom, false), 2);
     }
-    JFreeChart chart = new JFreeChart(title, new Font("SansSerif", Font.BOLD, 18), plot, true);
+    return styled(new JFreeChart(title, new Font("SansSerif", Font.BOLD, 18), plot, true), subtitle);
+  }
+
+  /** The demo's chart style: white, legend at the bottom, antialiased, an optional subtitle. */
+  static JFreeChart styled(JFreeChart chart, String subtitle) {
     if (subtitle != null) {
       chart.addSubtitle(new TextTitle(subtitle, new Font("SansSerif", Font.PLAIN, 13)));
     }
@@ -163,13 +167,16 @@ public final class LossPlot {
           dataset.getSeries(i).getItemCount() <= MAX_POINTS_WITH_MARKERS);
       renderer.setSeriesVisibleInLegend(i, inLegend);
     }
-    XYPlot panel = new XYPlot(dataset, null, lossAxis, renderer);
+    return withFloor(new XYPlot(dataset, null, lossAxis, renderer), floorNats);
+  }
+
+  /** White background, light grid, and the entropy floor as a dashed, labelled line. */
+  static XYPlot withFloor(XYPlot panel, double floorNats) {
     panel.setBackgroundPaint(Color.WHITE);
     panel.setDomainGridlinePaint(new Color(0xdddddd));
     panel.setRangeGridlinePaint(new Color(0xdddddd));
     panel.setOutlinePaint(new Color(0x999999));
     panel.setAxisOffset(RectangleInsets.ZERO_INSETS);
-
     ValueMarker floor = new ValueMarker(floorNats, Color.BLACK, new BasicStroke(1.5f,
         BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {8f, 6f}, 0f));
     floor.setLabel(String.format(Locale.ROOT, "%s = %.4f", FLOOR_LABEL, floorNats));

@@ -12,6 +12,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Function;
 
 /**
  * The demo's loss log as CSV: header {@value #HEADER}, one row per optimizer and step, UTF-8,
@@ -85,12 +86,23 @@ public final class ResultsCsv {
    * @throws IOException on a missing header or a malformed line (its number is in the message)
    */
   public static List<Row> read(Reader in) throws IOException {
+    return read(in, HEADER, f -> new Row(f[0], Long.parseLong(f[1]), parseLoss(f[2]),
+        parseLoss(f[3])));
+  }
+
+  /**
+   * Reads CSV text with this header: each non-blank line split at commas into as many fields as
+   * the header has, then {@code parse}d; an IOException names a malformed line by its number.
+   */
+  static <R> List<R> read(Reader in, String header, Function<String[], R> parse)
+      throws IOException {
     BufferedReader br = in instanceof BufferedReader ? (BufferedReader) in : new BufferedReader(in);
-    String header = br.readLine();
-    if (header == null || !header.strip().equals(HEADER)) {
-      throw new IOException("expected header \"" + HEADER + "\"; got \"" + header + "\"");
+    String first = br.readLine();
+    if (first == null || !first.strip().equals(header)) {
+      throw new IOException("expected header \"" + header + "\"; got \"" + first + "\"");
     }
-    List<Row> rows = new ArrayList<>();
+    int fields = header.split(",").length;
+    List<R> rows = new ArrayList<>();
     String line;
     int lineNo = 1;
     while ((line = br.readLine()) != null) {
@@ -99,11 +111,11 @@ public final class ResultsCsv {
         continue;
       }
       String[] f = line.strip().split(",", -1);
-      if (f.length != 4) {
-        throw new IOException("line " + lineNo + ": expected 4 fields; got " + f.length);
+      if (f.length != fields) {
+        throw new IOException("line " + lineNo + ": expected " + fields + " fields; got " + f.length);
       }
       try {
-        rows.add(new Row(f[0], Long.parseLong(f[1]), parseLoss(f[2]), parseLoss(f[3])));
+        rows.add(parse.apply(f));
       } catch (IllegalArgumentException e) { // includes NumberFormatException
         throw new IOException("line " + lineNo + ": " + e.getMessage(), e);
       }

@@ -77,44 +77,12 @@ public final class ResultsTable {
 
   /** Plain text: columns separated by two spaces, names left-aligned, numbers right-aligned. */
   public String toText() {
-    List<List<String>> cells = cells();
-    int[] width = widths(cells);
-    StringBuilder sb = new StringBuilder();
-    for (List<String> line : cells) {
-      StringBuilder l = new StringBuilder();
-      for (int c = 0; c < line.size(); c++) {
-        if (c > 0) {
-          l.append("  ");
-        }
-        l.append(pad(line.get(c), width[c], c > 0));
-      }
-      sb.append(l.toString().stripTrailing()).append('\n');
-    }
-    return sb.toString();
+    return TextTable.render(cells(), false);
   }
 
   /** A GitHub-flavoured Markdown table, cells padded so the source reads as a table too. */
   public String toMarkdown() {
-    List<List<String>> cells = cells();
-    int[] width = widths(cells);
-    StringBuilder sb = new StringBuilder();
-    for (int i = 0; i < cells.size(); i++) {
-      List<String> line = cells.get(i);
-      sb.append('|');
-      for (int c = 0; c < line.size(); c++) {
-        sb.append(' ').append(pad(line.get(c), width[c], c > 0)).append(" |");
-      }
-      sb.append('\n');
-      if (i == 0) {
-        sb.append('|');
-        for (int c = 0; c < line.size(); c++) {
-          sb.append(c == 0 ? ":" + "-".repeat(width[c] + 1) : "-".repeat(width[c] + 1) + ":")
-              .append('|');
-        }
-        sb.append('\n');
-      }
-    }
-    return sb.toString();
+    return TextTable.render(cells(), true);
   }
 
   @Override
@@ -135,20 +103,5 @@ public final class ResultsTable {
 
   private static String fmt(String format, double v) {
     return String.format(Locale.ROOT, format, v);
-  }
-
-  private static int[] widths(List<List<String>> cells) {
-    int[] width = new int[HEADERS.size()];
-    for (List<String> line : cells) {
-      for (int c = 0; c < line.size(); c++) {
-        width[c] = Math.max(width[c], line.get(c).length());
-      }
-    }
-    return width;
-  }
-
-  private static String pad(String s, int width, boolean right) {
-    String fill = " ".repeat(width - s.length());
-    return right ? fill + s : s + fill;
   }
 }

@@ -1,13 +1,11 @@
 package org.fadam.demo;
 
-import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.Reader;
 import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -65,31 +63,11 @@ public final class SweepCsv {
   /** Reads a file written by {@link #write}; a malformed line is an IOException naming it. */
   public static List<Row> read(Path path) throws IOException {
     try (Reader r = Files.newBufferedReader(path, StandardCharsets.UTF_8)) {
-      BufferedReader br = new BufferedReader(r);
-      String header = br.readLine();
-      if (header == null || !header.strip().equals(HEADER)) {
-        throw new IOException(path + ": expected header \"" + HEADER + "\"; got \"" + header + "\"");
-      }
-      List<Row> rows = new ArrayList<>();
-      String line;
-      int lineNo = 1;
-      while ((line = br.readLine()) != null) {
-        lineNo++;
-        if (line.isBlank()) {
-          continue;
-        }
-        String[] f = line.strip().split(",", -1);
-        if (f.length != 6) {
-          throw new IOException(path + " line " + lineNo + ": expected 6 fields; got " + f.length);
-        }
-        try {
-          rows.add(new Row(f[0], Double.parseDouble(f[1]), Long.parseLong(f[2]),
-              Long.parseLong(f[3]), ResultsCsv.parseLoss(f[4]), ResultsCsv.parseLoss(f[5])));
-        } catch (IllegalArgumentException e) {
-          throw new IOException(path + " line " + lineNo + ": " + e.getMessage(), e);
-        }
-      }
-      return rows;
+      return ResultsCsv.read(r, HEADER, f -> new Row(f[0], Double.parseDouble(f[1]),
+          Long.parseLong(f[2]), Long.parseLong(f[3]), ResultsCsv.parseLoss(f[4]),
+          ResultsCsv.parseLoss(f[5])));
+    } catch (IOException e) {
+      throw new IOException(path + ": " + e.getMessage(), e);
     }
   }
 }

@@ -14,15 +14,8 @@ import org.jfree.chart.JFreeChart;
 import org.jfree.chart.axis.LogAxis;
 import org.jfree.chart.axis.NumberAxis;
 import org.jfree.chart.axis.NumberTickUnit;
-import org.jfree.chart.plot.ValueMarker;
 import org.jfree.chart.plot.XYPlot;
 import org.jfree.chart.renderer.xy.DeviationRenderer;
-import org.jfree.chart.title.TextTitle;
-import org.jfree.chart.ui.Layer;
-import org.jfree.chart.ui.RectangleAnchor;
-import org.jfree.chart.ui.RectangleEdge;
-import org.jfree.chart.ui.RectangleInsets;
-import org.jfree.chart.ui.TextAnchor;
 import org.jfree.data.xy.YIntervalSeries;
 import org.jfree.data.xy.YIntervalSeriesCollection;
 
@@ -39,11 +32,6 @@ public final class SweepPlot {
 
   /** The y-axis stops this many nats above the lowest best mean (diverging rates run off it). */
   static final double Y_SPAN_CAP = 1.5;
-
-  private static final Color[] PALETTE = {
-    new Color(0x1f77b4), new Color(0xff7f0e), new Color(0x2ca02c), new Color(0xd62728),
-    new Color(0x9467bd), new Color(0x8c564b),
-  };
 
   private SweepPlot() {}
 
@@ -96,40 +84,15 @@ public final class SweepPlot {
     DeviationRenderer renderer = new DeviationRenderer(true, true);
     renderer.setAlpha(0.18f);
     for (int i = 0; i < data.getSeriesCount(); i++) {
-      Color color = PALETTE[i % PALETTE.length];
+      Color color = LossPlot.PALETTE[i % LossPlot.PALETTE.length];
       renderer.setSeriesPaint(i, color);
       renderer.setSeriesFillPaint(i, color);
       renderer.setSeriesStroke(i, new BasicStroke(2.2f, BasicStroke.CAP_ROUND,
           BasicStroke.JOIN_ROUND));
       renderer.setSeriesShape(i, new Ellipse2D.Double(-3.5, -3.5, 7, 7));
     }
-    XYPlot plot = new XYPlot(data, lrAxis, lossAxis, renderer);
-    plot.setBackgroundPaint(Color.WHITE);
-    plot.setDomainGridlinePaint(new Color(0xdddddd));
-    plot.setRangeGridlinePaint(new Color(0xdddddd));
-    plot.setOutlinePaint(new Color(0x999999));
-    plot.setAxisOffset(RectangleInsets.ZERO_INSETS);
-    ValueMarker floor = new ValueMarker(floorNats, Color.BLACK, new BasicStroke(1.5f,
-        BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {8f, 6f}, 0f));
-    floor.setLabel(String.format(Locale.ROOT, "%s = %.4f", LossPlot.FLOOR_LABEL, floorNats));
-    floor.setLabelFont(new Font("SansSerif", Font.PLAIN, 12));
-    floor.setLabelPaint(Color.BLACK);
-    floor.setLabelBackgroundColor(new Color(255, 255, 255, 0));
-    floor.setLabelAnchor(RectangleAnchor.BOTTOM_LEFT);
-    floor.setLabelTextAnchor(TextAnchor.TOP_LEFT);
-    floor.setLabelOffset(new RectangleInsets(4, 6, 4, 6));
-    plot.addRangeMarker(floor, Layer.FOREGROUND);
-
-    JFreeChart chart = new JFreeChart("Final held-out loss vs learning rate",
-        new Font("SansSerif", Font.BOLD, 18), plot, true);
-    if (subtitle != null) {
-      chart.addSubtitle(new TextTitle(subtitle, new Font("SansSerif", Font.PLAIN, 13)));
-    }
-    chart.setBackgroundPaint(Color.WHITE);
-    chart.getLegend().setPosition(RectangleEdge.BOTTOM);
-    chart.getLegend().setItemFont(new Font("SansSerif", Font.PLAIN, 13));
-    chart.setAntiAlias(true);
-    chart.setTextAntiAlias(true);
-    return chart;
+    XYPlot plot = LossPlot.withFloor(new XYPlot(data, lrAxis, lossAxis, renderer), floorNats);
+    return LossPlot.styled(new JFreeChart("Final held-out loss vs learning rate",
+        new Font("SansSerif", Font.BOLD, 18), plot, true), subtitle);
   }
 }

@@ -238,12 +238,12 @@ public final class SweepTable {
 
   /** Plain text, columns separated by two spaces. */
   public String toText() {
-    return render(cells(), false);
+    return TextTable.render(cells(), false);
   }
 
   /** A GitHub Markdown table of the summary. */
   public String toMarkdown() {
-    return render(cells(), true);
+    return TextTable.render(cells(), true);
   }
 
   /** A Markdown table of every cell: one row per rate, one column per optimizer (mean ± sd). */
@@ -271,7 +271,7 @@ public final class SweepTable {
       }
       cells.add(line);
     });
-    return render(cells, true);
+    return TextTable.render(cells, true);
   }
 
   @Override
@@ -286,35 +286,5 @@ public final class SweepTable {
     int exponent = digits.length() - 1 - bd.scale();
     String mantissa = digits.length() == 1 ? digits : digits.charAt(0) + "." + digits.substring(1);
     return (lr < 0 ? "-" : "") + mantissa + (exponent == 0 ? "" : "e" + exponent);
-  }
-
-  private static String render(List<List<String>> cells, boolean markdown) {
-    int[] width = new int[cells.get(0).size()];
-    for (List<String> line : cells) {
-      for (int c = 0; c < line.size(); c++) {
-        width[c] = Math.max(width[c], line.get(c).length());
-      }
-    }
-    StringBuilder sb = new StringBuilder();
-    for (int i = 0; i < cells.size(); i++) {
-      List<String> line = cells.get(i);
-      StringBuilder l = new StringBuilder(markdown ? "|" : "");
-      for (int c = 0; c < line.size(); c++) {
-        String s = line.get(c);
-        String cell = c == 0 ? s + " ".repeat(width[c] - s.length())
-            : " ".repeat(width[c] - s.length()) + s;
-        l.append(markdown ? " " + cell + " |" : (c > 0 ? "  " : "") + cell);
-      }
-      sb.append(l.toString().stripTrailing()).append('\n');
-      if (markdown && i == 0) {
-        sb.append('|');
-        for (int c = 0; c < line.size(); c++) {
-          sb.append(c == 0 ? ":" + "-".repeat(width[c] + 1) : "-".repeat(width[c] + 1) + ":")
-              .append('|');
-        }
-        sb.append('\n');
-      }
-    }
-    return sb.toString();
   }
 }
