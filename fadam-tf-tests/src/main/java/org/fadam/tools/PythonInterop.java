@@ -24,7 +24,6 @@ import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
 import org.tensorflow.Tensor;
 import org.tensorflow.ndarray.Shape;
-import org.tensorflow.ndarray.buffer.DataBuffers;
 import org.tensorflow.op.Ops;
 import org.tensorflow.types.TBfloat16;
 import org.tensorflow.types.TFloat32;
@@ -368,22 +367,9 @@ public final class PythonInterop extends Tool {
       return init.dtypes.cast(init.constant(values), TBfloat16.class);
     }
 
-    /** Batch k: class c = argmax of a one-hot label, features N(0, 1) shifted by 1.5 at c. */
+    /** Batch k: a seeded classification batch ({@link ResumeProbe#classBatch}). */
     static Map<String, Tensor> batch(int k) {
-      Random rnd = new Random(2000L + k);
-      float[] x = new float[BF16_BATCH * BF16_FEATURES];
-      float[] y = new float[BF16_BATCH * BF16_CLASSES];
-      for (int i = 0; i < BF16_BATCH; i++) {
-        int c = rnd.nextInt(BF16_CLASSES);
-        y[i * BF16_CLASSES + c] = 1;
-        for (int j = 0; j < BF16_FEATURES; j++) {
-          x[i * BF16_FEATURES + j] = (float) (rnd.nextGaussian() + (j == c ? 1.5 : 0));
-        }
-      }
-      Map<String, Tensor> m = new LinkedHashMap<>();
-      m.put("x", TFloat32.tensorOf(Shape.of(BF16_BATCH, BF16_FEATURES), DataBuffers.of(x, true, false)));
-      m.put("y", TFloat32.tensorOf(Shape.of(BF16_BATCH, BF16_CLASSES), DataBuffers.of(y, true, false)));
-      return m;
+      return new LinkedHashMap<>(ResumeProbe.classBatch(2000L + k, BF16_BATCH, BF16_FEATURES, BF16_CLASSES));
     }
   }
 

@@ -86,19 +86,27 @@ public final class ResumeProbe {
 
   /** The batch of step k (a function of k only). */
   public static Map<String, TFloat32> batch(int k) {
-    Random rnd = new Random(1000L + k);
-    float[] x = new float[BATCH * FEATURES];
-    float[] y = new float[BATCH * CLASSES];
-    for (int i = 0; i < BATCH; i++) {
-      int c = rnd.nextInt(CLASSES);
-      y[i * CLASSES + c] = 1;
-      for (int j = 0; j < FEATURES; j++) {
-        x[i * FEATURES + j] = (float) (rnd.nextGaussian() + (j == c ? 1.5 : 0));
+    return classBatch(1000L + k, BATCH, FEATURES, CLASSES);
+  }
+
+  /**
+   * A seeded classification batch: {@code y} one-hot of a uniform class c per row, {@code x}
+   * N(0, 1) features shifted by 1.5 at feature c ({@code features ≥ classes}).
+   */
+  public static Map<String, TFloat32> classBatch(long seed, int rows, int features, int classes) {
+    Random rnd = new Random(seed);
+    float[] x = new float[rows * features];
+    float[] y = new float[rows * classes];
+    for (int i = 0; i < rows; i++) {
+      int c = rnd.nextInt(classes);
+      y[i * classes + c] = 1;
+      for (int j = 0; j < features; j++) {
+        x[i * features + j] = (float) (rnd.nextGaussian() + (j == c ? 1.5 : 0));
       }
     }
     return Map.of(
-        "x", TFloat32.tensorOf(Shape.of(BATCH, FEATURES), DataBuffers.of(x, true, false)),
-        "y", TFloat32.tensorOf(Shape.of(BATCH, CLASSES), DataBuffers.of(y, true, false)));
+        "x", TFloat32.tensorOf(Shape.of(rows, features), DataBuffers.of(x, true, false)),
+        "y", TFloat32.tensorOf(Shape.of(rows, classes), DataBuffers.of(y, true, false)));
   }
 
   /** Trains {@code steps} steps and returns the losses; exports after {@code exportAt} (0: never). */
