@@ -110,7 +110,7 @@ fadam_venv() {
   exec 9>"$ROOT/.venv.lock"
   flock 9
   if ! [ -x "$venv/bin/python" ] || [ "$(cat "$venv/.fadam-requirements" 2>/dev/null)" != "$want" ]; then
-    echo "creating the Python environment .venv from ${files[*]#"$ROOT/"} (once; about a minute and 1.4 GB; later runs reuse it) ..." >&2
+    echo "creating the Python environment .venv from ${files[*]#"$ROOT/"} (once: a few minutes, about 2 GB; later runs reuse it) ..." >&2
     local log req=()
     log="$(mktemp)"
     for f in "${files[@]}"; do req+=(-r "$f"); done
