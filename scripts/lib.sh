@@ -82,7 +82,8 @@ fadam_run() {
 # suite that needs more packages passes its own file; everything is resolved together), and
 # reused while those files and the interpreter are unchanged (a hash of them is kept in .venv).
 # Prints the environment's python on stdout; quiet unless it fails. FADAM_PYTHON picks the base
-# interpreter (default python3; TensorFlow 2.18 has wheels for Python 3.9 to 3.12).
+# interpreter (default python3): 3.11 or 3.12, what every pin allows (tensorflow-cpu 2.18 has
+# wheels up to 3.12, jax 0.10 needs 3.11 or later).
 fadam_venv() {
   local venv="$ROOT/.venv" base="${FADAM_PYTHON:-python3}" files=("$ROOT/tpu-configs/requirements.txt" "$@")
   local f
@@ -90,14 +91,14 @@ fadam_venv() {
     [ -f "$f" ] || { echo "fadam_venv: no requirements file $f" >&2; return 1; }
   done
   if ! command -v "$base" >/dev/null 2>&1; then
-    echo "the Python tests and tools need Python 3.9 to 3.12 ('$base' is not on PATH; set FADAM_PYTHON)" >&2
+    echo "the Python tests and tools need Python 3.11 or 3.12 ('$base' is not on PATH; set FADAM_PYTHON)" >&2
     return 1
   fi
   local version
   version="$("$base" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || return 1
   case "$version" in
-    3.9|3.10|3.11|3.12) ;;
-    *) echo "$base is Python $version; tensorflow-cpu 2.18 needs 3.9 to 3.12 (set FADAM_PYTHON to one)" >&2
+    3.11|3.12) ;;
+    *) echo "$base is Python $version; the pinned packages need 3.11 or 3.12 (tensorflow-cpu 2.18: at most 3.12; jax 0.10: at least 3.11); set FADAM_PYTHON to one" >&2
        return 1 ;;
   esac
   local want
