@@ -1,0 +1,478 @@
+package org.fadam.tools;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import org.fadam.tools.BenchCase.Algorithm;
+import org.tensorflow.ndarray.Shape;
+
+/**
+ * scripts/bench: train-step speed of FAdam, FAdafactor and the paper's Adam on every path, side by
+ * side with the framework {@code Adam} (fused {@code ApplyAdam}) and {@code GradientDescent}, in
+ * one JVM. Each case runs paired with framework Adam of the same variables: warm-up (XLA compiles
+ * in it), then rounds alternating the two (which goes first alternates too), each round timing a
+ * batch of steps of about the same wall time; the ratio is the median of the case's per-step times
+ * over the median of Adam's in those rounds. The machine's triad bandwidth is measured in the same
+ * run. No assertion is made on any time.
+ */
+public final class Bench {
+
+  private Bench() {}
+
+  /** One result row: exactly the CSV's columns, plus ms/step for the printed table. */
+  record Row(
+      String optimizer,
+      String path,
+      long params,
+      int variables,
+      double nsPerParam,
+      double ratioToAdam,
+      double stateBytesPerParam,
+      double bandwidthFraction,
+      double msPerStep) {
+
+    static final String CSV_HEADER =
+        "optimizer,path,params,variables,ns_per_param,ratio_to_adam,state_bytes_per_param,bandwidth_fraction";
+
+    String csv() {
+      return String.format(Locale.ROOT, "%s,%s,%d,%d,%.4f,%.4f,%.4f,%.4f", optimizer, path, params,
+          variables, nsPerParam, ratioToAdam, stateBytesPerParam, bandwidthFraction);
+    }
+  }
+
+  /** A set of variables benchmarked together. */
+  record Group(String label, List<Shape> shapes) {
+    long params() {
+      return shapes.stream().mapToLong(Shape::size).sum();
+    }
+  }
+
+  /** What to run. */
+  record Settings(
+      boolean quick,
+      Path csv,
+      List<Group> groups,
+      List<Algorithm> optimizers,
+      List<BenchCase.Path> paths,
+      int rounds,
+      double sampleSeconds) {}
+
+  static String usage() {
+    return String.join("\n",
+        "usage: scripts/bench [--quick] [--csv FILE] [--sizes N,N,...] [--model-width D|0]",
+        "                     [--optimizers LIST] [--paths LIST] [--rounds R] [--sample-seconds S]",
+        "",
+        "Times one train step (loss 1/2*sum(w^2), float32) of FAdam, FAdafactor and the paper's",
+        "Adam on the drop-in path (graph: minimize on ref variables), the fused step without XLA",
+        "(graph-fused) and with XLA (xla), side by side with the framework Adam (fused ApplyAdam",
+        "kernel, path fused-kernel) and GradientDescent, on one square-ish variable per size and on",
+        "a model-like list of 100 variables (embedding, 8 blocks of norms, biases, square and",
+        "rectangular matrices). Each case is paired with framework Adam on the same variables:",
+        "interleaved rounds, medians; ratio_to_adam is case time / Adam time. bandwidth_fraction is",
+        "the bytes of the algorithm's minimum passes per step over the step time, divided by the",
+        "machine's triad bandwidth measured in the same run. state_bytes_per_param counts every",
+        "optimizer variable (slots, step counters, beta powers) from its dtype and shape.",
+        "",
+        "  --quick             sizes 1e4,1e6, model width 64, 5 rounds (about 2 minutes)",
+        "  --csv FILE          also write optimizer,path,params,variables,ns_per_param,",
+        "                      ratio_to_adam,state_bytes_per_param,bandwidth_fraction",
+        "  --sizes LIST        parameters of the single variable (default 1e4,1e5,1e6,16777216)",
+        "  --model-width D     width of the model-like list (default 384: 1.66e7 params; 0: none)",
+        "  --optimizers LIST   from " + Algorithm.names() + " (default all)",
+        "  --paths LIST        from graph,graph-fused,xla (default all)",
+        "  --rounds R          paired rounds per case (default 9, quick 5)",
+        "  --sample-seconds S  wall time of one timed batch of steps (default 0.3, quick 0.1)",
+        "  -h, --help          this text",
+        "",
+        "Timings on a shared machine are noisy: compare ratios, not absolute times; the load",
+        "average is printed before and after. scripts/bench sets TF_CPU_ALLOCATOR_USE_BFC=true.");
+  }
+
+  /** Parses the command line (thin on purpose). */
+  static Settings parse(String[] args) {
+    boolean quick = false;
+    Path csv = null;
+    String sizes = null;
+    Integer width = null;
+    String optimizers = null;
+    String paths = null;
+    Integer rounds = null;
+    Double sample = null;
+    for (int i = 0; i < args.length; i++) {
+      String a = args[i];
+      switch (a) {
+        case "--quick" -> quick = true;
+        case "--csv" -> csv = Path.of(value(args, ++i, a));
+        case "--sizes" -> sizes = value(args, ++i, a);
+        case "--model-width" -> width = positiveInt(value(args, ++i, a), a, true);
+        case "--optimizers" -> optimizers = value(args, ++i, a);
+        case "--paths" -> paths = value(args, ++i, a);
+        case "--rounds" -> rounds = positiveInt(value(args, ++i, a), a, false);
+        case "--sample-seconds" -> sample = positive(value(args, ++i, a), a);
+        default -> throw new IllegalArgumentException("unknown option " + a + " (see --help)");
+      }
+    }
+    List<Group> groups = new ArrayList<>();
+    String sizeList = sizes != null ? sizes : quick ? "1e4,1e6" : "1e4,1e5,1e6,16777216";
+    for (String s : sizeList.split(",")) {
+      long n = parseCount(s.trim());
+      groups.add(new Group(String.valueOf(n), List.of(squareish(n))));
+    }
+    int w = width != null ? width : quick ? 64 : 384;
+    if (w > 0) {
+      groups.add(new Group("model-like", modelLike(w)));
+    }
+    List<Algorithm> opt = new ArrayList<>();
+    if (optimizers == null) {
+      opt.addAll(Arrays.asList(Algorithm.values()));
+    } else {
+      for (String s : optimizers.split(",")) {
+        opt.add(Algorithm.parse(s.trim()));
+      }
+    }
+    List<BenchCase.Path> p = new ArrayList<>();
+    if (paths == null) {
+      p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.GRAPH_FUSED, BenchCase.Path.XLA));
+    } else {
+      for (String s : paths.split(",")) {
+        BenchCase.Path x = BenchCase.Path.parse(s.trim());
+        if (x == BenchCase.Path.FUSED_KERNEL) {
+          throw new IllegalArgumentException("--paths: fused-kernel is the framework optimizers' own path");
+        }
+        p.add(x);
+      }
+    }
+    return new Settings(quick, csv, groups, opt, p, rounds != null ? rounds : quick ? 5 : 9,
+        sample != null ? sample : quick ? 0.1 : 0.3);
+  }
+
+  /** "1e6", "16777216" → a count ≥ 1. */
+  static long parseCount(String s) {
+    double d;
+    try {
+      d = Double.parseDouble(s);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("--sizes: '" + s + "' is not a number", e);
+    }
+    if (!(d >= 1 && d <= 1e9) || d != Math.rint(d)) {
+      throw new IllegalArgumentException("--sizes: '" + s + "' must be a whole number in [1, 1e9]");
+    }
+    return (long) d;
+  }
+
+  /** A matrix of exactly n elements, as square as n's divisors allow. */
+  static Shape squareish(long n) {
+    long rows = (long) Math.floor(Math.sqrt(n));
+    while (n % rows != 0) {
+      rows--;
+    }
+    return Shape.of(rows, n / rows);
+  }
+
+  /**
+   * 100 variables shaped like a small transformer of width d: a 6400×d embedding, 8 blocks of
+   * (2 norm scales and biases, q/k/v/o d×d, d×4d and 4d×d with biases), a final norm and an output
+   * bias.
+   */
+  static List<Shape> modelLike(int d) {
+    List<Shape> s = new ArrayList<>();
+    s.add(Shape.of(6400, d));
+    for (int layer = 0; layer < 8; layer++) {
+      s.add(Shape.of(d));
+      s.add(Shape.of(d));
+      for (int k = 0; k < 4; k++) {
+        s.add(Shape.of(d, d));
+      }
+      s.add(Shape.of(d));
+      s.add(Shape.of(d));
+      s.add(Shape.of(d, 4L * d));
+      s.add(Shape.of(4L * d));
+      s.add(Shape.of(4L * d, d));
+      s.add(Shape.of(d));
+    }
+    s.add(Shape.of(d));
+    s.add(Shape.of(d));
+    s.add(Shape.of(6400));
+    return s;
+  }
+
+  /**
+   * Bytes per parameter of the algorithm's minimum passes in one whole step: the loss reads θ once,
+   * then each pass the algorithm needs reads its inputs once and writes its outputs once (FAdam:
+   * Σg²; f with Σḡ² and Σḡw²; m and θ. The paper's Adam: m, f with Σḡ²; θ. GD and ApplyAdam: one).
+   */
+  static double minimumBytesPerParam(Algorithm a, List<Shape> shapes) {
+    double total = 0;
+    for (Shape s : shapes) {
+      double b = switch (a) {
+        case GD_FRAMEWORK -> 12; // read g, θ; write θ
+        case ADAM_FRAMEWORK -> 28; // read g, θ, m, v; write θ, m, v
+        case ADAM_PAPER -> 20 + 16; // read g, m, f, write m, f (Σḡ²); read m, f, θ, write θ
+        case FADAM -> 4 + 16 + 24; // Σg²; read g, f, θ, write f (Σḡ², Σḡw²); read g, f, θ, m, write m, θ
+        case FADAFACTOR -> factored(s) ? 4 + 8 + 20 : 44; // no full-size f when factored
+      };
+      total += (4 + b) * s.size(); // + the loss's read of θ
+    }
+    return total / shapes.stream().mapToLong(Shape::size).sum();
+  }
+
+  private static boolean factored(Shape s) {
+    int r = s.numDimensions();
+    return r >= 2 && s.get(r - 1) >= 128 && s.get(r - 2) >= 128; // FisherOptions default
+  }
+
+  /** Entry point. */
+  public static void main(String[] args) throws IOException {
+    for (String a : args) {
+      if (a.equals("-h") || a.equals("--help")) {
+        System.out.println(usage());
+        return;
+      }
+    }
+    Settings settings;
+    try {
+      settings = parse(args);
+    } catch (IllegalArgumentException e) {
+      System.err.println("bench: " + e.getMessage());
+      System.exit(2);
+      return;
+    }
+    PrintStream out = System.out;
+    out.println("# scripts/bench " + String.join(" ", args));
+    out.println("# " + Machine.describe() + "; " + Instant.now().truncatedTo(ChronoUnit.SECONDS));
+    out.println("# load average before: " + Machine.loadAverage());
+    double triad = Triad.bytesPerSecond();
+    out.printf(Locale.ROOT, "# triad bandwidth (2 threads, a = b + s*c, 12 B/element): %.2f GB/s%n", triad / 1e9);
+    List<Row> rows = new ArrayList<>();
+    for (Group g : settings.groups()) {
+      rows.addAll(runGroup(g, settings, triad));
+    }
+    out.println("# load average after: " + Machine.loadAverage());
+    out.print(table(rows));
+    if (settings.csv() != null) {
+      writeCsv(settings.csv(), rows);
+      out.println("# wrote " + settings.csv());
+    }
+  }
+
+  /** Every case of one group, each paired with framework Adam on the same variables. */
+  static List<Row> runGroup(Group g, Settings s, double triad) {
+    List<Row> rows = new ArrayList<>();
+    List<Double> adamAll = new ArrayList<>();
+    List<Case> cases = new ArrayList<>();
+    if (s.optimizers().contains(Algorithm.GD_FRAMEWORK)) {
+      cases.add(new Case(Algorithm.GD_FRAMEWORK, BenchCase.Path.FUSED_KERNEL));
+    }
+    for (Algorithm a : s.optimizers()) {
+      if (!a.framework()) {
+        for (BenchCase.Path p : s.paths()) {
+          cases.add(new Case(a, p));
+        }
+      }
+    }
+    try (BenchCase adam = BenchCase.create(Algorithm.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes())) {
+      int adamBatch = warmUp(adam, s.sampleSeconds());
+      for (Case c : cases) {
+        System.err.printf(Locale.ROOT, "bench: %s params, %s/%s ...%n", g.label(), c.a.csv, c.p.csv);
+        try (BenchCase other = BenchCase.create(c.a, c.p, g.shapes())) {
+          int batch = warmUp(other, s.sampleSeconds());
+          double[] ta = new double[s.rounds()];
+          double[] tc = new double[s.rounds()];
+          for (int r = 0; r < s.rounds(); r++) {
+            if (r % 2 == 0) {
+              ta[r] = time(adam, adamBatch);
+              tc[r] = time(other, batch);
+            } else {
+              tc[r] = time(other, batch);
+              ta[r] = time(adam, adamBatch);
+            }
+          }
+          for (double t : ta) {
+            adamAll.add(t);
+          }
+          double mc = median(tc);
+          rows.add(row(other, mc, mc / median(ta), triad));
+        }
+      }
+      double ma = median(adamAll.stream().mapToDouble(Double::doubleValue).toArray());
+      if (adamAll.isEmpty()) {
+        double[] ta = new double[s.rounds()];
+        for (int r = 0; r < ta.length; r++) {
+          ta[r] = time(adam, adamBatch);
+        }
+        ma = median(ta);
+      }
+      rows.add(0, row(adam, ma, 1.0, triad));
+    }
+    return rows;
+  }
+
+  private record Case(Algorithm a, BenchCase.Path p) {}
+
+  private static Row row(BenchCase c, double secondsPerStep, double ratio, double triad) {
+    double bytes = minimumBytesPerParam(c.optimizer, c.shapes) * c.params();
+    return new Row(c.optimizer.csv, c.path.csv, c.params(), c.variables(),
+        secondsPerStep * 1e9 / c.params(), ratio, c.stateBytesPerParam(),
+        bytes / secondsPerStep / triad, secondsPerStep * 1e3);
+  }
+
+  /** Runs the case until compiled and warm; returns the steps per timed batch. */
+  private static int warmUp(BenchCase c, double sampleSeconds) {
+    c.run(2); // the first run compiles (XLA) and faults in the buffers
+    double t = time(c, 1);
+    int batch = (int) Math.max(1, Math.min(10_000, Math.round(sampleSeconds / Math.max(t, 1e-6))));
+    time(c, batch);
+    return batch;
+  }
+
+  /** Seconds per step over a batch of steps. */
+  private static double time(BenchCase c, int steps) {
+    long t0 = System.nanoTime();
+    c.run(steps);
+    return (System.nanoTime() - t0) / 1e9 / steps;
+  }
+
+  static double median(double[] x) {
+    if (x.length == 0) {
+      return Double.NaN;
+    }
+    double[] s = x.clone();
+    Arrays.sort(s);
+    int n = s.length;
+    return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+  }
+
+  static String table(List<Row> rows) {
+    StringBuilder b = new StringBuilder();
+    b.append(String.format(Locale.ROOT, "%-15s %-13s %10s %5s %9s %9s %8s %8s %7s%n", "optimizer",
+        "path", "params", "vars", "ms/step", "ns/param", "x Adam", "state B", "BW frac"));
+    for (Row r : rows) {
+      b.append(String.format(Locale.ROOT, "%-15s %-13s %10d %5d %9.3f %9.3f %8.2f %8.2f %7.3f%n",
+          r.optimizer(), r.path(), r.params(), r.variables(), r.msPerStep(), r.nsPerParam(),
+          r.ratioToAdam(), r.stateBytesPerParam(), r.bandwidthFraction()));
+    }
+    return b.toString();
+  }
+
+  static void writeCsv(Path file, List<Row> rows) throws IOException {
+    List<String> lines = new ArrayList<>();
+    lines.add(Row.CSV_HEADER);
+    rows.forEach(r -> lines.add(r.csv()));
+    Path parent = file.toAbsolutePath().getParent();
+    if (parent != null) {
+      Files.createDirectories(parent);
+    }
+    Files.write(file, lines, StandardCharsets.UTF_8);
+  }
+
+  private static String value(String[] args, int i, String flag) {
+    if (i >= args.length) {
+      throw new IllegalArgumentException(flag + " needs a value");
+    }
+    return args[i];
+  }
+
+  private static int positiveInt(String s, String flag, boolean zeroOk) {
+    try {
+      int v = Integer.parseInt(s);
+      if (v > 0 || (zeroOk && v == 0)) {
+        return v;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new IllegalArgumentException(flag + " must be a whole number " + (zeroOk ? "≥ 0" : "≥ 1") + "; got " + s);
+  }
+
+  private static double positive(String s, String flag) {
+    try {
+      double v = Double.parseDouble(s);
+      if (v > 0 && v < 1e4) {
+        return v;
+      }
+    } catch (NumberFormatException e) {
+      // reported below
+    }
+    throw new IllegalArgumentException(flag + " must be a number in (0, 1e4); got " + s);
+  }
+
+  /** What the machine is, as far as the JVM can tell. */
+  static final class Machine {
+    private Machine() {}
+
+    static String describe() {
+      String cpu = "unknown CPU";
+      try {
+        for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
+          if (line.startsWith("model name")) {
+            cpu = line.substring(line.indexOf(':') + 1).trim();
+            break;
+          }
+        }
+      } catch (IOException e) {
+        // not Linux: keep "unknown CPU"
+      }
+      long mem = Runtime.getRuntime().maxMemory() >> 20;
+      return cpu + ", " + Runtime.getRuntime().availableProcessors() + " cores, Java "
+          + System.getProperty("java.version") + ", JVM max heap " + mem + " MiB";
+    }
+
+    static String loadAverage() {
+      try {
+        return Files.readString(Path.of("/proc/loadavg")).trim();
+      } catch (IOException e) {
+        return "unknown";
+      }
+    }
+  }
+
+  /** The machine's memory bandwidth for a = b + s·c over arrays far larger than the caches. */
+  static final class Triad {
+    private Triad() {}
+
+    static double bytesPerSecond() {
+      int n = 1 << 24;
+      float[] a = new float[n];
+      float[] b = new float[n];
+      float[] c = new float[n];
+      Arrays.fill(b, 1f);
+      Arrays.fill(c, 2f);
+      int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
+      double best = Double.MAX_VALUE;
+      for (int rep = 0; rep < 12; rep++) {
+        long t0 = System.nanoTime();
+        Thread[] ts = new Thread[threads];
+        for (int k = 0; k < threads; k++) {
+          int lo = (int) ((long) n * k / threads);
+          int hi = (int) ((long) n * (k + 1) / threads);
+          ts[k] = new Thread(() -> triad(a, b, c, 3f, lo, hi));
+          ts[k].start();
+        }
+        for (Thread t : ts) {
+          try {
+            t.join();
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+          }
+        }
+        best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+      }
+      return 12.0 * n / best;
+    }
+
+    private static void triad(float[] a, float[] b, float[] c, float s, int lo, int hi) {
+      for (int i = lo; i < hi; i++) {
+        a[i] = b[i] + s * c[i];
+      }
+    }
+  }
+}

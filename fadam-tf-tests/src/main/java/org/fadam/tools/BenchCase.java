@@ -1,0 +1,256 @@
+package org.fadam.tools;
+
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import org.fadam.FAdafactor;
+import org.fadam.FAdam;
+import org.fadam.FisherOptions;
+import org.fadam.FisherTrainStep;
+import org.fadam.PaperAdam;
+import org.fadam.ResourceVariable;
+import org.tensorflow.Graph;
+import org.tensorflow.GraphOperation;
+import org.tensorflow.Operand;
+import org.tensorflow.Session;
+import org.tensorflow.framework.optimizers.Adam;
+import org.tensorflow.framework.optimizers.GradientDescent;
+import org.tensorflow.framework.optimizers.Optimizer;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.random.RandomUniform;
+import org.tensorflow.proto.DataType;
+import org.tensorflow.types.TFloat32;
+
+/**
+ * One benchmarked train step: an optimizer on a path over a list of float32 variables, with the
+ * loss ½·Σw² (its gradient is w, so every optimizer computes the same gradient). Owns its graph
+ * and session.
+ */
+final class BenchCase implements AutoCloseable {
+
+  /** The optimizers compared, by their CSV names. */
+  enum Algorithm {
+    ADAM_FRAMEWORK("adam-framework"),
+    GD_FRAMEWORK("gd-framework"),
+    FADAM("fadam"),
+    FADAFACTOR("fadafactor"),
+    ADAM_PAPER("adam-paper");
+
+    final String csv;
+
+    Algorithm(String csv) {
+      this.csv = csv;
+    }
+
+    boolean framework() {
+      return this == ADAM_FRAMEWORK || this == GD_FRAMEWORK;
+    }
+
+    static Algorithm parse(String s) {
+      for (Algorithm o : values()) {
+        if (o.csv.equals(s)) {
+          return o;
+        }
+      }
+      throw new IllegalArgumentException("unknown optimizer '" + s + "'; known: " + names());
+    }
+
+    static String names() {
+      List<String> n = new ArrayList<>();
+      for (Algorithm o : values()) {
+        n.add(o.csv);
+      }
+      return String.join(",", n);
+    }
+  }
+
+  /** How the step runs. */
+  enum Path {
+    /** The framework optimizers' own kernels (ApplyAdam, ApplyGradientDescent), ref variables. */
+    FUSED_KERNEL("fused-kernel"),
+    /** The drop-in optimizers' {@code minimize} on ref variables. */
+    GRAPH("graph"),
+    /** {@link FisherTrainStep} with {@code jit(false)}. */
+    GRAPH_FUSED("graph-fused"),
+    /** {@link FisherTrainStep}, XLA-compiled. */
+    XLA("xla");
+
+    final String csv;
+
+    Path(String csv) {
+      this.csv = csv;
+    }
+
+    static Path parse(String s) {
+      for (Path p : values()) {
+        if (p.csv.equals(s)) {
+          return p;
+        }
+      }
+      throw new IllegalArgumentException("unknown path '" + s + "'; known: graph, graph-fused, xla");
+    }
+  }
+
+  static final float LEARNING_RATE = 0.001f;
+
+  final Algorithm optimizer;
+  final Path path;
+  final List<Shape> shapes;
+  private final Graph graph = new Graph();
+  private final Session session;
+  private final Session.Runner runner;
+  private final long stateBytes;
+
+  private BenchCase(Algorithm optimizer, Path path, List<Shape> shapes) {
+    this.optimizer = optimizer;
+    this.path = path;
+    this.shapes = List.copyOf(shapes);
+    Ops tf = Ops.create(graph);
+    List<String> model = new ArrayList<>();
+    if (path == Path.FUSED_KERNEL || path == Path.GRAPH) {
+      List<Operand<TFloat32>> reads = new ArrayList<>();
+      for (int i = 0; i < shapes.size(); i++) {
+        var w = tf.withName("w" + i).variable(initial(tf, shapes.get(i), i));
+        model.add(w.op().name());
+        reads.add(tf.identity(w)); // never Square on a raw ref variable (DESIGN)
+      }
+      Op train = refOptimizer(graph, optimizer).minimize(halfSumOfSquares(tf, reads, shapes), "train");
+      session = new Session(graph);
+      runner = session.runner().addTarget(train);
+    } else {
+      List<ResourceVariable<?>> vars = new ArrayList<>();
+      for (int i = 0; i < shapes.size(); i++) {
+        ResourceVariable<TFloat32> v = ResourceVariable.create(tf, "w" + i, initial(tf, shapes.get(i), i));
+        vars.add(v);
+        model.add(v.handle().op().name());
+      }
+      FisherTrainStep.Builder b = FisherTrainStep.builder(graph);
+      switch (optimizer) {
+        case FADAM -> b.fadam(LEARNING_RATE, FisherOptions.defaults());
+        case FADAFACTOR -> b.fadafactor(LEARNING_RATE, FisherOptions.defaults());
+        case ADAM_PAPER -> b.adam(LEARNING_RATE, FisherOptions.defaults());
+        default -> throw new IllegalArgumentException(optimizer.csv + " has no fused step");
+      }
+      FisherTrainStep step = b.variables(vars)
+          .loss((ops, in, v) -> {
+            List<Operand<TFloat32>> reads = new ArrayList<>();
+            v.values().forEach(x -> reads.add(asFloat(x)));
+            return halfSumOfSquares(ops, reads, shapes);
+          })
+          .jit(path == Path.XLA)
+          .build();
+      session = new Session(graph);
+      runner = session.runner().fetch(step.loss());
+    }
+    session.initialize();
+    stateBytes = stateBytes(graph, model);
+  }
+
+  /** Builds a case; the caller closes it. */
+  static BenchCase create(Algorithm optimizer, Path path, List<Shape> shapes) {
+    if (optimizer.framework() != (path == Path.FUSED_KERNEL)) {
+      throw new IllegalArgumentException(optimizer.csv + " does not run on path " + path.csv);
+    }
+    return new BenchCase(optimizer, path, shapes);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Operand<TFloat32> asFloat(Operand<?> x) {
+    return (Operand<TFloat32>) x;
+  }
+
+  private static Optimizer refOptimizer(Graph g, Algorithm o) {
+    return switch (o) {
+      case ADAM_FRAMEWORK -> new Adam(g, LEARNING_RATE);
+      case GD_FRAMEWORK -> new GradientDescent(g, LEARNING_RATE);
+      case FADAM -> new FAdam(g, LEARNING_RATE);
+      case FADAFACTOR -> new FAdafactor(g, LEARNING_RATE);
+      case ADAM_PAPER -> new PaperAdam(g, LEARNING_RATE);
+    };
+  }
+
+  /** Uniform values in [−1, 1), seeded per variable, made by the graph's initializers. */
+  private static Operand<TFloat32> initial(Ops tf, Shape shape, int seed) {
+    Ops init = tf.withInitScope();
+    Operand<TFloat32> u = init.random.randomUniform(
+        init.constant(shape), TFloat32.class, RandomUniform.seed(1L).seed2((long) seed));
+    return init.math.sub(init.math.mul(u, init.constant(2f)), init.constant(1f));
+  }
+
+  /** ½·Σ over every variable of Σw². */
+  private static Operand<TFloat32> halfSumOfSquares(
+      Ops tf, List<Operand<TFloat32>> ws, List<Shape> shapes) {
+    Operand<TFloat32> total = null;
+    for (int i = 0; i < ws.size(); i++) {
+      Operand<TFloat32> w = ws.get(i);
+      int[] axes = new int[shapes.get(i).numDimensions()];
+      for (int a = 0; a < axes.length; a++) {
+        axes[a] = a;
+      }
+      Operand<TFloat32> s = tf.sum(tf.math.square(w), tf.constant(axes));
+      total = total == null ? s : tf.math.add(total, s);
+    }
+    return tf.math.mul(tf.constant(0.5f), total);
+  }
+
+  /**
+   * Bytes of every variable in the graph that is not a model variable: the optimizer's slots,
+   * step counters and beta powers, from their dtypes and shapes.
+   */
+  private static long stateBytes(Graph graph, List<String> model) {
+    long bytes = 0;
+    for (Iterator<GraphOperation> it = graph.operations(); it.hasNext(); ) {
+      GraphOperation op = it.next();
+      String type = op.type();
+      if (!(type.equals(Optimizer.VARIABLE_V2) || type.equals("VarHandleOp")) || model.contains(op.name())) {
+        continue;
+      }
+      DataType dt = op.attributes().getAttrType("dtype");
+      bytes += op.attributes().getAttrShape("shape").size() * byteSize(dt);
+    }
+    return bytes;
+  }
+
+  private static int byteSize(DataType dt) {
+    return switch (dt) {
+      case DT_FLOAT, DT_INT32 -> 4;
+      case DT_DOUBLE, DT_INT64 -> 8;
+      case DT_HALF, DT_BFLOAT16 -> 2;
+      default -> throw new IllegalStateException("unexpected state dtype " + dt);
+    };
+  }
+
+  /** Runs {@code n} steps. */
+  void run(int n) {
+    for (int i = 0; i < n; i++) {
+      runner.run().close();
+    }
+  }
+
+  long params() {
+    return shapes.stream().mapToLong(Shape::size).sum();
+  }
+
+  int variables() {
+    return shapes.size();
+  }
+
+  /** Optimizer state bytes per parameter, measured from the graph's state variables. */
+  double stateBytesPerParam() {
+    return (double) stateBytes / params();
+  }
+
+  String label() {
+    return String.format(Locale.ROOT, "%s/%s", optimizer.csv, path.csv);
+  }
+
+  @Override
+  public void close() {
+    session.close();
+    graph.close();
+  }
+
+}
