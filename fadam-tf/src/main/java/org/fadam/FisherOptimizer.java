@@ -152,8 +152,8 @@ public abstract class FisherOptimizer extends Optimizer {
     for (GradAndVar<? extends TType> gv : gradsAndVars) {
       targets.add(target(gv.getGradient(), gv.getVariable()));
     }
-    return Updater.build(
-        ops, rule, options, learningRate, targets, new RefVar(skippedCounter()), name, true).op();
+    return XlaUpdate.build(
+        ops, rule, options, learningRate, targets, new RefVar(skippedCounter()), name);
   }
 
   /** One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. */
@@ -162,7 +162,7 @@ public abstract class FisherOptimizer extends Optimizer {
     return Updater.build(
         ops, rule, options, learningRate, List.of(target(gradient, variable)),
         new RefVar(skippedCounter()),
-        ops.scope().makeOpName("apply"), true).op();
+        ops.scope().makeOpName("apply"), true, false).op();
   }
 
   private Updater.Target target(Output<? extends TType> gradient, Output<? extends TType> variable) {

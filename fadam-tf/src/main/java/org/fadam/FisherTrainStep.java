@@ -213,7 +213,7 @@ public final class FisherTrainStep {
     List<Output<?>> args = new ArrayList<>();
     inputs.values().forEach(p -> args.add(p.asOutput()));
     all.forEach(v -> args.add(v.handle()));
-    Operation call = statefulCall(graph, b.name, function, args, jit);
+    Operation call = XlaUpdate.call(graph.baseScope(), b.name, function, args, jit);
     this.loss = call.output(0);
     this.step = call.output(1);
     this.finite = call.output(2);
@@ -223,7 +223,7 @@ public final class FisherTrainStep {
     List<Output<?>> gradArgs = new ArrayList<>();
     inputs.values().forEach(p -> gradArgs.add(p.asOutput()));
     parameters.forEach(v -> gradArgs.add(v.handle()));
-    Operation gradCall = statefulCall(graph, b.name + "_" + GRADIENTS, gradFn, gradArgs, jit);
+    Operation gradCall = XlaUpdate.call(graph.baseScope(), b.name + "_" + GRADIENTS, gradFn, gradArgs, jit);
     this.gradientsLoss = gradCall.output(0);
     this.gradients = new LinkedHashMap<>();
     int out = 1;
@@ -241,7 +241,7 @@ public final class FisherTrainStep {
       applyArgs.add(g.asOutput());
     }
     all.forEach(v -> applyArgs.add(v.handle()));
-    Operation applyCall = statefulCall(graph, b.name + "_" + APPLY_GRADIENTS, applyFn, applyArgs, jit);
+    Operation applyCall = XlaUpdate.call(graph.baseScope(), b.name + "_" + APPLY_GRADIENTS, applyFn, applyArgs, jit);
     this.appliedStep = applyCall.output(0);
     this.appliedFinite = applyCall.output(1);
 
@@ -376,7 +376,7 @@ public final class FisherTrainStep {
           new Handle(handles.get(p), p.type()), slotVars, new Handle(handles.get(stepVar), TInt64.class)));
     }
     Updater.Step update = Updater.build(fn, b.rule, options, lr, targets,
-        new Handle(handles.get(skippedSteps), TInt64.class), "apply", false);
+        new Handle(handles.get(skippedSteps), TInt64.class), "apply", false, jit);
     Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
     Op count = fn.withControlDependencies(List.of(update.op())).assignVariableOp(handles.get(iterations), after);
     return new Update(fn.withControlDependencies(List.of(update.op(), count)), after, update.finite(), options);
@@ -443,22 +443,6 @@ public final class FisherTrainStep {
         .setAttr("shape", Shape.scalar())
         .build()
         .output(0);
-  }
-
-  /** A StatefulPartitionedCall (Ops.call would make a stateless one), optionally XLA-compiled. */
-  private static Operation statefulCall(Graph graph, String name, ConcreteFunction fn, List<Output<?>> args, boolean jit) {
-    OpDef sig = fn.getFunctionDef().getSignature();
-    DataType[] tin = args.stream().map(Output::dataType).toArray(DataType[]::new);
-    DataType[] tout = sig.getOutputArgList().stream().map(OpDef.ArgDef::getType).toArray(DataType[]::new);
-    var builder = graph.baseScope().opBuilder("StatefulPartitionedCall", name)
-        .addInputList(args.toArray(new Output<?>[0]))
-        .setAttr("Tin", tin)
-        .setAttr("Tout", tout)
-        .setAttr("f", fn);
-    if (jit) {
-      builder.setAttr("_XlaMustCompile", true);
-    }
-    return builder.build();
   }
 
   /** The loss output of the train step: fetching it runs the step. */

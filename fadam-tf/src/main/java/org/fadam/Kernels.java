@@ -1,9 +1,13 @@
 package org.fadam;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.stream.IntStream;
 import org.tensorflow.Operand;
+import org.tensorflow.Output;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Ops;
+import org.tensorflow.proto.DataType;
 import org.tensorflow.types.TBfloat16;
 import org.tensorflow.types.TBool;
 import org.tensorflow.types.TFloat16;
@@ -24,6 +28,8 @@ final class Kernels<W extends TFloating> {
 
   final Ops tf;
   final Class<W> type;
+  /** Whether the step is built for XLA (see {@link #sums}). */
+  private final boolean xla;
   /** Largest finite W: where {@link #clip} holds an overflowed element. */
   private final double maxValue;
   /** Squares below this may have underflowed: {@link #rms} then rescales. */
@@ -31,9 +37,10 @@ final class Kernels<W extends TFloating> {
   /** The rescaling factor 2^k of {@link #rms}. */
   private final double rescale;
 
-  private Kernels(Ops tf, Class<W> type) {
+  private Kernels(Ops tf, Class<W> type, boolean xla) {
     this.tf = tf;
     this.type = type;
+    this.xla = xla;
     boolean f64 = type == TFloat64.class;
     this.maxValue = f64 ? Double.MAX_VALUE : Float.MAX_VALUE;
     this.underflowMean = f64 ? Math.scalb(1.0, -500) : Math.scalb(1.0, -60);
@@ -42,9 +49,10 @@ final class Kernels<W extends TFloating> {
 
   /** Kernels in float64 for float64 parameters, float32 for every other float dtype (DESIGN). */
   @SuppressWarnings("unchecked")
-  static Kernels<? extends TFloating> forParameter(Ops tf, Class<? extends TType> paramType) {
+  static Kernels<? extends TFloating> forParameter(
+      Ops tf, Class<? extends TType> paramType, boolean xla) {
     Class<? extends TFloating> w = workingType(paramType);
-    return new Kernels<>(tf, (Class<TFloating>) w);
+    return new Kernels<>(tf, (Class<TFloating>) w, xla);
   }
 
   /** float64 state for float64 parameters, float32 for float32, float16 and bfloat16. */
@@ -84,31 +92,89 @@ final class Kernels<W extends TFloating> {
     return tf.sum(x, tf.constant(axes));
   }
 
+  /** Row length of {@link #sums} under XLA. */
+  static final int ROW = 32;
+
   /**
-   * RMS(g) for the adaptive ε (Alg. 1 l.8). Where mean(g²) is so small that squares may have
-   * underflowed (|g| ≲ 1e-23 in float32), it is recomputed from g·2^k, so that a tiny but non-zero
-   * gradient never gets ε̂ = 0. Both sums read g once (XLA fuses them into one pass).
+   * The sums over all elements of several same-shaped element-wise terms, in one pass. Under XLA
+   * the terms are laid side by side in rows of {@value #ROW} (the last partial row summed apart),
+   * each row summed, and the row sums, behind an {@code XlaOptimizationBarrier}, summed again: XLA
+   * CPU rewrites a plain large reduction into reduce-windows that never fuse with their producer,
+   * so every term would first be written out as a full-size array (DESIGN); this form fuses the
+   * terms into the one threaded pass that sums them.
    */
-  Operand<W> rms(Operand<W> x, Operand<W> sumSq, Shape shape) {
-    Operand<W> n = c(shape.size());
-    Operand<W> mean = tf.math.div(sumSq, n);
-    Operand<W> scaled = tf.math.div(sumAll(tf.math.square(tf.math.mul(x, c(rescale))), shape), n);
-    Operand<TBool> small = tf.math.less(mean, c(underflowMean));
-    return tf.select(
-        small, tf.math.div(tf.math.sqrt(scaled), c(rescale)), tf.math.sqrt(mean));
+  List<Operand<W>> sums(Shape shape, List<Operand<W>> terms) {
+    long n = shape.size();
+    long rows = n / ROW;
+    if (!xla || rows < ROW) {
+      List<Operand<W>> out = new ArrayList<>();
+      terms.forEach(x -> out.add(sumAll(x, shape)));
+      return out;
+    }
+    long main = rows * ROW;
+    List<Operand<W>> blocks = new ArrayList<>();
+    List<Operand<W>> tails = new ArrayList<>();
+    for (Operand<W> x : terms) {
+      Operand<W> flat = tf.reshape(x, tf.constant(new long[] {n}));
+      Operand<W> body = main == n ? flat : tf.slice(flat, tf.constant(new long[] {0}), tf.constant(new long[] {main}));
+      blocks.add(tf.reshape(body, tf.constant(new long[] {rows, 1, ROW})));
+      if (main < n) {
+        tails.add(tf.slice(flat, tf.constant(new long[] {main}), tf.constant(new long[] {n - main})));
+      }
+    }
+    Operand<W> side = blocks.size() == 1 ? blocks.get(0) : tf.concat(blocks, tf.constant(1));
+    Operand<W> rowSums = tf.sum(side, tf.constant(2)); // [rows, terms]
+    Operand<W> total = tf.sum(barrier(rowSums), tf.constant(0)); // [terms]
+    if (!tails.isEmpty()) {
+      total = tf.math.add(total, tf.sum(tf.stack(tails), tf.constant(1)));
+    }
+    List<Operand<W>> out = new ArrayList<>();
+    for (int i = 0; i < terms.size(); i++) {
+      out.add(tf.reshape(tf.slice(total, tf.constant(new int[] {i}), tf.constant(new int[] {1})),
+          tf.constant(new long[0])));
+    }
+    return out;
+  }
+
+  /** XLA's optimization barrier: keeps XLA from merging the two stages of {@link #sums}. */
+  @SuppressWarnings("unchecked")
+  private Operand<W> barrier(Operand<W> x) {
+    Output<?> out = tf.scope().opBuilder("XlaOptimizationBarrier", "barrier")
+        .addInputList(new Output<?>[] {x.asOutput()})
+        .setAttr("T", new DataType[] {x.asOutput().dataType()})
+        .build()
+        .output(0);
+    return (Operand<W>) out;
   }
 
   /**
-   * Whether every element of x is finite and its square is too (max|x|² finite); x − x is NaN
-   * exactly where x is NaN or ±Inf, so its sum catches those whatever max does with NaN.
+   * The two sums every step starts from: Σg² and Σ(g·2^k)², the latter for {@link #rms} when the
+   * squares may have underflowed. The step is finite exactly when Σg² is: NaN, ±Inf, a square the
+   * dtype cannot hold and a sum that overflows all make it non-finite. (g·2^k goes through
+   * {@link #held} for the reason given at {@link #clipTerms}.)
    */
-  Operand<TBool> representable(Operand<W> x, Shape shape) {
-    if (shape.size() == 0) {
-      return tf.constant(true);
-    }
-    Operand<W> maxAbs = tf.max(tf.math.abs(x), tf.constant(IntStream.range(0, shape.numDimensions()).toArray()));
-    return tf.math.logicalAnd(
-        tf.math.isFinite(tf.math.square(maxAbs)), tf.math.isFinite(sumAll(tf.math.sub(x, x), shape)));
+  Stats stats(Operand<W> g, Shape shape) {
+    List<Operand<W>> s =
+        sums(shape, List.of(tf.math.square(g), tf.math.square(held(tf.math.mul(g, c(rescale))))));
+    return new Stats(s.get(0), s.get(1), tf.math.isFinite(s.get(0)));
+  }
+
+  /** Σg², Σ(g·2^k)² and whether the first is finite. */
+  record Stats(Operand<?> sumSq, Operand<?> scaledSumSq, Operand<TBool> finite) {}
+
+  /**
+   * RMS(g) for the adaptive ε (Alg. 1 l.8) from {@link #stats}. Where mean(g²) is so small that
+   * squares may have underflowed (|g| ≲ 1e-23 in float32), it comes from the sum of (g·2^k)², so
+   * that a tiny but non-zero gradient never gets ε̂ = 0.
+   */
+  @SuppressWarnings("unchecked")
+  Operand<W> rms(Stats st, Shape shape) {
+    Operand<W> n = c(shape.size());
+    Operand<W> mean = tf.math.div((Operand<W>) st.sumSq(), n);
+    Operand<W> scaled = tf.math.div((Operand<W>) st.scaledSumSq(), n);
+    Operand<TBool> small = tf.math.less(mean, c(underflowMean));
+    return tf.select(
+        small, tf.math.div(tf.math.sqrt(scaled), c(rescale)), tf.math.sqrt(mean));
   }
 
   /** 1 − β^t, accurate in W: −expm1(t·log1p(β − 1)) (DESIGN: no naive β^t in float32). */
@@ -155,24 +221,52 @@ final class Kernels<W extends TFloating> {
     return tf.math.pow(x, c(p));
   }
 
-  /** ḡ = x/d (Alg. 1 l.9 with x = g, l.12 with x = θ); 0 where d = 0 (DESIGN zero rule). */
-  Operand<W> naturalGradient(Operand<W> x, Operand<W> d) {
-    return tf.math.divNoNan(x, d);
+  /**
+   * y with an element beyond the dtype's range (x/d overflowed: a gradient RMS below ~1e-16 and a
+   * large θ) held at ±max, so that the clip below stays finite.
+   */
+  Operand<W> held(Operand<W> y) {
+    return tf.select(tf.math.isInf(y), tf.math.mul(tf.math.sign(y), c(maxValue)), y);
   }
 
   /**
-   * y/max(1, RMS(y)/c) (Alg. 1 l.10, l.13; Alg. 3 l.9). An element of y beyond the dtype's range
-   * (x/d overflowed: a gradient RMS below ~1e-16 and a large θ) is held at ±max, and RMS(y) is
-   * computed from y·2^-k where y² overflows, so the result stays finite.
+   * The terms {@link #clipScale} needs: y² and (y·2^-k)² of a {@link #held} y. Each scaled value
+   * goes through {@link #held} too: XLA rewrites (y·a)² as y²·a², and a² = 2^∓128 is not a float32
+   * normal number (it would flush the guard to 0, or overflow); the select keeps the order.
    */
-  Operand<W> clip(Operand<W> y, double clip, Shape shape) {
-    Operand<W> held = tf.select(tf.math.isInf(y), tf.math.mul(tf.math.sign(y), c(maxValue)), y);
+  List<Operand<W>> clipTerms(Operand<W> heldY) {
+    return List.of(tf.math.square(heldY), tf.math.square(held(tf.math.div(heldY, c(rescale)))));
+  }
+
+  /**
+   * 1/max(1, RMS(y)/c), the factor of the RMS clip y/max(1, RMS(y)/c) (Alg. 1 l.10, l.13; Alg. 3
+   * l.9), from the sums of {@link #clipTerms}: RMS(y) comes from the sum of (y·2^-k)² where that
+   * of y² overflows, so the result stays finite.
+   */
+  Operand<W> clipScale(Operand<W> sumSq, Operand<W> scaledSumSq, double clip, Shape shape) {
     Operand<W> n = c(shape.size());
-    Operand<W> mean = tf.math.div(sumAll(tf.math.square(held), shape), n);
-    Operand<W> scaled = tf.math.div(sumAll(tf.math.square(tf.math.div(held, c(rescale))), shape), n);
+    Operand<W> mean = tf.math.div(sumSq, n);
     Operand<W> rmsY = tf.select(tf.math.isFinite(mean), tf.math.sqrt(mean),
-        tf.math.mul(tf.math.sqrt(scaled), c(rescale)));
-    return tf.math.div(held, tf.math.maximum(c(1), tf.math.div(rmsY, c(clip))));
+        tf.math.mul(tf.math.sqrt(tf.math.div(scaledSumSq, n)), c(rescale)));
+    return tf.math.reciprocal(tf.math.maximum(c(1), tf.math.div(rmsY, c(clip))));
+  }
+
+  /**
+   * 1/d, the one divide of the step (Alg. 1 l.9, l.12 multiply by it); 0 where d = 0, the DESIGN
+   * zero rule (there x/d would be 0/0).
+   */
+  Operand<W> reciprocal(Operand<W> d) {
+    return tf.select(tf.math.equal(d, c(0)), tf.zerosLike(d), tf.math.reciprocal(d));
+  }
+
+  /** A scalar chosen by the non-finite policy: {@code kept} if the step is kept (or no policy). */
+  Operand<W> ifKept(Operand<TBool> keep, Operand<W> kept, double skipped) {
+    return keep == null ? kept : tf.select(keep, kept, c(skipped));
+  }
+
+  /** g, or zeros where the policy skips the step (a scalar-predicated select, fused). */
+  Operand<W> gradientIfKept(Operand<TBool> keep, Operand<W> g) {
+    return keep == null ? g : tf.select(keep, g, tf.zerosLike(g)); // keep broadcasts
   }
 
   /**

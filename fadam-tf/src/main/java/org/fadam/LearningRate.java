@@ -31,6 +31,11 @@ final class LearningRate {
     return new LearningRate(Double.NaN, operand);
   }
 
+  /** The graph operand, or null for a fixed value. */
+  Operand<? extends TNumber> operand() {
+    return operand;
+  }
+
   /** η_t in the working dtype. */
   <W extends TFloating> Operand<W> in(Kernels<W> k) {
     return operand == null ? k.c(value) : k.cast(operand);

@@ -1,5 +1,6 @@
 package org.fadam;
 
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -39,9 +40,8 @@ enum Rule {
   /** A slot: its name, shape and initial value (the dtype is the working dtype). */
   record SlotSpec(String name, Shape shape, double init) {}
 
-  /** What one step computes for one tensor. */
-  record Result<W extends TFloating>(
-      Operand<W> theta, Map<String, Operand<W>> slots, Operand<TBool> finite) {}
+  /** What one step computes for one tensor: the new θ and slots. */
+  record Result<W extends TFloating>(Operand<W> theta, Map<String, Operand<W>> slots) {}
 
   /**
    * Whether FAdafactor or Adafactor factors a tensor of this shape (DESIGN: rank ≥ 2, last two ≥
@@ -76,11 +76,17 @@ enum Rule {
     return List.of(new SlotSpec(M, shape, 0), new SlotSpec(FIM, shape, f0)); // Alg. 1, 4 l.2
   }
 
+  /** Whether the step needs {@link Kernels#stats} of g even without a non-finite policy. */
+  boolean needsStats() {
+    return this != ADAM; // RMS(g) of the adaptive ε (Alg. 1 l.8)
+  }
+
   /**
-   * One step. {@code step} is the count before this step; theta, g and slots are in W.
-   * {@code finite} is false when g holds NaN or ±Inf, or a value whose square the dtype cannot
-   * hold (|g| > ~1.8e19 in float32), or, for a factored tensor, when the sum of g² overflows (R
-   * and C could not hold it).
+   * One step. {@code step} is the count before this step; theta, g and slots are in W;
+   * {@code stats} are g's {@link Kernels#stats} (null only where {@link #needsStats} is false and
+   * no policy reads them). {@code keep} is null without a non-finite policy; otherwise, where it is
+   * false, the step is folded into scalars that leave θ and every slot exactly as they were
+   * (η → 0, β → 1, 1 − β → 0, g → 0, ε̂ → 1), so no full-size select or copy is needed.
    */
   <W extends TFloating> Result<W> step(
       Kernels<W> k,
@@ -89,26 +95,27 @@ enum Rule {
       Operand<TInt64> step,
       Operand<W> theta,
       Operand<W> g,
+      Kernels.Stats stats,
       Map<String, Operand<W>> slots,
-      Shape shape) {
+      Shape shape,
+      Operand<TBool> keep) {
     Operand<W> t = k.nextStep(step); // l.4: t ← t + 1
-    Operand<W> gSq = k.tf.math.square(g);
-    Operand<W> gSqSum = k.sumAll(gSq, shape);
-    Operand<TBool> finite = k.representable(g, shape);
-    if (factored(shape, o)) {
-      finite = k.tf.math.logicalAnd(finite, k.tf.math.isFinite(gSqSum));
-    }
+    Operand<W> gk = k.gradientIfKept(keep, g);
+    Operand<W> eta = k.ifKept(keep, lr, 0);
+    Operand<W> beta1 = k.ifKept(keep, k.c(o.beta1()), 1);
+    Operand<W> oneMinusBeta1 = k.ifKept(keep, k.c(1 - o.beta1()), 0);
     return switch (this) {
-      case ADAM -> adam(k, o, lr, t, theta, g, gSq, slots, shape, finite);
-      case ADAFACTOR -> adafactor(k, o, lr, t, theta, g, gSq, slots, shape, finite);
-      default -> fisher(k, o, lr, t, theta, g, gSq, gSqSum, slots, shape, finite);
+      case ADAM -> adam(k, o, eta, beta1, oneMinusBeta1, t, theta, gk, slots, shape, keep);
+      case ADAFACTOR -> adafactor(k, o, eta, beta1, oneMinusBeta1, t, theta, gk, slots, shape, keep);
+      default -> fisher(k, o, eta, beta1, oneMinusBeta1, t, theta, gk, stats, slots, shape, keep);
     };
   }
 
   /**
    * The EMA of the diagonal empirical Fisher of {@code sq} (g², or Adafactor's g² + ε), full or
    * factored by this rule's factoring rule; puts the new slot values into {@code out} and returns
-   * the full f. Alg. 1 l.7; Alg. 2 l.7–9; Alg. 4 l.7–9.
+   * the full f. Alg. 1 l.7; Alg. 2 l.7–9; Alg. 4 l.7–9. Where {@code keep} is false, β̂2 → 1 and
+   * 1 − β̂2 → 0 leave the slots exactly as they were.
    */
   private <W extends TFloating> Operand<W> fisherEma(
       Kernels<W> k,
@@ -117,10 +124,11 @@ enum Rule {
       Operand<W> sq,
       Map<String, Operand<W>> slots,
       Shape shape,
-      Map<String, Operand<W>> out) {
+      Map<String, Operand<W>> out,
+      Operand<TBool> keep) {
     var tf = k.tf;
-    Operand<W> beta2Hat = k.biasCorrectedBeta2(o.beta2(), t); // Alg. 1, 2, 4 l.6: β̂2
-    Operand<W> oneMinusBeta2Hat = k.oneMinusBiasCorrectedBeta2(o.beta2(), t);
+    Operand<W> beta2Hat = k.ifKept(keep, k.biasCorrectedBeta2(o.beta2(), t), 1); // Alg. 1, 2, 4 l.6: β̂2
+    Operand<W> oneMinusBeta2Hat = k.ifKept(keep, k.oneMinusBiasCorrectedBeta2(o.beta2(), t), 0);
     if (factored(shape, o)) {
       int r = shape.numDimensions();
       Operand<W> rowSq = tf.sum(sq, tf.constant(r - 1)); // sq 1_m
@@ -140,92 +148,111 @@ enum Rule {
   private <W extends TFloating> Result<W> fisher(
       Kernels<W> k,
       FisherOptions o,
-      Operand<W> lr,
+      Operand<W> eta,
+      Operand<W> beta1,
+      Operand<W> oneMinusBeta1,
       Operand<W> t,
       Operand<W> theta,
       Operand<W> g,
-      Operand<W> gSq,
-      Operand<W> gSqSum,
+      Kernels.Stats stats,
       Map<String, Operand<W>> slots,
       Shape shape,
-      Operand<TBool> finite) {
+      Operand<TBool> keep) {
     var tf = k.tf;
     Map<String, Operand<W>> out = new LinkedHashMap<>();
-    Operand<W> f = fisherEma(k, o, t, gSq, slots, shape, out); // l.6–7 (Alg. 2: l.6–9), g²
-    Operand<W> epsHat = k.adaptiveEpsilon(o.epsilon(), o.epsilon2(), k.rms(g, gSqSum, shape)); // l.8
+    Operand<W> f = fisherEma(k, o, t, tf.math.square(g), slots, shape, out, keep); // l.6–7 (Alg. 2: l.6–9)
+    Operand<W> epsHat =
+        k.ifKept(keep, k.adaptiveEpsilon(o.epsilon(), o.epsilon2(), k.rms(stats, shape)), 1); // l.8
     Operand<W> e = k.pow(epsHat, 2 * o.rho()); // ε̂^(2ρ)
-    Operand<W> d = tf.math.add(k.pow(f, o.rho()), e); // f^ρ + ε̂^(2ρ), the denominator of l.9, l.12
-    Operand<W> gBar = k.clip(k.naturalGradient(g, d), o.clipThreshold(), shape); // l.9–10
-    Operand<W> m = k.ema(slots.get(M), k.c(o.beta1()), k.c(1 - o.beta1()), gBar); // l.11
+    // 1/(f^ρ + ε̂^(2ρ)), the denominator of l.9 and l.12, inverted once
+    Operand<W> rcp = k.reciprocal(tf.math.add(k.pow(f, o.rho()), e));
+    Operand<W> y = k.held(tf.math.mul(g, rcp)); // l.9: ḡ = g/(f^ρ + ε̂^(2ρ))
+    List<Operand<W>> terms = new ArrayList<>(k.clipTerms(y));
+    Operand<W> yw = null;
+    if (o.weightDecay() != 0) {
+      yw = k.held(tf.math.mul(theta, rcp)); // l.12: ḡw = θ/(f^ρ + ε̂^(2ρ))
+      terms.addAll(k.clipTerms(yw));
+    }
+    List<Operand<W>> sums = k.sums(shape, terms); // RMS(ḡ) and RMS(ḡw) in one pass
+    Operand<W> gBar =
+        tf.math.mul(y, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.10
+    Operand<W> m = k.ema(slots.get(M), beta1, oneMinusBeta1, gBar); // l.11
     out.put(M, m);
     Operand<W> direction = m;
-    if (o.weightDecay() != 0) {
-      Operand<W> gw = k.clip(k.naturalGradient(theta, d), o.clipThreshold(), shape); // l.12–13
-      direction = tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), gw)); // m + λ ḡw
+    if (yw != null) {
+      Operand<W> scaleW = k.clipScale(sums.get(2), sums.get(3), o.clipThreshold(), shape); // l.13
+      direction = tf.math.add(m, tf.math.mul(tf.math.mul(k.c(o.weightDecay()), scaleW), yw)); // m + λ ḡw
     }
-    Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(lr, direction)); // l.14
-    return new Result<>(newTheta, out, finite);
+    Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(eta, direction)); // l.14
+    return new Result<>(newTheta, out);
   }
 
   /** Algorithm 3 (Adam): EMAs stored uncorrected, corrected where used (DESIGN). */
   private <W extends TFloating> Result<W> adam(
       Kernels<W> k,
       FisherOptions o,
-      Operand<W> lr,
+      Operand<W> eta,
+      Operand<W> beta1,
+      Operand<W> oneMinusBeta1,
       Operand<W> t,
       Operand<W> theta,
       Operand<W> g,
-      Operand<W> gSq,
       Map<String, Operand<W>> slots,
       Shape shape,
-      Operand<TBool> finite) {
+      Operand<TBool> keep) {
     var tf = k.tf;
-    Operand<W> f = k.ema(slots.get(FIM), k.c(o.beta2()), k.c(1 - o.beta2()), gSq); // l.6 EMA
-    Operand<W> m = k.ema(slots.get(M), k.c(o.beta1()), k.c(1 - o.beta1()), g); // l.7 EMA
-    Operand<W> fHat = tf.math.div(f, k.oneMinusPow(o.beta2(), t)); // l.6: /(1 − β2^t)
-    Operand<W> mHat = tf.math.div(m, k.oneMinusPow(o.beta1(), t)); // l.7: /(1 − β1^t)
-    Operand<W> gBar =
-        tf.math.divNoNan(mHat, tf.math.add(tf.math.sqrt(fHat), k.c(o.epsilon()))); // l.8 (0/0 → 0)
-    gBar = k.clip(gBar, o.clipThreshold(), shape); // l.9
+    Operand<W> beta2 = k.ifKept(keep, k.c(o.beta2()), 1);
+    Operand<W> oneMinusBeta2 = k.ifKept(keep, k.c(1 - o.beta2()), 0);
+    Operand<W> f = k.ema(slots.get(FIM), beta2, oneMinusBeta2, tf.math.square(g)); // l.6 EMA
+    Operand<W> m = k.ema(slots.get(M), beta1, oneMinusBeta1, g); // l.7 EMA
+    Operand<W> fHat = tf.math.mul(f, tf.math.reciprocal(k.oneMinusPow(o.beta2(), t))); // l.6: /(1 − β2^t)
+    Operand<W> mHat = tf.math.mul(m, tf.math.reciprocal(k.oneMinusPow(o.beta1(), t))); // l.7: /(1 − β1^t)
+    Operand<W> y = // l.8: m̂/(sqrt(f̂) + ε), 0 where the denominator is 0 (then m̂ = 0)
+        k.held(tf.math.mul(mHat, k.reciprocal(tf.math.add(tf.math.sqrt(fHat), k.c(o.epsilon())))));
+    List<Operand<W>> sums = k.sums(shape, k.clipTerms(y));
+    Operand<W> gBar = tf.math.mul(y, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.9
     Operand<W> direction =
         o.weightDecay() == 0
             ? gBar
             : tf.math.add(gBar, tf.math.mul(k.c(o.weightDecay()), theta)); // l.10: ḡ + λθ
-    Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(lr, direction)); // l.10
+    Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(eta, direction)); // l.10
     Map<String, Operand<W>> out = new LinkedHashMap<>();
     out.put(M, m);
     out.put(FIM, f);
-    return new Result<>(newTheta, out, finite);
+    return new Result<>(newTheta, out);
   }
 
   /**
    * Algorithm 4 (the paper's Adafactor), lines 6–13: ε inside the EMAs, no adaptive ε, no ρ (√f),
-   * the learning rate inside the momentum, weight decay λθ without the learning rate.
+   * the learning rate inside the momentum, weight decay λθ without the learning rate (so where
+   * {@code keep} is false the whole update is scaled by 0).
    */
   private <W extends TFloating> Result<W> adafactor(
       Kernels<W> k,
       FisherOptions o,
-      Operand<W> lr,
+      Operand<W> eta,
+      Operand<W> beta1,
+      Operand<W> oneMinusBeta1,
       Operand<W> t,
       Operand<W> theta,
       Operand<W> g,
-      Operand<W> gSq,
       Map<String, Operand<W>> slots,
       Shape shape,
-      Operand<TBool> finite) {
+      Operand<TBool> keep) {
     var tf = k.tf;
     Map<String, Operand<W>> out = new LinkedHashMap<>();
-    Operand<W> sq = tf.math.add(gSq, k.c(o.adafactorEpsilon())); // l.7–8: g² + ε 1_n 1ᵀ_m
-    Operand<W> f = fisherEma(k, o, t, sq, slots, shape, out); // l.6–9: β̂2, R, C, f = R C / 1ᵀR
-    Operand<W> gBar = k.naturalGradient(g, tf.math.sqrt(f)); // l.10: ḡ = g/√f (0 where f = 0)
-    gBar = k.clip(gBar, o.clipThreshold(), shape); // l.11: ḡ / max(1, RMS(ḡ)/c)
-    Operand<W> m =
-        k.ema(slots.get(M), k.c(o.beta1()), k.c(1 - o.beta1()), tf.math.mul(lr, gBar)); // l.12
+    Operand<W> sq = tf.math.add(tf.math.square(g), k.c(o.adafactorEpsilon())); // l.7–8: g² + ε 1_n 1ᵀ_m
+    Operand<W> f = fisherEma(k, o, t, sq, slots, shape, out, keep); // l.6–9: β̂2, R, C, f = R C / 1ᵀR
+    Operand<W> y = k.held(tf.math.mul(g, k.reciprocal(tf.math.sqrt(f)))); // l.10: ḡ = g/√f (0 where f = 0)
+    List<Operand<W>> sums = k.sums(shape, k.clipTerms(y));
+    Operand<W> gBar = tf.math.mul(y, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.11
+    Operand<W> m = k.ema(slots.get(M), beta1, oneMinusBeta1, tf.math.mul(eta, gBar)); // l.12
     out.put(M, m);
     Operand<W> step =
         o.weightDecay() == 0
             ? m
             : tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), theta)); // l.13: m + λθ
-    return new Result<>(tf.math.sub(theta, step), out, finite); // l.13: θ ← θ − (m + λθ)
+    Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(k.ifKept(keep, k.c(1), 0), step)); // l.13
+    return new Result<>(newTheta, out);
   }
 }

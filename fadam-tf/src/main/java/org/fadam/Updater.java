@@ -52,12 +52,14 @@ final class Updater {
 
   /**
    * The step as one op named {@code name}. Under SKIP and ERROR a non-finite gradient leaves
-   * every variable and slot as it was; ERROR also fails the run with an assertion naming the
-   * variable (XLA drops assertions: the fused step reports {@link Step#finite} instead).
+   * every variable and slot as it was (the rule folds the policy into scalars); ERROR also fails
+   * the run with an assertion naming the variable (XLA drops assertions: the fused step reports
+   * {@link Step#finite} instead).
    *
    * @param skipped the {@code skipped_steps} counter (int64 scalar), incremented under SKIP
    * @param assertOnError under ERROR, fail the run with an assertion (false where the caller
    *     reports {@link Step#finite} itself, as the XLA step must)
+   * @param xla whether the step will be XLA-compiled (the sums take XLA's fast form)
    */
   static Step build(
       Ops tf,
@@ -67,44 +69,70 @@ final class Updater {
       List<Target> targets,
       StateVar skipped,
       String name,
-      boolean assertOnError) {
+      boolean assertOnError,
+      boolean xla) {
+    Plan plan = plan(tf, rule, options, lr, targets, skipped, xla);
+    List<Op> checks = assertOnError ? checks(tf, options, targets, plan.finite()) : List.of();
+    return new Step(write(tf, plan.values(), plan.vars(), checks, name), plan.finite());
+  }
+
+  /** Every new value and the variable it goes to, computed from reads only; finiteness per target. */
+  record Plan(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite) {}
+
+  /** The step's new values, with the policy folded in, before any write. */
+  static Plan plan(
+      Ops tf,
+      Rule rule,
+      FisherOptions options,
+      LearningRate lr,
+      List<Target> targets,
+      StateVar skipped,
+      boolean xla) {
+    boolean policy = options.nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
     List<Pending<?>> pending = new ArrayList<>();
     for (Target target : targets) {
-      pending.add(compute(Kernels.forParameter(tf, target.paramType()), rule, options, lr, target));
+      pending.add(read(Kernels.forParameter(tf, target.paramType(), xla), rule, policy, target));
     }
-
-    List<Op> before = new ArrayList<>();
-    Operand<TBool> allFinite = null;
-    if (options.nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE) {
+    Operand<TBool> keep = null;
+    if (policy) {
       for (Pending<?> p : pending) {
-        allFinite = allFinite == null ? p.finite() : tf.math.logicalAnd(allFinite, p.finite());
-        if (assertOnError && options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
-          before.add(
-              tf.assertThat(
-                  p.finite(),
-                  List.of(
-                      tf.constant(
-                          "non-finite gradient (NaN, Inf, or a sum of squares that overflows) for"
-                              + " variable `"
-                              + p.target.name()
-                              + "`"))));
-        }
+        keep = keep == null ? p.finite() : tf.math.logicalAnd(keep, p.finite());
       }
     }
-    boolean keep = allFinite != null;
-
-    // Every new value, chosen by the policy, before any write.
     List<Operand<?>> values = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
     for (Pending<?> p : pending) {
-      p.collect(tf, keep ? allFinite : null, values, vars);
+      p.collect(rule, options, lr, keep, values, vars);
     }
     if (skipped != null && options.nonFinite() == FisherOptions.NonFinitePolicy.SKIP) {
       Operand<TInt64> count = tf.dtypes.cast(skipped.read(tf), TInt64.class);
-      Operand<TInt64> one = tf.select(allFinite, tf.constant(0L), tf.constant(1L));
+      Operand<TInt64> one = tf.select(keep, tf.constant(0L), tf.constant(1L));
       values.add(tf.math.add(count, one));
       vars.add(skipped);
     }
+    List<Operand<TBool>> finite = new ArrayList<>();
+    pending.forEach(p -> finite.add(p.stats() == null ? tf.constant(true) : p.finite()));
+    return new Plan(values, vars, finite);
+  }
+
+  /** Under ERROR, an assertion per target that fails the run naming the variable. */
+  static List<Op> checks(
+      Ops tf, FisherOptions options, List<Target> targets, List<Operand<TBool>> finite) {
+    List<Op> out = new ArrayList<>();
+    if (options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
+      for (int i = 0; i < targets.size(); i++) {
+        out.add(tf.assertThat(finite.get(i), List.of(tf.constant(
+            "non-finite gradient (NaN, Inf, or a sum of squares that overflows) for variable `"
+                + targets.get(i).name() + "`"))));
+      }
+    }
+    return out;
+  }
+
+  /** Writes every value after every value (and check) is computed, as one op named {@code name}. */
+  static Op write(
+      Ops tf, List<? extends Operand<?>> values, List<StateVar> vars, List<Op> checks, String name) {
+    List<Op> before = new ArrayList<>(checks);
     for (Operand<?> v : values) {
       before.add(v::op);
     }
@@ -113,56 +141,55 @@ final class Updater {
     for (int i = 0; i < values.size(); i++) {
       writes.add(vars.get(i).write(after, values.get(i)));
     }
-    List<Operand<TBool>> finite = new ArrayList<>();
-    pending.forEach(p -> finite.add(p.finite()));
-    return new Step(
-        NoOp.create(tf.scope().env().baseScope().withName(name).withControlDependencies(writes)),
-        finite);
+    return NoOp.create(tf.scope().env().baseScope().withName(name).withControlDependencies(writes));
   }
 
-  /** Reads a target's state, runs the rule, and keeps the results with their old values. */
-  private static <W extends TFloating> Pending<W> compute(
-      Kernels<W> k, Rule rule, FisherOptions options, LearningRate lr, Target target) {
+  /** Reads a target's state and gradient, and the gradient's sums where needed. */
+  private static <W extends TFloating> Pending<W> read(
+      Kernels<W> k, Rule rule, boolean policy, Target target) {
     Ops tf = k.tf;
     Operand<W> theta = k.cast(target.param().read(tf));
     Map<String, Operand<W>> slots = new LinkedHashMap<>();
     target.slots().forEach((slot, v) -> slots.put(slot, k.cast(v.read(tf))));
     Operand<TInt64> step = tf.dtypes.cast(target.step().read(tf), TInt64.class);
-    Rule.Result<W> r =
-        rule.step(k, options, lr.in(k), step, theta, k.cast(target.gradient()), slots, target.shape());
-    Operand<TInt64> newStep = tf.math.add(step, tf.constant(1L)); // l.4: t ← t + 1
-    return new Pending<>(target, theta, slots, step, r, newStep);
+    Operand<W> g = k.cast(target.gradient());
+    Kernels.Stats stats = policy || rule.needsStats() ? k.stats(g, target.shape()) : null;
+    return new Pending<>(k, target, theta, slots, step, g, stats);
   }
 
-  /** A computed but not yet written step of one variable. */
+  /** A read but not yet computed step of one variable. */
   private record Pending<W extends TFloating>(
+      Kernels<W> k,
       Target target,
-      Operand<W> oldTheta,
-      Map<String, Operand<W>> oldSlots,
-      Operand<TInt64> oldStep,
-      Rule.Result<W> result,
-      Operand<TInt64> newStep) {
+      Operand<W> theta,
+      Map<String, Operand<W>> slots,
+      Operand<TInt64> step,
+      Operand<W> gradient,
+      Kernels.Stats stats) {
 
+    /** Whether the gradient is finite (its sum of squares is); only with a policy. */
     Operand<TBool> finite() {
-      return result.finite();
+      return stats.finite();
     }
 
-    /** Adds (value, variable) pairs; with {@code keep} the old values are chosen when false. */
-    void collect(Ops tf, Operand<TBool> keep, List<Operand<?>> values, List<StateVar> vars) {
-      Operand<W> theta = choose(tf, keep, result.theta(), oldTheta);
-      values.add(theta.type() == target.paramType() ? theta : tf.dtypes.cast(theta, target.paramType()));
+    /** Runs the rule and adds (value, variable) pairs; {@code keep} is null without a policy. */
+    void collect(
+        Rule rule, FisherOptions options, LearningRate lr, Operand<TBool> keep,
+        List<Operand<?>> values, List<StateVar> vars) {
+      Ops tf = k.tf;
+      Rule.Result<W> r = rule.step(
+          k, options, lr.in(k), step, theta, gradient, stats, slots, target.shape(), keep);
+      Operand<W> newTheta = r.theta();
+      values.add(newTheta.type() == target.paramType()
+          ? newTheta : tf.dtypes.cast(newTheta, target.paramType()));
       vars.add(target.param());
-      result.slots().forEach((slot, v) -> {
-        values.add(choose(tf, keep, v, oldSlots.get(slot)));
+      r.slots().forEach((slot, v) -> {
+        values.add(v);
         vars.add(target.slots().get(slot));
       });
-      values.add(choose(tf, keep, newStep, oldStep));
+      Operand<TInt64> next = tf.math.add(step, tf.constant(1L)); // l.4: t ← t + 1
+      values.add(keep == null ? next : tf.select(keep, next, step));
       vars.add(target.step());
-    }
-
-    private static <X extends TType> Operand<X> choose(
-        Ops tf, Operand<TBool> keep, Operand<X> updated, Operand<X> old) {
-      return keep == null ? updated : tf.select(keep, updated, old);
     }
   }
 }

@@ -1,0 +1,163 @@
+package org.fadam;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.tensorflow.ConcreteFunction;
+import org.tensorflow.Operand;
+import org.tensorflow.Operation;
+import org.tensorflow.Output;
+import org.tensorflow.Signature;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.Scope;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.proto.DataType;
+import org.tensorflow.proto.OpDef;
+import org.tensorflow.types.TBool;
+import org.tensorflow.types.family.TNumber;
+import org.tensorflow.types.family.TType;
+
+/**
+ * The drop-in optimizers' step on ref variables, computed by one XLA-compiled function of
+ * {@link Rule}: the variables, slots, counters and gradients are read in the graph and passed in,
+ * {@link Updater#plan} computes every new value inside the function, and the values coming out
+ * are assigned to the ref variables (XLA cannot touch ref variables itself, DESIGN). Under ERROR
+ * the assertions run outside the function, before any assignment (XLA drops assertions).
+ */
+final class XlaUpdate {
+
+  private XlaUpdate() {}
+
+  /** The step as one op named {@code name}. */
+  static Op build(
+      Ops tf,
+      Rule rule,
+      FisherOptions options,
+      LearningRate lr,
+      List<Updater.Target> targets,
+      StateVar skipped,
+      String name) {
+    List<Output<?>> args = new ArrayList<>();
+    List<StateVar> vars = new ArrayList<>();
+    int[] planned = new int[1];
+    ConcreteFunction fn = ConcreteFunction.create(f -> {
+      Signature.Builder sig = Signature.builder().key(name);
+      Inputs in = new Inputs(f, sig, args);
+      List<Updater.Target> inner = new ArrayList<>();
+      for (Updater.Target t : targets) {
+        java.util.Map<String, StateVar> slots = new java.util.LinkedHashMap<>();
+        t.slots().forEach((slot, v) -> slots.put(slot, in.state(tf, v)));
+        Operand<?> g = in.value(t.gradient().asOutput(), t.shape());
+        inner.add(new Updater.Target(t.name(), t.shape(), t.paramType(), g,
+            in.state(tf, t.param()), slots, in.state(tf, t.step())));
+      }
+      LearningRate innerLr = lr.operand() == null
+          ? lr
+          : LearningRate.of(numeric(in.value(lr.operand().asOutput(), Shape.scalar())));
+      StateVar innerSkipped = skipped == null ? null : in.state(tf, skipped);
+      Updater.Plan plan = Updater.plan(f, rule, options, innerLr, inner, innerSkipped, true);
+      List<Operand<?>> outputs = new ArrayList<>(plan.values());
+      outputs.addAll(plan.finite());
+      for (int k = 0; k < outputs.size(); k++) {
+        sig.output(String.format("o%05d", k), outputs.get(k)); // names sort in output order
+      }
+      plan.vars().forEach(v -> vars.add(in.outer.get(v)));
+      planned[0] = plan.values().size();
+      return sig.build();
+    });
+    Operation call = call(tf.scope(), name + "_xla", fn, args, true);
+    List<Output<?>> values = new ArrayList<>();
+    List<Operand<TBool>> finite = new ArrayList<>();
+    for (int i = 0; i < call.numOutputs(); i++) {
+      if (i < planned[0]) {
+        values.add(call.output(i));
+      } else {
+        finite.add(call.output(i));
+      }
+    }
+    List<Op> checks = Updater.checks(tf, options, targets, finite);
+    return Updater.write(tf, values, vars, checks, name);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Operand<? extends TNumber> numeric(Operand<?> x) {
+    return (Operand<? extends TNumber>) x;
+  }
+
+  /** The function's arguments: one placeholder per outer value, in the order of {@code args}. */
+  private static final class Inputs {
+    final Ops f;
+    final Signature.Builder sig;
+    final List<Output<?>> args;
+    /** Inner read-only state → the outer variable it stands for. */
+    final java.util.Map<StateVar, StateVar> outer = new java.util.IdentityHashMap<>();
+
+    Inputs(Ops f, Signature.Builder sig, List<Output<?>> args) {
+      this.f = f;
+      this.sig = sig;
+      this.args = args;
+    }
+
+    /** A placeholder inside the function for {@code value} of the outer graph. */
+    Operand<?> value(Output<?> value, Shape shape) {
+      String key = String.format("a%05d", args.size()); // names sort in argument order
+      Placeholder<?> p = f.withName(key).placeholder(value.type(), Placeholder.shape(shape));
+      sig.input(key, p);
+      args.add(value);
+      return p;
+    }
+
+    /** A variable read in the outer graph, passed in; its new value leaves as an output. */
+    StateVar state(Ops outerOps, StateVar v) {
+      Output<?> read = v.read(outerOps).asOutput();
+      Operand<?> inside = value(read, read.shape());
+      StateVar arg = new Arg(inside);
+      outer.put(arg, v);
+      return arg;
+    }
+  }
+
+  /** A variable's value passed into the function: readable, written only through an output. */
+  private record Arg(Operand<? extends TType> value) implements StateVar {
+    @Override
+    @SuppressWarnings("unchecked")
+    public Operand<? extends TType> read(Ops tf) {
+      return (Operand<? extends TType>) value;
+    }
+
+    @Override
+    public Op write(Ops tf, Operand<? extends TType> v) {
+      throw new IllegalStateException("a function argument is written through an output");
+    }
+
+    @Override
+    public boolean equals(Object o) {
+      return this == o;
+    }
+
+    @Override
+    public int hashCode() {
+      return System.identityHashCode(this);
+    }
+  }
+
+  /**
+   * A StatefulPartitionedCall of {@code fn} (Ops.call would make a stateless one), XLA-compiled
+   * when {@code jit} (the {@code _XlaMustCompile} attribute).
+   */
+  static Operation call(Scope scope, String name, ConcreteFunction fn, List<Output<?>> args, boolean jit) {
+    OpDef sig = fn.getFunctionDef().getSignature();
+    DataType[] tin = args.stream().map(Output::dataType).toArray(DataType[]::new);
+    DataType[] tout = sig.getOutputArgList().stream().map(OpDef.ArgDef::getType).toArray(DataType[]::new);
+    var builder = scope.env().opBuilder("StatefulPartitionedCall", scope.makeOpName(name), scope)
+        .addInputList(args.toArray(new Output<?>[0]))
+        .setAttr("Tin", tin)
+        .setAttr("Tout", tout)
+        .setAttr("f", fn);
+    if (jit) {
+      builder.setAttr("_XlaMustCompile", true);
+    }
+    return builder.build();
+  }
+}
