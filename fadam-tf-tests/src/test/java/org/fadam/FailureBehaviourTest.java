@@ -108,6 +108,28 @@ class FailureBehaviourTest {
     }
   }
 
+  /**
+   * Finiteness is decided by Σg², so a gradient whose squares are each finite but whose sum
+   * overflows (here 3 × 2.25e38 in float32) is skipped too, while one just below passes.
+   */
+  @ParameterizedTest(name = "{0}")
+  @CsvSource({"fadam", "fadafactor", "adam"})
+  void skipsAGradientWhoseSumOfSquaresOverflows(String optimizer) {
+    try (RefModel m = new RefModel(optimizer, NonFinitePolicy.SKIP)) {
+      m.step(0.5f, -1f, 2f);
+      double[] before = m.state();
+      m.step(1.5e19f, 1.5e19f, 1.5e19f);
+      assertArrayEquals(before, m.state(), "a step whose Σg² overflows changes nothing");
+      assertEquals(1L, OptimizerContractTest.longOf(m.s, m.opt.skippedSteps().orElseThrow()));
+      m.step(1e19f, 1e19f, 1e19f); // Σg² = 3e38 still fits
+      assertEquals(1L, OptimizerContractTest.longOf(m.s, m.opt.skippedSteps().orElseThrow()));
+      assertEquals(2L, OptimizerContractTest.longOf(m.s, m.opt.getSlot(m.a.asOutput(), FisherOptimizer.STEP).orElseThrow()));
+      for (double v : m.state()) {
+        assertTrue(Double.isFinite(v));
+      }
+    }
+  }
+
   @ParameterizedTest(name = "{0}")
   @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
   void propagateLetsNanThrough(String optimizer) {
