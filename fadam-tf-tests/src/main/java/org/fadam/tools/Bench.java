@@ -1,10 +1,9 @@
 package org.fadam.tools;
 
 import java.io.IOException;
-import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
@@ -13,6 +12,8 @@ import java.util.List;
 import java.util.Locale;
 import org.fadam.tools.BenchCase.Algorithm;
 import org.tensorflow.ndarray.Shape;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 /**
  * scripts/bench: train-step speed of FAdam, FAdafactor and the paper's Adam on every path, side by
@@ -23,9 +24,60 @@ import org.tensorflow.ndarray.Shape;
  * over the median of Adam's in those rounds. The machine's triad bandwidth is measured in the same
  * run. No assertion is made on any time.
  */
-public final class Bench {
+@Command(name = "bench",
+    description = {
+        "Times one train step (loss 1/2*sum(w^2), float32) of FAdam, FAdafactor, the paper's Adam"
+            + " and the paper's Adafactor on the drop-in path (graph: minimize on ref variables),"
+            + " the fused step without XLA (graph-fused), with XLA (xla) and optimizer-only with the"
+            + " gradient given (xla-apply), side by side with the framework Adam (fused ApplyAdam"
+            + " kernel, path fused-kernel) and GradientDescent, on one matrix per size and on a"
+            + " model-like list of 100 variables (embedding, 8 blocks of norms, biases, square and"
+            + " rectangular matrices).",
+        "Each case is paired with framework Adam on the same variables (xla-apply: Adam's"
+            + " applyGradients with the gradient fed, row adam-framework-apply): warm-up, then"
+            + " interleaved rounds; ratio_to_adam is the median case time over the median Adam time"
+            + " of those rounds. bandwidth_fraction: bytes of the algorithm's minimum passes per step"
+            + " / step time / the triad bandwidth measured in the same run. state_bytes_per_param:"
+            + " every optimizer variable (slots, counters, beta powers) from its dtype and shape.",
+        "Timings on a shared machine are noisy: compare ratios; the load average is printed before"
+            + " and after. scripts/bench sets TF_CPU_ALLOCATOR_USE_BFC=true."})
+public final class Bench extends Tool {
 
-  private Bench() {}
+  @Option(names = "--quick", description = "sizes 1e4,1e6, model width 64, 5 rounds of 0.1 s")
+  boolean quick;
+
+  @Option(names = "--csv", paramLabel = "FILE", description = "also write the rows as CSV")
+  java.nio.file.Path csv;
+
+  @Option(names = "--sizes", paramLabel = "LIST", split = ",",
+      description = "parameters of the single matrix per group (default 1e4,1e5,1e6,16777216;"
+          + " quick 1e4,1e6)")
+  List<String> sizes;
+
+  @Option(names = "--model-width", paramLabel = "D",
+      description = "width of the model-like list (default 384: 1.66e7 params; quick 64; 0: none)")
+  Integer modelWidth;
+
+  @Option(names = "--optimizers", paramLabel = "LIST", split = ",",
+      description = "from gd-framework,fadam,fadafactor,adam-paper,adafactor-paper (default all)")
+  List<String> optimizers;
+
+  @Option(names = "--paths", paramLabel = "LIST", split = ",",
+      description = "from graph,graph-fused,xla,xla-apply (default all)")
+  List<String> paths;
+
+  @Option(names = "--rounds", paramLabel = "R", converter = Tool.PositiveInt.class,
+      description = "paired rounds per case (default 9; quick 5)")
+  Integer rounds;
+
+  @Option(names = "--sample-seconds", paramLabel = "S", converter = Tool.PositiveFiniteDouble.class,
+      description = "wall time of one timed batch of steps (default 0.3; quick 0.1)")
+  Double sampleSeconds;
+
+  /** Entry point. */
+  public static void main(String[] args) {
+    exit(new Bench(), args);
+  }
 
   /** One result row: exactly the CSV's columns, plus ms/step for the printed table. */
   record Row(
@@ -58,75 +110,26 @@ public final class Bench {
   /** What to run. */
   record Settings(
       boolean quick,
-      Path csv,
+      java.nio.file.Path csv,
       List<Group> groups,
       List<Algorithm> optimizers,
       List<BenchCase.Path> paths,
       int rounds,
       double sampleSeconds) {}
 
-  static String usage() {
-    return String.join("\n",
-        "usage: scripts/bench [--quick] [--csv FILE] [--sizes N,N,...] [--model-width D|0]",
-        "                     [--optimizers LIST] [--paths LIST] [--rounds R] [--sample-seconds S]",
-        "",
-        "Times one train step (loss 1/2*sum(w^2), float32) of FAdam, FAdafactor and the paper's",
-        "Adam on the drop-in path (graph: minimize on ref variables), the fused step without XLA",
-        "(graph-fused) and with XLA (xla), side by side with the framework Adam (fused ApplyAdam",
-        "kernel, path fused-kernel) and GradientDescent, on one square-ish variable per size and on",
-        "a model-like list of 100 variables (embedding, 8 blocks of norms, biases, square and",
-        "rectangular matrices). Each case is paired with framework Adam on the same variables:",
-        "interleaved rounds, medians; ratio_to_adam is case time / Adam time. bandwidth_fraction is",
-        "the bytes of the algorithm's minimum passes per step over the step time, divided by the",
-        "machine's triad bandwidth measured in the same run. state_bytes_per_param counts every",
-        "optimizer variable (slots, step counters, beta powers) from its dtype and shape.",
-        "",
-        "  --quick             sizes 1e4,1e6, model width 64, 5 rounds (about 2 minutes)",
-        "  --csv FILE          also write optimizer,path,params,variables,ns_per_param,",
-        "                      ratio_to_adam,state_bytes_per_param,bandwidth_fraction",
-        "  --sizes LIST        parameters of the single variable (default 1e4,1e5,1e6,16777216)",
-        "  --model-width D     width of the model-like list (default 384: 1.66e7 params; 0: none)",
-        "  --optimizers LIST   from " + Algorithm.names() + " (default all)",
-        "  --paths LIST        from graph,graph-fused,xla (default all)",
-        "  --rounds R          paired rounds per case (default 9, quick 5)",
-        "  --sample-seconds S  wall time of one timed batch of steps (default 0.3, quick 0.1)",
-        "  -h, --help          this text",
-        "",
-        "Timings on a shared machine are noisy: compare ratios, not absolute times; the load",
-        "average is printed before and after. scripts/bench sets TF_CPU_ALLOCATOR_USE_BFC=true.");
-  }
-
-  /** Parses the command line (thin on purpose). */
-  static Settings parse(String[] args) {
-    boolean quick = false;
-    Path csv = null;
-    String sizes = null;
-    Integer width = null;
-    String optimizers = null;
-    String paths = null;
-    Integer rounds = null;
-    Double sample = null;
-    for (int i = 0; i < args.length; i++) {
-      String a = args[i];
-      switch (a) {
-        case "--quick" -> quick = true;
-        case "--csv" -> csv = Path.of(value(args, ++i, a));
-        case "--sizes" -> sizes = value(args, ++i, a);
-        case "--model-width" -> width = positiveInt(value(args, ++i, a), a, true);
-        case "--optimizers" -> optimizers = value(args, ++i, a);
-        case "--paths" -> paths = value(args, ++i, a);
-        case "--rounds" -> rounds = positiveInt(value(args, ++i, a), a, false);
-        case "--sample-seconds" -> sample = positive(value(args, ++i, a), a);
-        default -> throw new IllegalArgumentException("unknown option " + a + " (see --help)");
-      }
-    }
+  /** The settings the options (and --quick) give. */
+  Settings settings() {
     List<Group> groups = new ArrayList<>();
-    String sizeList = sizes != null ? sizes : quick ? "1e4,1e6" : "1e4,1e5,1e6,16777216";
-    for (String s : sizeList.split(",")) {
+    List<String> sizeList = sizes != null ? sizes
+        : quick ? List.of("1e4", "1e6") : List.of("1e4", "1e5", "1e6", "16777216");
+    for (String s : sizeList) {
       long n = parseCount(s.trim());
       groups.add(new Group(String.valueOf(n), List.of(squareish(n))));
     }
-    int w = width != null ? width : quick ? 64 : 384;
+    int w = modelWidth != null ? modelWidth : quick ? 64 : 384;
+    if (w < 0) {
+      throw new IllegalArgumentException("--model-width must be >= 0; got " + w);
+    }
     if (w > 0) {
       groups.add(new Group("model-like", modelLike(w)));
     }
@@ -134,15 +137,16 @@ public final class Bench {
     if (optimizers == null) {
       opt.addAll(Arrays.asList(Algorithm.values()));
     } else {
-      for (String s : optimizers.split(",")) {
+      for (String s : optimizers) {
         opt.add(Algorithm.parse(s.trim()));
       }
     }
     List<BenchCase.Path> p = new ArrayList<>();
     if (paths == null) {
-      p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.GRAPH_FUSED, BenchCase.Path.XLA));
+      p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.GRAPH_FUSED, BenchCase.Path.XLA,
+          BenchCase.Path.XLA_APPLY));
     } else {
-      for (String s : paths.split(",")) {
+      for (String s : paths) {
         BenchCase.Path x = BenchCase.Path.parse(s.trim());
         if (x == BenchCase.Path.FUSED_KERNEL) {
           throw new IllegalArgumentException("--paths: fused-kernel is the framework optimizers' own path");
@@ -151,7 +155,7 @@ public final class Bench {
       }
     }
     return new Settings(quick, csv, groups, opt, p, rounds != null ? rounds : quick ? 5 : 9,
-        sample != null ? sample : quick ? 0.1 : 0.3);
+        sampleSeconds != null ? sampleSeconds : quick ? 0.1 : 0.3);
   }
 
   /** "1e6", "16777216" → a count ≥ 1. */
@@ -206,7 +210,8 @@ public final class Bench {
 
   /**
    * Bytes per parameter of the algorithm's minimum passes in one whole step: the loss reads θ once,
-   * then each pass the algorithm needs reads its inputs once and writes its outputs once (FAdam:
+   * (not in optimizer-only rows), then each pass the algorithm needs reads its inputs once and
+   * writes its outputs once (FAdam:
    * Σg²; f with Σḡ² and Σḡw²; m and θ. The paper's Adam: m, f with Σḡ²; θ. GD and ApplyAdam: one).
    */
   static double minimumBytesPerParam(Algorithm a, List<Shape> shapes) {
@@ -217,7 +222,7 @@ public final class Bench {
         case ADAM_FRAMEWORK -> 28; // read g, θ, m, v; write θ, m, v
         case ADAM_PAPER -> 20 + 16; // read g, m, f, write m, f (Σḡ²); read m, f, θ, write θ
         case FADAM -> 4 + 16 + 24; // Σg²; read g, f, θ, write f (Σḡ², Σḡw²); read g, f, θ, m, write m, θ
-        case FADAFACTOR -> factored(s) ? 4 + 8 + 20 : 44; // no full-size f when factored
+        case FADAFACTOR, ADAFACTOR_PAPER -> factored(s) ? 4 + 8 + 20 : 44; // no full-size f when factored
       };
       total += (4 + b) * s.size(); // + the loss's read of θ
     }
@@ -229,31 +234,23 @@ public final class Bench {
     return r >= 2 && s.get(r - 1) >= 128 && s.get(r - 2) >= 128; // FisherOptions default
   }
 
-  /** Entry point. */
-  public static void main(String[] args) throws IOException {
-    for (String a : args) {
-      if (a.equals("-h") || a.equals("--help")) {
-        System.out.println(usage());
-        return;
-      }
-    }
+  @Override
+  protected int run() throws IOException {
     Settings settings;
     try {
-      settings = parse(args);
+      settings = settings();
     } catch (IllegalArgumentException e) {
-      System.err.println("bench: " + e.getMessage());
-      System.exit(2);
-      return;
+      throw usageError(e.getMessage());
     }
-    PrintStream out = System.out;
-    out.println("# scripts/bench " + String.join(" ", args));
+    PrintWriter out = out();
     out.println("# " + Machine.describe() + "; " + Instant.now().truncatedTo(ChronoUnit.SECONDS));
     out.println("# load average before: " + Machine.loadAverage());
     double triad = Triad.bytesPerSecond();
-    out.printf(Locale.ROOT, "# triad bandwidth (2 threads, a = b + s*c, 12 B/element): %.2f GB/s%n", triad / 1e9);
+    out.printf(Locale.ROOT, "# triad bandwidth (a = b + s*c, 12 B/element): %.2f GB/s%n", triad / 1e9);
+    out.flush();
     List<Row> rows = new ArrayList<>();
     for (Group g : settings.groups()) {
-      rows.addAll(runGroup(g, settings, triad));
+      rows.addAll(runGroup(g, settings, triad, err()));
     }
     out.println("# load average after: " + Machine.loadAverage());
     out.print(table(rows));
@@ -261,10 +258,11 @@ public final class Bench {
       writeCsv(settings.csv(), rows);
       out.println("# wrote " + settings.csv());
     }
+    return 0;
   }
 
   /** Every case of one group, each paired with framework Adam on the same variables. */
-  static List<Row> runGroup(Group g, Settings s, double triad) {
+  static List<Row> runGroup(Group g, Settings s, double triad, PrintWriter log) {
     List<Row> rows = new ArrayList<>();
     List<Double> adamAll = new ArrayList<>();
     List<Case> cases = new ArrayList<>();
@@ -278,47 +276,64 @@ public final class Bench {
         }
       }
     }
-    try (BenchCase adam = BenchCase.create(Algorithm.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes())) {
+    try (BenchCase adam = BenchCase.create(Algorithm.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes());
+        BenchCase adamApply = s.paths().contains(BenchCase.Path.XLA_APPLY)
+            ? BenchCase.adamApplyOnly(g.shapes()) : null) {
       int adamBatch = warmUp(adam, s.sampleSeconds());
+      int applyBatch = adamApply == null ? 0 : warmUp(adamApply, s.sampleSeconds());
+      List<Double> applyAll = new ArrayList<>();
       for (Case c : cases) {
-        System.err.printf(Locale.ROOT, "bench: %s params, %s/%s ...%n", g.label(), c.a.csv, c.p.csv);
+        log.printf(Locale.ROOT, "bench: %s params, %s/%s ...%n", g.label(), c.a.csv, c.p.csv);
+        log.flush();
+        boolean applyOnly = c.p == BenchCase.Path.XLA_APPLY;
+        BenchCase ref = applyOnly ? adamApply : adam;
+        int refBatch = applyOnly ? applyBatch : adamBatch;
         try (BenchCase other = BenchCase.create(c.a, c.p, g.shapes())) {
           int batch = warmUp(other, s.sampleSeconds());
           double[] ta = new double[s.rounds()];
           double[] tc = new double[s.rounds()];
           for (int r = 0; r < s.rounds(); r++) {
             if (r % 2 == 0) {
-              ta[r] = time(adam, adamBatch);
+              ta[r] = time(ref, refBatch);
               tc[r] = time(other, batch);
             } else {
               tc[r] = time(other, batch);
-              ta[r] = time(adam, adamBatch);
+              ta[r] = time(ref, refBatch);
             }
           }
           for (double t : ta) {
-            adamAll.add(t);
+            (applyOnly ? applyAll : adamAll).add(t);
           }
           double mc = median(tc);
-          rows.add(row(other, mc, mc / median(ta), triad));
+          rows.add(row(other, mc, mc / median(ta), triad, !applyOnly));
         }
       }
-      double ma = median(adamAll.stream().mapToDouble(Double::doubleValue).toArray());
-      if (adamAll.isEmpty()) {
-        double[] ta = new double[s.rounds()];
-        for (int r = 0; r < ta.length; r++) {
-          ta[r] = time(adam, adamBatch);
-        }
-        ma = median(ta);
+      rows.add(0, row(adam, medianOrTime(adamAll, adam, adamBatch, s.rounds()), 1.0, triad, true));
+      if (adamApply != null) {
+        Row r = row(adamApply, medianOrTime(applyAll, adamApply, applyBatch, s.rounds()), 1.0, triad, false);
+        rows.add(1, new Row("adam-framework-apply", r.path(), r.params(), r.variables(),
+            r.nsPerParam(), 1.0, r.stateBytesPerParam(), r.bandwidthFraction(), r.msPerStep()));
       }
-      rows.add(0, row(adam, ma, 1.0, triad));
     }
     return rows;
   }
 
+  /** The median of the times taken, or of fresh ones where none were. */
+  private static double medianOrTime(List<Double> taken, BenchCase c, int batch, int rounds) {
+    if (!taken.isEmpty()) {
+      return median(taken.stream().mapToDouble(Double::doubleValue).toArray());
+    }
+    double[] t = new double[rounds];
+    for (int r = 0; r < rounds; r++) {
+      t[r] = time(c, batch);
+    }
+    return median(t);
+  }
+
   private record Case(Algorithm a, BenchCase.Path p) {}
 
-  private static Row row(BenchCase c, double secondsPerStep, double ratio, double triad) {
-    double bytes = minimumBytesPerParam(c.optimizer, c.shapes) * c.params();
+  private static Row row(BenchCase c, double secondsPerStep, double ratio, double triad, boolean loss) {
+    double bytes = (minimumBytesPerParam(c.optimizer, c.shapes) - (loss ? 0 : 4)) * c.params();
     return new Row(c.optimizer.csv, c.path.csv, c.params(), c.variables(),
         secondsPerStep * 1e9 / c.params(), ratio, c.stateBytesPerParam(),
         bytes / secondsPerStep / triad, secondsPerStep * 1e3);
@@ -352,56 +367,25 @@ public final class Bench {
 
   static String table(List<Row> rows) {
     StringBuilder b = new StringBuilder();
-    b.append(String.format(Locale.ROOT, "%-15s %-13s %10s %5s %9s %9s %8s %8s %7s%n", "optimizer",
+    b.append(String.format(Locale.ROOT, "%-20s %-13s %10s %5s %9s %9s %8s %8s %7s%n", "optimizer",
         "path", "params", "vars", "ms/step", "ns/param", "x Adam", "state B", "BW frac"));
     for (Row r : rows) {
-      b.append(String.format(Locale.ROOT, "%-15s %-13s %10d %5d %9.3f %9.3f %8.2f %8.2f %7.3f%n",
+      b.append(String.format(Locale.ROOT, "%-20s %-13s %10d %5d %9.3f %9.3f %8.2f %8.2f %7.3f%n",
           r.optimizer(), r.path(), r.params(), r.variables(), r.msPerStep(), r.nsPerParam(),
           r.ratioToAdam(), r.stateBytesPerParam(), r.bandwidthFraction()));
     }
     return b.toString();
   }
 
-  static void writeCsv(Path file, List<Row> rows) throws IOException {
+  static void writeCsv(java.nio.file.Path file, List<Row> rows) throws IOException {
     List<String> lines = new ArrayList<>();
     lines.add(Row.CSV_HEADER);
     rows.forEach(r -> lines.add(r.csv()));
-    Path parent = file.toAbsolutePath().getParent();
+    java.nio.file.Path parent = file.toAbsolutePath().getParent();
     if (parent != null) {
       Files.createDirectories(parent);
     }
     Files.write(file, lines, StandardCharsets.UTF_8);
-  }
-
-  private static String value(String[] args, int i, String flag) {
-    if (i >= args.length) {
-      throw new IllegalArgumentException(flag + " needs a value");
-    }
-    return args[i];
-  }
-
-  private static int positiveInt(String s, String flag, boolean zeroOk) {
-    try {
-      int v = Integer.parseInt(s);
-      if (v > 0 || (zeroOk && v == 0)) {
-        return v;
-      }
-    } catch (NumberFormatException e) {
-      // reported below
-    }
-    throw new IllegalArgumentException(flag + " must be a whole number " + (zeroOk ? "≥ 0" : "≥ 1") + "; got " + s);
-  }
-
-  private static double positive(String s, String flag) {
-    try {
-      double v = Double.parseDouble(s);
-      if (v > 0 && v < 1e4) {
-        return v;
-      }
-    } catch (NumberFormatException e) {
-      // reported below
-    }
-    throw new IllegalArgumentException(flag + " must be a number in (0, 1e4); got " + s);
   }
 
   /** What the machine is, as far as the JVM can tell. */
@@ -411,7 +395,7 @@ public final class Bench {
     static String describe() {
       String cpu = "unknown CPU";
       try {
-        for (String line : Files.readAllLines(Path.of("/proc/cpuinfo"))) {
+        for (String line : Files.readAllLines(java.nio.file.Path.of("/proc/cpuinfo"))) {
           if (line.startsWith("model name")) {
             cpu = line.substring(line.indexOf(':') + 1).trim();
             break;
@@ -427,7 +411,7 @@ public final class Bench {
 
     static String loadAverage() {
       try {
-        return Files.readString(Path.of("/proc/loadavg")).trim();
+        return Files.readString(java.nio.file.Path.of("/proc/loadavg")).trim();
       } catch (IOException e) {
         return "unknown";
       }

@@ -3,26 +3,32 @@ package org.fadam.tools;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
+import java.util.LinkedHashMap;
 import java.util.Locale;
+import java.util.Map;
 import org.fadam.FAdafactor;
 import org.fadam.FAdam;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
+import org.fadam.PaperAdafactor;
 import org.fadam.PaperAdam;
 import org.fadam.ResourceVariable;
 import org.tensorflow.Graph;
 import org.tensorflow.GraphOperation;
 import org.tensorflow.Operand;
 import org.tensorflow.Session;
+import org.tensorflow.Tensor;
 import org.tensorflow.framework.optimizers.Adam;
 import org.tensorflow.framework.optimizers.GradientDescent;
 import org.tensorflow.framework.optimizers.Optimizer;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.op.random.RandomUniform;
 import org.tensorflow.proto.DataType;
 import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.family.TType;
 
 /**
  * One benchmarked train step: an optimizer on a path over a list of float32 variables, with the
@@ -37,7 +43,8 @@ final class BenchCase implements AutoCloseable {
     GD_FRAMEWORK("gd-framework"),
     FADAM("fadam"),
     FADAFACTOR("fadafactor"),
-    ADAM_PAPER("adam-paper");
+    ADAM_PAPER("adam-paper"),
+    ADAFACTOR_PAPER("adafactor-paper");
 
     final String csv;
 
@@ -76,7 +83,12 @@ final class BenchCase implements AutoCloseable {
     /** {@link FisherTrainStep} with {@code jit(false)}. */
     GRAPH_FUSED("graph-fused"),
     /** {@link FisherTrainStep}, XLA-compiled. */
-    XLA("xla");
+    XLA("xla"),
+    /**
+     * Optimizer only, the gradient given: {@link FisherTrainStep#applyGradients} (XLA), or for the
+     * framework Adam its {@code applyGradients} with the gradient fed.
+     */
+    XLA_APPLY("xla-apply");
 
     final String csv;
 
@@ -90,7 +102,8 @@ final class BenchCase implements AutoCloseable {
           return p;
         }
       }
-      throw new IllegalArgumentException("unknown path '" + s + "'; known: graph, graph-fused, xla");
+      throw new IllegalArgumentException(
+          "unknown path '" + s + "'; known: graph, graph-fused, xla, xla-apply");
     }
   }
 
@@ -101,29 +114,64 @@ final class BenchCase implements AutoCloseable {
   final List<Shape> shapes;
   private final Graph graph = new Graph();
   private final Session session;
-  private final Session.Runner runner;
+  private final Runnable step;
+  /** Tensors fed at every step (the given gradients), closed with the case. */
+  private final List<Tensor> fed;
   private final long stateBytes;
 
-  private BenchCase(Algorithm optimizer, Path path, List<Shape> shapes) {
+  private BenchCase(Algorithm optimizer, Path path, List<Shape> shapes, boolean apply) {
     this.optimizer = optimizer;
     this.path = path;
     this.shapes = List.copyOf(shapes);
     Ops tf = Ops.create(graph);
     List<String> model = new ArrayList<>();
-    if (path == Path.FUSED_KERNEL || path == Path.GRAPH) {
+    List<Operand<TFloat32>> given = new ArrayList<>(); // gradients fed by optimizer-only cases
+    for (int i = 0; i < shapes.size(); i++) {
+      given.add(initial(tf.withName("given" + i), shapes.get(i), 1000 + i, false));
+    }
+    Map<Operand<?>, Tensor> feeds = new LinkedHashMap<>();
+    if (optimizer.framework()) {
       List<Operand<TFloat32>> reads = new ArrayList<>();
+      List<Optimizer.GradAndVar<? extends TType>> pairs = new ArrayList<>();
+      List<Placeholder<TFloat32>> grads = new ArrayList<>();
       for (int i = 0; i < shapes.size(); i++) {
-        var w = tf.withName("w" + i).variable(initial(tf, shapes.get(i), i));
+        var w = tf.withName("w" + i).variable(initial(tf, shapes.get(i), i, true));
         model.add(w.op().name());
         reads.add(tf.identity(w)); // never Square on a raw ref variable (DESIGN)
+        Placeholder<TFloat32> g = tf.withName("g" + i).placeholder(TFloat32.class, Placeholder.shape(shapes.get(i)));
+        grads.add(g);
+        pairs.add(new Optimizer.GradAndVar<>(g.asOutput(), w.asOutput()));
+      }
+      Optimizer opt = refOptimizer(graph, optimizer);
+      Op train = apply
+          ? opt.applyGradients(pairs, "train")
+          : opt.minimize(halfSumOfSquares(tf, reads, shapes), "train");
+      session = new Session(graph);
+      session.initialize();
+      if (apply) {
+        for (int i = 0; i < grads.size(); i++) {
+          feeds.put(grads.get(i), session.runner().fetch(given.get(i)).run().get(0));
+        }
+      }
+      Session.Runner r = session.runner().addTarget(train);
+      feeds.forEach((o, t) -> r.feed(o, t));
+      step = () -> r.run().close();
+    } else if (path == Path.GRAPH) {
+      List<Operand<TFloat32>> reads = new ArrayList<>();
+      for (int i = 0; i < shapes.size(); i++) {
+        var w = tf.withName("w" + i).variable(initial(tf, shapes.get(i), i, true));
+        model.add(w.op().name());
+        reads.add(tf.identity(w));
       }
       Op train = refOptimizer(graph, optimizer).minimize(halfSumOfSquares(tf, reads, shapes), "train");
       session = new Session(graph);
-      runner = session.runner().addTarget(train);
+      session.initialize();
+      Session.Runner r = session.runner().addTarget(train);
+      step = () -> r.run().close();
     } else {
       List<ResourceVariable<?>> vars = new ArrayList<>();
       for (int i = 0; i < shapes.size(); i++) {
-        ResourceVariable<TFloat32> v = ResourceVariable.create(tf, "w" + i, initial(tf, shapes.get(i), i));
+        ResourceVariable<TFloat32> v = ResourceVariable.create(tf, "w" + i, initial(tf, shapes.get(i), i, true));
         vars.add(v);
         model.add(v.handle().op().name());
       }
@@ -132,20 +180,35 @@ final class BenchCase implements AutoCloseable {
         case FADAM -> b.fadam(LEARNING_RATE, FisherOptions.defaults());
         case FADAFACTOR -> b.fadafactor(LEARNING_RATE, FisherOptions.defaults());
         case ADAM_PAPER -> b.adam(LEARNING_RATE, FisherOptions.defaults());
+        case ADAFACTOR_PAPER -> b.adafactor(LEARNING_RATE, FisherOptions.defaults());
         default -> throw new IllegalArgumentException(optimizer.csv + " has no fused step");
       }
-      FisherTrainStep step = b.variables(vars)
+      FisherTrainStep fused = b.variables(vars)
           .loss((ops, in, v) -> {
             List<Operand<TFloat32>> reads = new ArrayList<>();
-            v.values().forEach(x -> reads.add(asFloat(x)));
+            for (ResourceVariable<?> x : vars) {
+              reads.add(v.float32(x.name()));
+            }
             return halfSumOfSquares(ops, reads, shapes);
           })
-          .jit(path == Path.XLA)
+          .jit(path != Path.GRAPH_FUSED)
           .build();
       session = new Session(graph);
-      runner = session.runner().fetch(step.loss());
+      session.initialize();
+      if (path == Path.XLA_APPLY) {
+        Map<String, Tensor> byKey = new LinkedHashMap<>();
+        for (int i = 0; i < vars.size(); i++) {
+          Tensor t = session.runner().fetch(given.get(i)).run().get(0);
+          byKey.put(FisherTrainStep.gradientKey(vars.get(i).name()), t);
+          feeds.put(given.get(i), t);
+        }
+        step = () -> fused.applyGradients(session, byKey);
+      } else {
+        Session.Runner r = session.runner().fetch(fused.loss());
+        step = () -> r.run().close();
+      }
     }
-    session.initialize();
+    fed = List.copyOf(feeds.values());
     stateBytes = stateBytes(graph, model);
   }
 
@@ -154,12 +217,12 @@ final class BenchCase implements AutoCloseable {
     if (optimizer.framework() != (path == Path.FUSED_KERNEL)) {
       throw new IllegalArgumentException(optimizer.csv + " does not run on path " + path.csv);
     }
-    return new BenchCase(optimizer, path, shapes);
+    return new BenchCase(optimizer, path, shapes, false);
   }
 
-  @SuppressWarnings("unchecked")
-  private static Operand<TFloat32> asFloat(Operand<?> x) {
-    return (Operand<TFloat32>) x;
+  /** Framework Adam's {@code applyGradients} with the gradient fed: the xla-apply reference. */
+  static BenchCase adamApplyOnly(List<Shape> shapes) {
+    return new BenchCase(Algorithm.ADAM_FRAMEWORK, Path.FUSED_KERNEL, shapes, true);
   }
 
   private static Optimizer refOptimizer(Graph g, Algorithm o) {
@@ -169,12 +232,13 @@ final class BenchCase implements AutoCloseable {
       case FADAM -> new FAdam(g, LEARNING_RATE);
       case FADAFACTOR -> new FAdafactor(g, LEARNING_RATE);
       case ADAM_PAPER -> new PaperAdam(g, LEARNING_RATE);
+      case ADAFACTOR_PAPER -> new PaperAdafactor(g, LEARNING_RATE);
     };
   }
 
-  /** Uniform values in [−1, 1), seeded per variable, made by the graph's initializers. */
-  private static Operand<TFloat32> initial(Ops tf, Shape shape, int seed) {
-    Ops init = tf.withInitScope();
+  /** Uniform values in [−1, 1), seeded per variable (made by the graph's initializers if init). */
+  private static Operand<TFloat32> initial(Ops tf, Shape shape, int seed, boolean initScope) {
+    Ops init = initScope ? tf.withInitScope() : tf;
     Operand<TFloat32> u = init.random.randomUniform(
         init.constant(shape), TFloat32.class, RandomUniform.seed(1L).seed2((long) seed));
     return init.math.sub(init.math.mul(u, init.constant(2f)), init.constant(1f));
@@ -226,7 +290,7 @@ final class BenchCase implements AutoCloseable {
   /** Runs {@code n} steps. */
   void run(int n) {
     for (int i = 0; i < n; i++) {
-      runner.run().close();
+      step.run();
     }
   }
 
@@ -249,6 +313,7 @@ final class BenchCase implements AutoCloseable {
 
   @Override
   public void close() {
+    fed.forEach(Tensor::close);
     session.close();
     graph.close();
   }
