@@ -1,6 +1,5 @@
 package org.fadam;
 
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -17,15 +16,7 @@ final class VariableBytes {
 
   /** Every variable's value by name. */
   static Map<String, byte[]> of(FisherTrainStep step, Session session) {
-    List<ResourceVariable<?>> all = new ArrayList<>();
-    for (ResourceVariable<?> p : step.parameters()) {
-      all.add(p);
-      for (String slot : List.of(FisherOptimizer.FIRST_MOMENT, "fim", "fim_row", "fim_col", FisherOptimizer.STEP)) {
-        step.slot(p, slot).ifPresent(all::add);
-      }
-    }
-    all.add(step.iterations());
-    all.add(step.skippedSteps());
+    List<ResourceVariable<?>> all = step.variables();
     Ops tf = Ops.create(session.graph());
     Session.Runner r = session.runner();
     all.forEach(v -> r.fetch(v.read(tf)));
