@@ -95,9 +95,9 @@ def check_signature(tf, loaded, fn, batch_size):
     problems = []
     variables = list(loaded.variables)
     if not variables:
-        problems.append("variables: the export lists no variables (no `variables` collection): the "
-                        "loader leaves each VarHandleOp inside the step; re-export with a fadam-tf "
-                        "that writes the collection")
+        problems.append("variables: the export lists no variables (no `variables` collection of "
+                        "resource variables): Python sees none and the step keeps its variable ops "
+                        "inside; export with FisherTrainStep of a fadam-tf that writes the collection")
     for v in variables:
         if v.dtype.name not in TPU_DTYPES:
             problems.append(f"dtypes: variable {v.name} is {v.dtype.name}")

@@ -63,6 +63,13 @@ def test_an_export_without_the_variables_collection_fails(exports, capsys, tmp_p
     assert "variable handle inside the step" in out and "    VarHandleOp (38): " in out
 
 
+def test_a_drop_in_export_fails_on_its_reference_variables(exports, capsys):
+    status, out = check(capsys, exports["dropin"].model_dir)
+    assert status == 1
+    assert "  reference variable (VariableV2): use resource variables:" in out
+    assert "    VariableV2 (5): " in out  # w, its m, fim and step, FAdam's skipped_steps
+
+
 def test_the_script_exits_1_on_failure_and_2_on_a_usage_error(exports, tmp_path):
     script = str(ROOT / "scripts" / "tpu-check")
     done = subprocess.run([script, exports["print"].model_dir], capture_output=True, text=True)

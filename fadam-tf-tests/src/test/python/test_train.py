@@ -52,3 +52,18 @@ def test_serve_default_equals_javas_predictions_bit_for_bit(exports, name):
     loaded = tf.saved_model.load(e.model_dir)
     predictions = loaded.signatures["serve_default"](**e.predict_inputs())["predictions"].numpy()
     np.testing.assert_array_equal(bits(predictions), bits(e.predictions))
+
+
+def test_a_drop_in_export_runs_but_tensorflow_2_sees_no_variables_and_xla_cannot_compile_it(exports):
+    """The VariableV2 (drop-in optimizer) path, exported with TF Java's exporter: TensorFlow 2
+    makes variables of resource variables only (a VariableDef collection would not change that),
+    so Python, TPU and GPU jobs need FisherTrainStep's export."""
+    loaded = tf.saved_model.load(exports["dropin"].model_dir)
+    assert list(loaded.variables) == []
+    train = loaded.signatures["train"]
+    x = tf.constant([1.0, 2.0, 3.0])
+    losses = [float(train(x=x)["loss"]) for _ in range(3)]
+    assert losses[0] > losses[1] > losses[2]  # FAdam's steps do run, on the hidden variables
+    step = tf.function(lambda **batch: train(**batch), jit_compile=True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="VariableV2"):
+        step(x=x)

@@ -10,6 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import org.fadam.FAdam;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.Operands;
@@ -22,9 +23,11 @@ import org.tensorflow.Graph;
 import org.tensorflow.Operand;
 import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
+import org.tensorflow.Signature;
 import org.tensorflow.Tensor;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TBfloat16;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TFloat64;
@@ -45,7 +48,8 @@ import picocli.CommandLine.Parameters;
  *       {@value #STEPS} more and writes their batches, Java's losses, the predictions at the
  *       export, every variable's value after the last step and {@code manifest.json}. Also
  *       exports {@code OUT/float64/model} (a float64 parameter) and {@code OUT/print/model} (a
- *       PrintV2 op in the step), which a TPU job cannot run.
+ *       PrintV2 op in the step), which a TPU job cannot run, and {@code OUT/dropin/model} (the
+ *       drop-in path's VariableV2 model, exported with TF Java's exporter).
  *   <li>{@code continue --model MODEL --from SAVEDMODEL --first K --steps N --out FILE.npy}: loads
  *       SAVEDMODEL with {@link FisherTrainStep#loadSavedModel}, calls its {@code train} signature
  *       on batches K … K+N−1 of MODEL and writes the losses.
@@ -100,6 +104,7 @@ public final class PythonInterop extends Tool {
         }
         exportUntrained("float64", out.resolve("float64"));
         exportUntrained("print", out.resolve("print"));
+        exportDropIn(out.resolve("dropin"));
       }
       case "continue" -> {
         if (model == null || savedModel == null || first < 0) {
@@ -147,9 +152,9 @@ public final class PythonInterop extends Tool {
       s.step().export(s.session(), dir.resolve("model"));
       // Predictions at the exported state, on the first batch after it.
       Map<String, Tensor> predictIn = s.batch(BEFORE);
-      Signature serve = signature(s.step());
+      List<String> serveInputs = List.copyOf(s.step().serveSignature().orElseThrow().getInputs().keySet());
       Session.Runner r = s.session().runner();
-      for (String n : serve.inputs) {
+      for (String n : serveInputs) {
         r.feed(s.step().input(n), predictIn.get(n));
         writeNpy(dir.resolve("predict." + n + ".npy"), predictIn.get(n));
       }
@@ -196,7 +201,7 @@ public final class PythonInterop extends Tool {
       manifest.put("before", BEFORE);
       manifest.put("steps", STEPS);
       manifest.put("inputs", signatureInputs(s.step()));
-      manifest.put("serve_inputs", serve.inputs);
+      manifest.put("serve_inputs", serveInputs);
       manifest.put("variables", vars);
       Files.writeString(dir.resolve("manifest.json"),
           new GsonBuilder().setPrettyPrinting().create().toJson(manifest), StandardCharsets.UTF_8);
@@ -210,12 +215,6 @@ public final class PythonInterop extends Tool {
     } finally {
       in.values().forEach(Tensor::close);
     }
-  }
-
-  private record Signature(List<String> inputs) {}
-
-  private static Signature signature(FisherTrainStep step) {
-    return new Signature(List.copyOf(step.serveSignature().orElseThrow().getInputs().keySet()));
   }
 
   private static List<String> signatureInputs(FisherTrainStep step) {
@@ -381,6 +380,31 @@ public final class PythonInterop extends Tool {
       }
     }
     return m;
+  }
+
+  /**
+   * Exports a drop-in model ({@code VariableV2} parameter, {@link FAdam} as a graph optimizer)
+   * with TF Java's exporter, as a user of the drop-in path would: a {@code train} signature whose
+   * {@code loss} (input {@code x}, 3 floats) runs one step. Python loads it, but TensorFlow 2 makes
+   * no variables of reference variables, and XLA compiles none.
+   */
+  private static void exportDropIn(Path dir) throws IOException {
+    Files.createDirectories(dir);
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      var x = tf.withName("x").placeholder(TFloat32.class, Placeholder.shape(Shape.of(3)));
+      var w = tf.withName("w").variable(tf.constant(new float[] {0.5f, -1f, 2f}));
+      var loss = tf.reduceSum(tf.math.square(tf.math.mul(tf.identity(w), x)), tf.constant(0));
+      var train = new FAdam(g, 0.1f).minimize(loss, "train");
+      var stepped = tf.withControlDependencies(List.of(train)).withName("loss").identity(loss);
+      try (Session s = new Session(g)) {
+        s.initialize();
+        SavedModelBundle.exporter(dir.resolve("model").toString()).withSession(s)
+            .withSignature(Signature.builder().key(FisherTrainStep.TRAIN).input("x", x)
+                .output(FisherTrainStep.LOSS, stepped).build())
+            .export();
+      }
+    }
   }
 
   /**
