@@ -116,7 +116,7 @@ class Run:
     """Python's run of a trained export: loaded, then trained on every batch Java trained on."""
 
     def __init__(self, export):
-        self.loaded = tf.saved_model.load(export.model_dir)  # the signatures need it alive
+        self.loaded = tf.saved_model.load(export.model_dir)
         self.at_export = {variable_name(v): v.numpy() for v in self.loaded.variables}
         self.losses = train(self.loaded, export, export.steps)
         self.final = {variable_name(v): v.numpy() for v in self.loaded.variables}
