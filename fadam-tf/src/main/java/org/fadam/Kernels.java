@@ -253,10 +253,21 @@ final class Kernels<W extends TFloating> {
 
   /**
    * 1/d, the one divide of the step (Alg. 1 l.9, l.12 multiply by it); 0 where d = 0, the DESIGN
-   * zero rule (there x/d would be 0/0).
+   * zero rule (there x/d would be 0/0): 1/0 = ∞ is replaced, so d has one reader (XLA writes an
+   * expensive value with several readers out as a full-size array).
    */
   Operand<W> reciprocal(Operand<W> d) {
-    return tf.select(tf.math.equal(d, c(0)), tf.zerosLike(d), tf.math.reciprocal(d));
+    Operand<W> r = tf.math.reciprocal(d);
+    return tf.select(tf.math.isInf(r), tf.zerosLike(r), r);
+  }
+
+  /**
+   * The clipped x/d: x·(1/d)·s with s = {@link #clipScale}, {@link #held} (Alg. 1 l.9–10,
+   * l.12–13). Written apart from the {@link #clipTerms} of the sum pass, so that XLA recomputes
+   * it in the final pass instead of writing a shared product out.
+   */
+  Operand<W> clipped(Operand<W> x, Operand<W> rcp, Operand<W> scale) {
+    return held(tf.math.mul(x, tf.math.mul(rcp, scale)));
   }
 
   /** A scalar chosen by the non-finite policy: {@code kept} if the step is kept (or no policy). */

@@ -166,22 +166,19 @@ enum Rule {
     Operand<W> e = k.pow(epsHat, 2 * o.rho()); // ε̂^(2ρ)
     // 1/(f^ρ + ε̂^(2ρ)), the denominator of l.9 and l.12, inverted once
     Operand<W> rcp = k.reciprocal(tf.math.add(k.pow(f, o.rho()), e));
-    Operand<W> y = k.held(tf.math.mul(g, rcp)); // l.9: ḡ = g/(f^ρ + ε̂^(2ρ))
-    List<Operand<W>> terms = new ArrayList<>(k.clipTerms(y));
-    Operand<W> yw = null;
+    // RMS(ḡ) and RMS(ḡw) in one pass over ḡ = g/(f^ρ + ε̂^(2ρ)) (l.9) and ḡw = θ/(…) (l.12)
+    List<Operand<W>> terms = new ArrayList<>(k.clipTerms(k.held(tf.math.mul(g, rcp))));
     if (o.weightDecay() != 0) {
-      yw = k.held(tf.math.mul(theta, rcp)); // l.12: ḡw = θ/(f^ρ + ε̂^(2ρ))
-      terms.addAll(k.clipTerms(yw));
+      terms.addAll(k.clipTerms(k.held(tf.math.mul(theta, rcp))));
     }
-    List<Operand<W>> sums = k.sums(shape, terms); // RMS(ḡ) and RMS(ḡw) in one pass
-    Operand<W> gBar =
-        tf.math.mul(y, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.10
+    List<Operand<W>> sums = k.sums(shape, terms);
+    Operand<W> gBar = k.clipped(g, rcp, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.9–10
     Operand<W> m = k.ema(slots.get(M), beta1, oneMinusBeta1, gBar); // l.11
     out.put(M, m);
     Operand<W> direction = m;
-    if (yw != null) {
-      Operand<W> scaleW = k.clipScale(sums.get(2), sums.get(3), o.clipThreshold(), shape); // l.13
-      direction = tf.math.add(m, tf.math.mul(tf.math.mul(k.c(o.weightDecay()), scaleW), yw)); // m + λ ḡw
+    if (o.weightDecay() != 0) {
+      Operand<W> gw = k.clipped(theta, rcp, k.clipScale(sums.get(2), sums.get(3), o.clipThreshold(), shape)); // l.12–13
+      direction = tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), gw)); // m + λ ḡw
     }
     Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(eta, direction)); // l.14
     return new Result<>(newTheta, out);
@@ -207,10 +204,10 @@ enum Rule {
     Operand<W> m = k.ema(slots.get(M), beta1, oneMinusBeta1, g); // l.7 EMA
     Operand<W> fHat = tf.math.mul(f, tf.math.reciprocal(k.oneMinusPow(o.beta2(), t))); // l.6: /(1 − β2^t)
     Operand<W> mHat = tf.math.mul(m, tf.math.reciprocal(k.oneMinusPow(o.beta1(), t))); // l.7: /(1 − β1^t)
-    Operand<W> y = // l.8: m̂/(sqrt(f̂) + ε), 0 where the denominator is 0 (then m̂ = 0)
-        k.held(tf.math.mul(mHat, k.reciprocal(tf.math.add(tf.math.sqrt(fHat), k.c(o.epsilon())))));
-    List<Operand<W>> sums = k.sums(shape, k.clipTerms(y));
-    Operand<W> gBar = tf.math.mul(y, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.9
+    // l.8: m̂/(sqrt(f̂) + ε), 0 where the denominator is 0 (then m̂ = 0)
+    Operand<W> rcp = k.reciprocal(tf.math.add(tf.math.sqrt(fHat), k.c(o.epsilon())));
+    List<Operand<W>> sums = k.sums(shape, k.clipTerms(k.held(tf.math.mul(mHat, rcp))));
+    Operand<W> gBar = k.clipped(mHat, rcp, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.9
     Operand<W> direction =
         o.weightDecay() == 0
             ? gBar
@@ -243,9 +240,9 @@ enum Rule {
     Map<String, Operand<W>> out = new LinkedHashMap<>();
     Operand<W> sq = tf.math.add(tf.math.square(g), k.c(o.adafactorEpsilon())); // l.7–8: g² + ε 1_n 1ᵀ_m
     Operand<W> f = fisherEma(k, o, t, sq, slots, shape, out, keep); // l.6–9: β̂2, R, C, f = R C / 1ᵀR
-    Operand<W> y = k.held(tf.math.mul(g, k.reciprocal(tf.math.sqrt(f)))); // l.10: ḡ = g/√f (0 where f = 0)
-    List<Operand<W>> sums = k.sums(shape, k.clipTerms(y));
-    Operand<W> gBar = tf.math.mul(y, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.11
+    Operand<W> rcp = k.reciprocal(tf.math.sqrt(f)); // l.10: ḡ = g/√f (0 where f = 0)
+    List<Operand<W>> sums = k.sums(shape, k.clipTerms(k.held(tf.math.mul(g, rcp))));
+    Operand<W> gBar = k.clipped(g, rcp, k.clipScale(sums.get(0), sums.get(1), o.clipThreshold(), shape)); // l.11
     Operand<W> m = k.ema(slots.get(M), beta1, oneMinusBeta1, tf.math.mul(eta, gBar)); // l.12
     out.put(M, m);
     Operand<W> step =
