@@ -305,7 +305,10 @@ public final class Bench extends Tool {
             (applyOnly ? applyAll : adamAll).add(t);
           }
           double mc = median(tc);
-          rows.add(row(other, mc, mc / median(ta), triad, !applyOnly));
+          Row row = row(other, mc, mc / median(ta), triad, !applyOnly);
+          rows.add(row);
+          log.printf(Locale.ROOT, "bench:   %.3f ms/step, %.2f x Adam%n", row.msPerStep(), row.ratioToAdam());
+          log.flush();
         }
       }
       rows.add(0, row(adam, medianOrTime(adamAll, adam, adamBatch, s.rounds()), 1.0, triad, true));

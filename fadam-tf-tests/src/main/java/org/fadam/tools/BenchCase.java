@@ -149,8 +149,9 @@ final class BenchCase implements AutoCloseable {
       session = new Session(graph);
       session.initialize();
       if (apply) {
+        List<Tensor> values = fetchAll(session, given);
         for (int i = 0; i < grads.size(); i++) {
-          feeds.put(grads.get(i), session.runner().fetch(given.get(i)).run().get(0));
+          feeds.put(grads.get(i), values.get(i));
         }
       }
       Session.Runner r = session.runner().addTarget(train);
@@ -197,8 +198,9 @@ final class BenchCase implements AutoCloseable {
       session.initialize();
       if (path == Path.XLA_APPLY) {
         Map<String, Tensor> byKey = new LinkedHashMap<>();
+        List<Tensor> values = fetchAll(session, given);
         for (int i = 0; i < vars.size(); i++) {
-          Tensor t = session.runner().fetch(given.get(i)).run().get(0);
+          Tensor t = values.get(i);
           byKey.put(FisherTrainStep.gradientKey(vars.get(i).name()), t);
           feeds.put(given.get(i), t);
         }
@@ -210,6 +212,18 @@ final class BenchCase implements AutoCloseable {
     }
     fed = List.copyOf(feeds.values());
     stateBytes = stateBytes(graph, model);
+  }
+
+  /** The values of {@code ops}, in one run (the tensors outlive the run's result object). */
+  private static List<Tensor> fetchAll(Session session, List<Operand<TFloat32>> ops) {
+    Session.Runner r = session.runner();
+    ops.forEach(r::fetch);
+    var result = r.run();
+    List<Tensor> out = new ArrayList<>();
+    for (int i = 0; i < ops.size(); i++) {
+      out.add(result.get(i));
+    }
+    return out;
   }
 
   /** Builds a case; the caller closes it. */
