@@ -135,6 +135,7 @@ public final class Sweep {
   /** Runs the sweep, writes the CSV, the plot and the table, and prints progress and the table. */
   public static Report run(Options o, PrintStream out) throws IOException {
     Files.createDirectories(o.out());
+    String loadBefore = loadAverage();
     List<Point> points = new ArrayList<>();
     for (long seed = 1; seed <= o.seeds(); seed++) { // a seed's data is built once, used by all
       for (Optimizer opt : o.optimizers()) {
@@ -180,6 +181,8 @@ public final class Sweep {
       pool.shutdownNow();
     }
     double seconds = (System.nanoTime() - t0) / 1e9;
+    String load = loadBefore.isEmpty() ? "" : " Load average (1, 5, 15 min) of the machine: "
+        + loadBefore + " at the start, " + loadAverage() + " at the end.";
     double floor = MarkovSource.createDefault().entropyRateNats();
 
     List<SweepCsv.Row> rows = new ArrayList<>();
@@ -190,7 +193,7 @@ public final class Sweep {
     SweepCsv.write(o.out().resolve(CSV), rows);
     SweepTable table = SweepTable.of(results, floor);
     SweepPlot.write(o.out().resolve(PNG), table, floor, subtitle(o));
-    Files.writeString(o.out().resolve(MARKDOWN), markdown(o, table, seconds),
+    Files.writeString(o.out().resolve(MARKDOWN), markdown(o, table, seconds, load),
         StandardCharsets.UTF_8);
     out.println();
     out.print(table.toText());
@@ -232,22 +235,35 @@ public final class Sweep {
         + " mean over seeds, band: min to max", o.steps(), o.batch(), o.seeds());
   }
 
-  private static String markdown(Options o, SweepTable table, double seconds) {
+  /** The machine's load average (Linux /proc/loadavg: 1, 5 and 15 minutes), or "" elsewhere. */
+  static String loadAverage() {
+    try {
+      String[] f = Files.readString(Path.of("/proc/loadavg")).trim().split("\\s+");
+      return f[0] + ", " + f[1] + ", " + f[2];
+    } catch (IOException | RuntimeException e) {
+      return "";
+    }
+  }
+
+  private static String markdown(Options o, SweepTable table, double seconds, String load) {
     String when = ZonedDateTime.now(ZoneOffset.UTC).truncatedTo(ChronoUnit.SECONDS)
         .format(DateTimeFormatter.ISO_INSTANT);
     StringBuilder md = new StringBuilder("# fadam-tf learning-rate sweep\n\n");
     md.append(table.toMarkdown()).append('\n');
     md.append(table.verdict()).append("\n\n");
     md.append(SweepTable.LEGEND).append("\n\n");
+    md.append("Every point (final held-out loss, mean ± sd over the seeds):\n\n");
+    md.append(table.gridMarkdown()).append('\n');
     md.append(String.format(Locale.ROOT, "Final held-out loss after %d steps (batch %d, XLA %s),"
         + " seeds 1-%d, learning rates %s; every optimizer at the paper's defaults. %d runs, %d at"
         + " a time, in %s.%n%n", o.steps(), o.batch(), o.xla() ? "on" : "off", o.seeds(),
         String.join(", ", o.lrs().stream().map(SweepTable::rate).toList()),
         o.optimizers().size() * o.lrs().size() * o.seeds(), o.workers(),
         Progress.duration(seconds)));
-    md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%n",
+    md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%s%n",
         System.getProperty("os.name"), System.getProperty("os.arch"),
-        Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when));
+        Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when,
+        load));
     return md.toString();
   }
 }

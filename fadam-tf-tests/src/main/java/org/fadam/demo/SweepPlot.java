@@ -31,7 +31,7 @@ public final class SweepPlot {
   public static final int HEIGHT = 620;
 
   /** The y-axis stops this many nats above the lowest best mean (diverging rates run off it). */
-  static final double Y_SPAN_CAP = 1.5;
+  static final double Y_SPAN_CAP = 2.5;
 
   private SweepPlot() {}
 
