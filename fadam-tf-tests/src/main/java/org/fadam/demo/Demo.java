@@ -267,7 +267,7 @@ public final class Demo {
             + Sweep.DEFAULT_EVAL_EVERY + " here")
     boolean sweep;
 
-    @Option(names = "--lrs", paramLabel = "LIST", split = ",",
+    @Option(names = "--lrs", paramLabel = "LIST", split = ",", hideParamSyntax = true,
         converter = Tool.PositiveFiniteDouble.class,
         description = "with --sweep: the learning rates (default 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2)")
     List<Double> lrs;
