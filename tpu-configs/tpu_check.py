@@ -24,6 +24,7 @@ every signature passes, 1 when one fails, 2 for a usage error (no SavedModel, no
 import argparse
 import collections
 import os
+import re
 import sys
 
 STEP_SIGNATURES = ("train", "gradients", "apply_gradients")
@@ -44,6 +45,17 @@ REF_VARIABLES = {"VariableV2", "Variable", "TemporaryVariable"}
 SHOWN_NODES = 5
 
 
+def project_version():
+    """fadam-tf's version from the parent POM, when this file sits in the project (on a TPU VM it
+    may have been copied alone)."""
+    pom = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "pom.xml")
+    if not os.path.isfile(pom):
+        return "unknown"
+    with open(pom, encoding="utf-8") as f:
+        match = re.search(r"<artifactId>fadam-tf-parent</artifactId>\s*<version>([^<]+)</version>", f.read())
+    return match.group(1) if match else "unknown"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="tpu-check",
@@ -51,6 +63,8 @@ def main(argv=None):
                     "signatures) can run on a Cloud TPU: variables, XLA kernels, dtypes, "
                     "host-only and stateful random ops, static shapes, and that XLA compiles it.",
         epilog="Exit status: 0 every step signature passes, 1 one fails, 2 usage error.")
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"tpu-check (fadam-tf {project_version()})")
     parser.add_argument("savedmodel", metavar="SAVEDMODEL", help="the SavedModel directory")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
                         help="rows of the batch XLA compiles the step for (default 8)")

@@ -78,3 +78,16 @@ def test_the_script_exits_1_on_failure_and_2_on_a_usage_error(exports, tmp_path)
     missing = subprocess.run([script, str(tmp_path / "nothing")], capture_output=True, text=True)
     assert missing.returncode == 2
     assert "no SavedModel at" in missing.stderr
+
+
+def test_the_script_answers_help_and_the_poms_version(tmp_path):
+    script = str(ROOT / "scripts" / "tpu-check")
+    pom = (ROOT / "pom.xml").read_text()
+    version = pom.split("<artifactId>fadam-tf-parent</artifactId>")[1].split("<version>")[1].split("<")[0]
+    done = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"tpu-check (fadam-tf {version})"
+    usage = subprocess.run([script, "--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "SAVEDMODEL" in usage.stdout and "--batch-size" in usage.stdout
+    bad = subprocess.run([script, "--no-such-flag", str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unrecognized arguments: --no-such-flag" in bad.stderr
