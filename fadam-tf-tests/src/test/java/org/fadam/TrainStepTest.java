@@ -111,6 +111,74 @@ class TrainStepTest {
     }
   }
 
+  /**
+   * Tensors large enough for the XLA forms of the step's sums (rows along the last axis, slices
+   * along the column axis, a rank-1 and a rank-3 tensor, a last axis with no divisor in [8, 32]):
+   * the compiled step and the plain graph, whose sums are plain reductions, agree within float32
+   * round-off after 5 steps, for every optimizer.
+   */
+  @ParameterizedTest(name = "{0}")
+  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
+  void largeTensorsAgreeWithAndWithoutXla(String optimizer) {
+    List<Shape> shapes = List.of(Shape.of(256, 384), Shape.of(96, 200), Shape.of(40000),
+        Shape.of(3, 64, 100), Shape.of(130, 129));
+    double[][] xla = largeRun(optimizer, shapes, true);
+    double[][] plain = largeRun(optimizer, shapes, false);
+    for (int v = 0; v < shapes.size(); v++) {
+      double max = 0;
+      for (double p : plain[v]) {
+        max = Math.max(max, Math.abs(p));
+      }
+      for (int i = 0; i < plain[v].length; i++) {
+        assertEquals(plain[v][i], xla[v][i], 2e-6 * max, optimizer + " " + shapes.get(v) + " element " + i);
+      }
+    }
+  }
+
+  private static double[][] largeRun(String optimizer, List<Shape> shapes, boolean jit) {
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      List<ResourceVariable<?>> vars = new ArrayList<>();
+      for (int i = 0; i < shapes.size(); i++) {
+        Ops init = tf.withInitScope();
+        var u = init.random.randomUniform(init.constant(shapes.get(i)), TFloat32.class,
+            org.tensorflow.op.random.RandomUniform.seed(7L).seed2((long) i));
+        vars.add(ResourceVariable.create(tf, "w" + i, u));
+      }
+      var b = FisherTrainStep.builder(g);
+      FisherOptions o = FisherOptions.defaults();
+      switch (optimizer) {
+        case "fadam" -> b.fadam(0.01, o);
+        case "fadafactor" -> b.fadafactor(0.01, o);
+        case "adafactor" -> b.adafactor(0.01, o);
+        default -> b.adam(0.01, o);
+      }
+      FisherTrainStep step = b.variables(vars).loss((ops, in, v) -> {
+        org.tensorflow.Operand<TFloat32> total = null;
+        for (int i = 0; i < vars.size(); i++) {
+          var w = v.float32(vars.get(i).name());
+          int[] axes = java.util.stream.IntStream.range(0, shapes.get(i).numDimensions()).toArray();
+          // Σ(w − 0.3)⁴: a gradient that is not w itself, spread over magnitudes
+          var dw = ops.math.square(ops.math.sub(w, ops.constant(0.3f)));
+          var s = ops.reduceSum(ops.math.square(dw), ops.constant(axes));
+          total = total == null ? s : ops.math.add(total, s);
+        }
+        return total;
+      }).jit(jit).build();
+      try (Session s = new Session(g)) {
+        s.initialize();
+        for (int i = 0; i < 5; i++) {
+          step.train(s, Map.of());
+        }
+        double[][] out = new double[vars.size()][];
+        for (int i = 0; i < vars.size(); i++) {
+          out[i] = OptimizerContractTest.values(s, tf, vars.get(i).read(tf));
+        }
+        return out;
+      }
+    }
+  }
+
   /** sum((w·x − 1)²) in float32, whatever w's dtype. */
   private static org.tensorflow.Operand<TFloat32> quadratic(Ops ops, org.tensorflow.Operand<?> w, float[][] x) {
     var w32 = ops.dtypes.cast(w, TFloat32.class);

@@ -92,48 +92,112 @@ final class Kernels<W extends TFloating> {
     return tf.sum(x, tf.constant(axes));
   }
 
-  /** Row length of {@link #sums} under XLA. */
-  static final int ROW = 32;
+  /** Smallest tensor summed in the XLA forms below (smaller ones: one plain reduction). */
+  static final long MIN_SPLIT_SIZE = 1 << 14;
+
+  /** The largest divisor of d in [lo, hi], or 0. */
+  private static int divisorIn(long d, int lo, int hi) {
+    for (int r = hi; r >= lo; r--) {
+      if (d % r == 0) {
+        return r;
+      }
+    }
+    return 0;
+  }
+
+  /**
+   * The row length for summing over the last axis of this shape under XLA: the largest divisor of
+   * the last dimension in [8, 32], or 0 where a plain reduction is used (not XLA, a small tensor,
+   * no such divisor).
+   */
+  private int rowLength(Shape shape) {
+    int r = shape.numDimensions();
+    if (!xla || r == 0 || shape.size() < MIN_SPLIT_SIZE) {
+      return 0;
+    }
+    return divisorIn(shape.get(r - 1), 8, 32);
+  }
+
+  /** d with axis cut into [parts, d[axis] / parts]. */
+  private static long[] cut(long[] d, int axis, long parts) {
+    long[] v = new long[d.length + 1];
+    System.arraycopy(d, 0, v, 0, axis);
+    v[axis] = parts;
+    v[axis + 1] = d[axis] / parts;
+    System.arraycopy(d, axis + 1, v, axis + 2, d.length - axis - 1);
+    return v;
+  }
 
   /**
    * The sums over all elements of several same-shaped element-wise terms, in one pass. Under XLA
-   * the terms are laid side by side in rows of {@value #ROW} (the last partial row summed apart),
-   * each row summed, and the row sums, behind an {@code XlaOptimizationBarrier}, summed again: XLA
-   * CPU rewrites a plain large reduction into reduce-windows that never fuse with their producer,
-   * so every term would first be written out as a full-size array (DESIGN); this form fuses the
-   * terms into the one threaded pass that sums them.
+   * (see {@link #rowLength}) the last axis is cut into rows of r ≤ 32, the terms laid side by side
+   * ([…, d/r, terms, r]), each row summed, and the row sums, behind an {@code
+   * XlaOptimizationBarrier}, summed again. XLA CPU rewrites a plain large reduction into
+   * reduce-windows that never fuse with their producer, so every term would first be written out
+   * as a full-size array (DESIGN); this form is one fused, threaded pass that reads the terms'
+   * inputs once. Only the last axis is cut, never axes merged: XLA then computes each element's
+   * source index with multiplies and adds, not a division per element.
    */
   List<Operand<W>> sums(Shape shape, List<Operand<W>> terms) {
-    long n = shape.size();
-    long rows = n / ROW;
-    if (!xla || rows < ROW) {
-      List<Operand<W>> out = new ArrayList<>();
+    int row = rowLength(shape);
+    List<Operand<W>> out = new ArrayList<>();
+    if (row == 0) {
       terms.forEach(x -> out.add(sumAll(x, shape)));
       return out;
     }
-    long main = rows * ROW;
-    List<Operand<W>> blocks = new ArrayList<>();
-    List<Operand<W>> tails = new ArrayList<>();
+    long[] d = shape.asArray();
+    int last = d.length - 1;
+    long[] view = cut(d, last, d[last] / row); // […, d/r, r]
+    List<Operand<W>> rows = new ArrayList<>();
     for (Operand<W> x : terms) {
-      Operand<W> flat = tf.reshape(x, tf.constant(new long[] {n}));
-      Operand<W> body = main == n ? flat : tf.slice(flat, tf.constant(new long[] {0}), tf.constant(new long[] {main}));
-      blocks.add(tf.reshape(body, tf.constant(new long[] {rows, 1, ROW})));
-      if (main < n) {
-        tails.add(tf.slice(flat, tf.constant(new long[] {main}), tf.constant(new long[] {n - main})));
-      }
+      rows.add(tf.reshape(x, tf.constant(view)));
     }
-    Operand<W> side = blocks.size() == 1 ? blocks.get(0) : tf.concat(blocks, tf.constant(1));
-    Operand<W> rowSums = tf.sum(side, tf.constant(2)); // [rows, terms]
-    Operand<W> total = tf.sum(barrier(rowSums), tf.constant(0)); // [terms]
-    if (!tails.isEmpty()) {
-      total = tf.math.add(total, tf.sum(tf.stack(tails), tf.constant(1)));
-    }
-    List<Operand<W>> out = new ArrayList<>();
+    Operand<W> side = tf.stack(rows, org.tensorflow.op.core.Stack.axis((long) d.length)); // […, d/r, terms, r]
+    Operand<W> rowSums = tf.sum(side, tf.constant(d.length + 1)); // […, d/r, terms]
+    int[] rest = IntStream.range(0, d.length + 1).filter(a -> a != d.length).toArray();
+    Operand<W> total = tf.sum(barrier(rowSums), tf.constant(rest)); // [terms]
     for (int i = 0; i < terms.size(); i++) {
       out.add(tf.reshape(tf.slice(total, tf.constant(new int[] {i}), tf.constant(new int[] {1})),
           tf.constant(new long[0])));
     }
     return out;
+  }
+
+  /**
+   * The sum of x over one axis (≥ 0): FAdafactor's row and column sums (Alg. 2 l.7–8). Under XLA,
+   * the last axis is summed in rows as in {@link #sums}; any other axis is cut into k ≤ 8 slices
+   * that are added element-wise (one vectorised pass: XLA CPU emits a fused reduction over a
+   * non-minor axis as a scalar, strided loop, and fuses a producer into at most 15 reads), and the
+   * partial sum, behind a barrier, summed over the rest of the axis.
+   */
+  Operand<W> axisSum(Operand<W> x, Shape shape, int axis) {
+    long[] d = shape.asArray();
+    if (axis == d.length - 1) {
+      int row = rowLength(shape);
+      if (row == 0) {
+        return tf.sum(x, tf.constant(axis));
+      }
+      Operand<W> rowSums = tf.sum(tf.reshape(x, tf.constant(cut(d, axis, d[axis] / row))), tf.constant(axis + 1));
+      return tf.sum(barrier(rowSums), tf.constant(axis));
+    }
+    int k = xla && shape.size() >= MIN_SPLIT_SIZE ? divisorIn(d[axis], 2, 8) : 0;
+    if (k == 0) {
+      return tf.sum(x, tf.constant(axis));
+    }
+    long[] view = cut(d, axis, k); // […, k, d/k, …]
+    Operand<W> v = tf.reshape(x, tf.constant(view));
+    long[] size = view.clone();
+    size[axis] = 1;
+    long[] partialShape = d.clone();
+    partialShape[axis] = d[axis] / k;
+    Operand<W> partial = null;
+    for (int i = 0; i < k; i++) {
+      long[] begin = new long[view.length];
+      begin[axis] = i;
+      Operand<W> slice = tf.reshape(tf.slice(v, tf.constant(begin), tf.constant(size)), tf.constant(partialShape));
+      partial = partial == null ? slice : tf.math.add(partial, slice);
+    }
+    return tf.sum(barrier(partial), tf.constant(axis));
   }
 
   /** XLA's optimization barrier: keeps XLA from merging the two stages of {@link #sums}. */

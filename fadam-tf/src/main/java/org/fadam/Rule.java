@@ -131,8 +131,8 @@ enum Rule {
     Operand<W> oneMinusBeta2Hat = k.ifKept(keep, k.oneMinusBiasCorrectedBeta2(o.beta2(), t), 0);
     if (factored(shape, o)) {
       int r = shape.numDimensions();
-      Operand<W> rowSq = tf.sum(sq, tf.constant(r - 1)); // sq 1_m
-      Operand<W> colSq = tf.sum(sq, tf.constant(r - 2)); // 1ᵀ_n sq
+      Operand<W> rowSq = k.axisSum(sq, shape, r - 1); // sq 1_m
+      Operand<W> colSq = k.axisSum(sq, shape, r - 2); // 1ᵀ_n sq
       Operand<W> row = k.ema(slots.get(FIM_ROW), beta2Hat, oneMinusBeta2Hat, rowSq); // Alg.2,4 l.7
       Operand<W> col = k.ema(slots.get(FIM_COL), beta2Hat, oneMinusBeta2Hat, colSq); // Alg.2,4 l.8
       out.put(FIM_ROW, row);

@@ -43,7 +43,8 @@ import picocli.CommandLine.Option;
             + " and after. scripts/bench sets TF_CPU_ALLOCATOR_USE_BFC=true."})
 public final class Bench extends Tool {
 
-  @Option(names = "--quick", description = "sizes 1e4,1e6, model width 64, 5 rounds of 0.1 s")
+  @Option(names = "--quick", description = "size 1e6, model width 64, paths graph,xla,xla-apply, 5 rounds of"
+      + " 0.1 s (under 3 minutes)")
   boolean quick;
 
   @Option(names = "--csv", paramLabel = "FILE", description = "also write the rows as CSV")
@@ -51,7 +52,7 @@ public final class Bench extends Tool {
 
   @Option(names = "--sizes", paramLabel = "LIST", split = ",",
       description = "parameters of the single matrix per group (default 1e4,1e5,1e6,16777216;"
-          + " quick 1e4,1e6)")
+          + " quick 1e6)")
   List<String> sizes;
 
   @Option(names = "--model-width", paramLabel = "D",
@@ -63,7 +64,7 @@ public final class Bench extends Tool {
   List<String> optimizers;
 
   @Option(names = "--paths", paramLabel = "LIST", split = ",",
-      description = "from graph,graph-fused,xla,xla-apply (default all)")
+      description = "from graph,graph-fused,xla,xla-apply (default all; quick graph,xla,xla-apply)")
   List<String> paths;
 
   @Option(names = "--rounds", paramLabel = "R", converter = Tool.PositiveInt.class,
@@ -121,7 +122,7 @@ public final class Bench extends Tool {
   Settings settings() {
     List<Group> groups = new ArrayList<>();
     List<String> sizeList = sizes != null ? sizes
-        : quick ? List.of("1e4", "1e6") : List.of("1e4", "1e5", "1e6", "16777216");
+        : quick ? List.of("1e6") : List.of("1e4", "1e5", "1e6", "16777216");
     for (String s : sizeList) {
       long n = parseCount(s.trim());
       groups.add(new Group(String.valueOf(n), List.of(squareish(n))));
@@ -142,7 +143,9 @@ public final class Bench extends Tool {
       }
     }
     List<BenchCase.Path> p = new ArrayList<>();
-    if (paths == null) {
+    if (paths == null && quick) {
+      p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.XLA, BenchCase.Path.XLA_APPLY));
+    } else if (paths == null) {
       p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.GRAPH_FUSED, BenchCase.Path.XLA,
           BenchCase.Path.XLA_APPLY));
     } else {
