@@ -43,8 +43,8 @@ import picocli.CommandLine.Option;
             + " and after. scripts/bench sets TF_CPU_ALLOCATOR_USE_BFC=true."})
 public final class Bench extends Tool {
 
-  @Option(names = "--quick", description = "size 1e6, model width 64, paths graph,xla,xla-apply, 5 rounds of"
-      + " 0.1 s (under 3 minutes)")
+  @Option(names = "--quick", description = "size 1e6, a 2-block model of width 64 (28 variables), paths"
+      + " graph,xla, 5 rounds of 0.1 s (under 3 minutes)")
   boolean quick;
 
   @Option(names = "--csv", paramLabel = "FILE", description = "also write the rows as CSV")
@@ -59,12 +59,17 @@ public final class Bench extends Tool {
       description = "width of the model-like list (default 384: 1.66e7 params; quick 64; 0: none)")
   Integer modelWidth;
 
+  @Option(names = "--model-blocks", paramLabel = "B", converter = Tool.PositiveInt.class,
+      description = "blocks of the model-like list: 12 variables each, plus 4 (default 8: 100 variables;"
+          + " quick 2)")
+  Integer modelBlocks;
+
   @Option(names = "--optimizers", paramLabel = "LIST", split = ",",
       description = "from gd-framework,fadam,fadafactor,adam-paper,adafactor-paper (default all)")
   List<String> optimizers;
 
   @Option(names = "--paths", paramLabel = "LIST", split = ",",
-      description = "from graph,graph-fused,xla,xla-apply (default all; quick graph,xla,xla-apply)")
+      description = "from graph,graph-fused,xla,xla-apply (default all; quick graph,xla)")
   List<String> paths;
 
   @Option(names = "--rounds", paramLabel = "R", converter = Tool.PositiveInt.class,
@@ -132,7 +137,7 @@ public final class Bench extends Tool {
       throw new IllegalArgumentException("--model-width must be >= 0; got " + w);
     }
     if (w > 0) {
-      groups.add(new Group("model-like", modelLike(w)));
+      groups.add(new Group("model-like", modelLike(w, modelBlocks != null ? modelBlocks : quick ? 2 : 8)));
     }
     List<Algorithm> opt = new ArrayList<>();
     if (optimizers == null) {
@@ -144,7 +149,7 @@ public final class Bench extends Tool {
     }
     List<BenchCase.Path> p = new ArrayList<>();
     if (paths == null && quick) {
-      p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.XLA, BenchCase.Path.XLA_APPLY));
+      p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.XLA));
     } else if (paths == null) {
       p.addAll(List.of(BenchCase.Path.GRAPH, BenchCase.Path.GRAPH_FUSED, BenchCase.Path.XLA,
           BenchCase.Path.XLA_APPLY));
@@ -185,14 +190,14 @@ public final class Bench extends Tool {
   }
 
   /**
-   * 100 variables shaped like a small transformer of width d: a 6400×d embedding, 8 blocks of
-   * (2 norm scales and biases, q/k/v/o d×d, d×4d and 4d×d with biases), a final norm and an output
-   * bias.
+   * 12·blocks + 4 variables (100 for 8 blocks) shaped like a small transformer of width d: a
+   * 6400×d embedding, blocks of (2 norm scales and biases, q/k/v/o d×d, d×4d and 4d×d with
+   * biases), a final norm and an output bias.
    */
-  static List<Shape> modelLike(int d) {
+  static List<Shape> modelLike(int d, int blocks) {
     List<Shape> s = new ArrayList<>();
     s.add(Shape.of(6400, d));
-    for (int layer = 0; layer < 8; layer++) {
+    for (int layer = 0; layer < blocks; layer++) {
       s.add(Shape.of(d));
       s.add(Shape.of(d));
       for (int k = 0; k < 4; k++) {
