@@ -52,7 +52,7 @@ public final class Bench extends Tool {
 
   @Option(names = "--sizes", paramLabel = "LIST", split = ",",
       description = "parameters of the single matrix per group (default 1e4,1e5,1e6,16777216;"
-          + " quick 1e6)")
+          + " quick 1e6; none: only the model-like list)")
   List<String> sizes;
 
   @Option(names = "--model-width", paramLabel = "D",
@@ -128,6 +128,9 @@ public final class Bench extends Tool {
     List<Group> groups = new ArrayList<>();
     List<String> sizeList = sizes != null ? sizes
         : quick ? List.of("1e6") : List.of("1e4", "1e5", "1e6", "16777216");
+    if (sizeList.size() == 1 && sizeList.get(0).trim().equals("none")) {
+      sizeList = List.of();
+    }
     for (String s : sizeList) {
       long n = parseCount(s.trim());
       groups.add(new Group(String.valueOf(n), List.of(squareish(n))));
