@@ -149,27 +149,28 @@ final class Kernels<W extends TFloating> {
   private Operand<W> halvedSum(Operand<W> x, long[] d) {
     long[] view = cut(d, 0, HALVES);
     Operand<W> v = tf.reshape(x, tf.constant(view));
-    long[] size = view.clone();
-    long[] begin = new long[view.length];
     for (long half = HALVES / 2; half >= 1; half /= 2) {
-      size[0] = half;
-      begin[0] = 0;
-      Operand<W> first = tf.slice(v, tf.constant(begin), tf.constant(size));
-      begin[0] = half;
-      Operand<W> second = tf.slice(v, tf.constant(begin), tf.constant(size));
-      v = tf.math.add(first, second);
+      view[0] = half;
+      v = tf.math.add(slab(v, view, 0, 0), slab(v, view, 0, half));
     }
     long[] partial = d.clone();
     partial[0] = d[0] / HALVES;
     return tf.reshape(v, tf.constant(partial));
   }
 
+  /** The slab of v that starts at {@code from} along {@code axis}, of the shape {@code size}. */
+  private Operand<W> slab(Operand<W> v, long[] size, int axis, long from) {
+    long[] begin = new long[size.length];
+    begin[axis] = from;
+    return tf.slice(v, tf.constant(begin), tf.constant(size));
+  }
+
   /**
-   * The sums over all elements of several same-shaped element-wise terms. Under XLA (see {@link
-   * #rowLength}) either, below {@value #HALVING_MAX_SIZE} elements and with a first axis divisible
-   * by 32, each term's first axis is folded in halves ({@link #halvedSum}), or the last axis is cut
-   * into rows of r ≤ 32, the terms laid side by side ([…, d/r, terms, r]) and each row summed (one
-   * pass); then the partial sums, behind an {@code XlaOptimizationBarrier}, are summed again. XLA
+   * The sums over all elements of several same-shaped element-wise terms. Under XLA, from {@value
+   * #MIN_SPLIT_SIZE} elements: either, below {@value #HALVING_MAX_SIZE} elements and with a first
+   * axis divisible by 32, each term's first axis is folded in halves ({@link #halvedSum}), or (see
+   * {@link #rowLength}) the last axis is cut into rows of r ≤ 32, the terms laid side by side
+   * ([…, d/r, terms, r]) and each row summed (one pass); then the partial sums, behind an {@code XlaOptimizationBarrier}, are summed again. XLA
    * CPU rewrites a plain large reduction into reduce-windows that never fuse with their producer,
    * so every term would first be written out as a full-size array (DESIGN); these forms fuse the
    * terms with their producer. Axes are only cut, never merged: XLA then computes each element's
@@ -180,7 +181,8 @@ final class Kernels<W extends TFloating> {
     List<Operand<W>> out = new ArrayList<>();
     long[] d = shape.asArray();
     Operand<W> total;
-    if (row != 0 && shape.size() < HALVING_MAX_SIZE && d[0] % HALVES == 0) {
+    if (xla && shape.size() >= MIN_SPLIT_SIZE && shape.size() < HALVING_MAX_SIZE
+        && d[0] % HALVES == 0) {
       List<Operand<W>> partials = new ArrayList<>();
       for (Operand<W> x : terms) {
         partials.add(halvedSum(x, d));
@@ -239,9 +241,7 @@ final class Kernels<W extends TFloating> {
     partialShape[axis] = d[axis] / k;
     Operand<W> partial = null;
     for (int i = 0; i < k; i++) {
-      long[] begin = new long[view.length];
-      begin[axis] = i;
-      Operand<W> slice = tf.reshape(tf.slice(v, tf.constant(begin), tf.constant(size)), tf.constant(partialShape));
+      Operand<W> slice = tf.reshape(slab(v, size, axis, i), tf.constant(partialShape));
       partial = partial == null ? slice : tf.math.add(partial, slice);
     }
     return tf.sum(barrier(partial), tf.constant(axis));
