@@ -39,7 +39,7 @@ class KernelsSumsTest {
       Operand<TFloat32> xt = tf.constant(shape, DataBuffers.of(x, true, false));
       @SuppressWarnings("unchecked")
       Kernels<TFloat32> k = (Kernels<TFloat32>) Kernels.forParameter(tf, TFloat32.class, true);
-      List<Operand<TFloat32>> sums = k.sums(shape, List.of(xt, tf.math.square(xt), tf.math.abs(xt)));
+      List<Operand<TFloat32>> sums = k.reduce.sums(shape, List.of(xt, tf.math.square(xt), tf.math.abs(xt)));
       double sum = 0;
       double sumSq = 0;
       double sumAbs = 0;
@@ -55,7 +55,7 @@ class KernelsSumsTest {
       assertEquals(sumAbs, scalar(s, sums.get(2)), 2e-6 * sumAbs, "sum of |x|");
       if (d.length >= 2) {
         for (int axis : new int[] {d.length - 1, d.length - 2}) {
-          float[] got = values(s, k.axisSum(tf.math.abs(xt), shape, axis));
+          float[] got = values(s, k.reduce.axisSum(tf.math.abs(xt), shape, axis));
           double[] want = axisSumOfAbs(x, d, axis);
           assertEquals(want.length, got.length);
           for (int i = 0; i < want.length; i++) {

@@ -69,7 +69,7 @@ class SplitStepTest {
         FisherTrainStep.Result fused = p.fused.train(p.fusedSession, feeds);
         long step;
         float loss;
-        try (FisherTrainStep.Gradients g = p.split.gradients(p.splitSession, feeds)) {
+        try (StepGradients g = p.split.gradients(p.splitSession, feeds)) {
           assertEquals(List.of("grad_w", "grad_b"), List.copyOf(g.byKey().keySet()));
           loss = g.loss();
           step = p.split.applyGradients(p.splitSession, g.byKey());
@@ -115,7 +115,7 @@ class SplitStepTest {
       Map<String, TFloat32> bad = nanBatch();
       IllegalStateException fusedError =
           assertThrows(IllegalStateException.class, () -> p.fused.train(p.fusedSession, bad));
-      try (FisherTrainStep.Gradients g = p.split.gradients(p.splitSession, bad)) {
+      try (StepGradients g = p.split.gradients(p.splitSession, bad)) {
         IllegalStateException splitError = assertThrows(IllegalStateException.class,
             () -> p.split.applyGradients(p.splitSession, g.byKey()));
         assertEquals(fusedError.getMessage(), splitError.getMessage());
@@ -194,7 +194,7 @@ class SplitStepTest {
 
   private static void stepBoth(Pair p, Map<String, TFloat32> feeds) {
     p.fused.train(p.fusedSession, feeds);
-    try (FisherTrainStep.Gradients g = p.split.gradients(p.splitSession, feeds)) {
+    try (StepGradients g = p.split.gradients(p.splitSession, feeds)) {
       p.split.applyGradients(p.splitSession, g.byKey());
     }
   }

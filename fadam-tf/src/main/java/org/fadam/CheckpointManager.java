@@ -44,22 +44,24 @@ public final class CheckpointManager {
   public static final String PREFIX = "ckpt-";
   private static final Pattern NAME = Pattern.compile(Pattern.quote(PREFIX) + "(\\d{1,18})");
 
-  private final FisherTrainStep step;
   private final Path dir;
   private final int keep;
   private final Operand<TInt64> iterations;
 
-  CheckpointManager(FisherTrainStep step, Path dir, int keep) {
+  /**
+   * @param graph the graph of the train step
+   * @param iterations its {@code iterations} counter (the number of each checkpoint)
+   */
+  CheckpointManager(org.tensorflow.Graph graph, ResourceVariable<TInt64> iterations, Path dir, int keep) {
     if (!(keep >= 1)) {
       throw new IllegalArgumentException("`keep` must be >= 1; got " + keep);
     }
     if (Files.exists(dir) && !Files.isDirectory(dir)) {
       throw new IllegalArgumentException("checkpoint directory " + dir + " is a file");
     }
-    this.step = step;
     this.dir = dir;
     this.keep = keep;
-    this.iterations = step.iterations().read(Ops.create(step.graph()));
+    this.iterations = iterations.read(Ops.create(graph));
   }
 
   /** The directory. */
@@ -130,7 +132,7 @@ public final class CheckpointManager {
     if (latest.isEmpty()) {
       return OptionalLong.empty();
     }
-    step.restore(session, latest.get());
+    SavedModels.restore(session, latest.get());
     return OptionalLong.of(iterations(session));
   }
 

@@ -74,7 +74,7 @@ public final class FAdafactor extends FisherOptimizer {
 
   /** FAdafactor with a fixed learning rate and every other hyperparameter from {@code options}. */
   public FAdafactor(Graph graph, String name, double learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.FADAFACTOR);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.FADAFACTOR);
   }
 
   /**
@@ -88,6 +88,6 @@ public final class FAdafactor extends FisherOptimizer {
   /** FAdafactor with a learning-rate operand and every other hyperparameter from {@code options}. */
   public FAdafactor(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.FADAFACTOR);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.FADAFACTOR);
   }
 }

@@ -70,7 +70,7 @@ public final class FAdam extends FisherOptimizer {
 
   /** FAdam with a fixed learning rate and every other hyperparameter from {@code options}. */
   public FAdam(Graph graph, String name, double learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.FADAM);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.FADAM);
   }
 
   /**
@@ -84,6 +84,6 @@ public final class FAdam extends FisherOptimizer {
   /** FAdam with a learning-rate operand and every other hyperparameter from {@code options}. */
   public FAdam(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.FADAM);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.FADAM);
   }
 }

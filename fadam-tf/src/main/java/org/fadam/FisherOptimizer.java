@@ -22,45 +22,45 @@ import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Variable;
 import org.tensorflow.types.TInt64;
-import org.tensorflow.types.family.TFloating;
 import org.tensorflow.types.family.TType;
 
 /**
  * The common base of {@link FAdam}, {@link FAdafactor}, {@link PaperAdam} and {@link
  * PaperAdafactor} on the framework's
  * ref variables ({@code VariableV2}): slots, step counters, gradients with respect to model
- * variables only, and the non-finite policy. The math is {@link Rule}'s.
+ * variables only, and the non-finite policy. The math is the package's one rule of
+ * the four algorithms ({@link Algorithm}).
  */
 public abstract class FisherOptimizer extends Optimizer {
 
   /** Slot of m, the momentum of the invariant natural gradient (Adam's first moment). */
-  public static final String FIRST_MOMENT = Rule.M;
+  public static final String FIRST_MOMENT = Algorithm.M;
   /** Slot of f, the diagonal empirical Fisher (FAdam, Adam; (F)Adafactor's unfactored tensors). */
-  public static final String FIM = Rule.FIM;
+  public static final String FIM = Algorithm.FIM;
   /** Slot of R, the row factor of f ((F)Adafactor's factored tensors). */
-  public static final String FIM_ROW = Rule.FIM_ROW;
+  public static final String FIM_ROW = Algorithm.FIM_ROW;
   /** Slot of C, the column factor of f ((F)Adafactor's factored tensors). */
-  public static final String FIM_COL = Rule.FIM_COL;
+  public static final String FIM_COL = Algorithm.FIM_COL;
   /** Slot of t, the variable's own step counter (int64). */
-  public static final String STEP = Rule.STEP;
+  public static final String STEP = Algorithm.STEP;
 
   /** Names of the ops of every slot and counter any FisherOptimizer created, per graph. */
   private static final Map<Graph, Set<String>> OWN_STATE =
       Collections.synchronizedMap(new WeakHashMap<>());
 
-  private final Rule rule;
+  private final Algorithm algorithm;
   private final String name;
   private final LearningRate learningRate;
   private final FisherOptions options;
   private final Ops ops;
-  /** Variable op name → slot name → slot variable (the step counter under {@link Rule#STEP}). */
+  /** Variable op name → slot name → slot variable (the step counter under {@link Algorithm#STEP}). */
   private final Map<String, Map<String, Variable<?>>> slots = new LinkedHashMap<>();
   private Variable<TInt64> skippedSteps;
 
   FisherOptimizer(
-      Graph graph, String name, LearningRate learningRate, FisherOptions options, Rule rule) {
+      Graph graph, String name, LearningRate learningRate, FisherOptions options, Algorithm algorithm) {
     super(graph, checkName(name));
-    this.rule = rule;
+    this.algorithm = algorithm;
     this.name = name;
     this.learningRate = learningRate;
     this.options = java.util.Objects.requireNonNull(options, "`options` must not be null");
@@ -72,6 +72,45 @@ public abstract class FisherOptimizer extends Optimizer {
       throw new IllegalArgumentException("`name` must be a non-empty op name; got " + name);
     }
     return name;
+  }
+
+  /**
+   * The drop-in optimizer of an algorithm: {@link FAdam}, {@link FAdafactor}, {@link PaperAdam}
+   * or {@link PaperAdafactor}.
+   *
+   * @param algorithm the algorithm
+   * @param graph the graph
+   * @param name the optimizer's name (its ops' scope)
+   * @param learningRate η, finite and ≥ 0
+   * @param options the other hyperparameters
+   * @return the optimizer
+   */
+  public static FisherOptimizer create(
+      Algorithm algorithm, Graph graph, String name, double learningRate, FisherOptions options) {
+    return switch (algorithm) {
+      case FADAM -> new FAdam(graph, name, learningRate, options);
+      case FADAFACTOR -> new FAdafactor(graph, name, learningRate, options);
+      case ADAM -> new PaperAdam(graph, name, learningRate, options);
+      case ADAFACTOR -> new PaperAdafactor(graph, name, learningRate, options);
+    };
+  }
+
+  /**
+   * The drop-in optimizer of an algorithm with its default name ({@link Algorithm#displayName()})
+   * and options.
+   *
+   * @param algorithm the algorithm
+   * @param graph the graph
+   * @param learningRate η, finite and ≥ 0
+   * @return the optimizer
+   */
+  public static FisherOptimizer create(Algorithm algorithm, Graph graph, double learningRate) {
+    return create(algorithm, graph, algorithm.displayName(), learningRate, algorithm.defaultOptions());
+  }
+
+  /** {@return the algorithm this optimizer computes} */
+  public Algorithm algorithm() {
+    return algorithm;
   }
 
   /** The hyperparameters other than the learning rate. */
@@ -152,17 +191,18 @@ public abstract class FisherOptimizer extends Optimizer {
     for (GradAndVar<? extends TType> gv : gradsAndVars) {
       targets.add(target(gv.getGradient(), gv.getVariable()));
     }
-    return XlaUpdate.build(
-        ops, rule, options, learningRate, targets, new RefVar(skippedCounter()), name);
+    return XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()), name);
   }
 
   /** One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. */
   @Override
   protected <T extends TType> Op applyDense(Ops deps, Output<T> gradient, Output<T> variable) {
-    return Updater.build(
-        ops, rule, options, learningRate, List.of(target(gradient, variable)),
-        new RefVar(skippedCounter()),
-        ops.scope().makeOpName("apply"), true, false).op();
+    return new Updater(spec(), false).buildAsserting(ops, List.of(target(gradient, variable)),
+        new RefVar(skippedCounter()), ops.scope().makeOpName("apply"));
+  }
+
+  private Updater.Spec spec() {
+    return new Updater.Spec(algorithm, options, learningRate);
   }
 
   private Updater.Target target(Output<? extends TType> gradient, Output<? extends TType> variable) {
@@ -171,13 +211,13 @@ public abstract class FisherOptimizer extends Optimizer {
     Map<String, StateVar> slotVars = new LinkedHashMap<>();
     Map<String, Variable<?>> own = slotsOf(variable, type);
     own.forEach((slot, v) -> {
-      if (!slot.equals(Rule.STEP)) {
+      if (!slot.equals(Algorithm.STEP)) {
         slotVars.put(slot, new RefVar(v));
       }
     });
     return new Updater.Target(
         varName, variable.shape(), type, gradient, new RefVar(variable), slotVars,
-        new RefVar(own.get(Rule.STEP)));
+        new RefVar(own.get(Algorithm.STEP)));
   }
 
   private static Class<? extends TType> floatType(Output<? extends TType> variable) {
@@ -187,16 +227,9 @@ public abstract class FisherOptimizer extends Optimizer {
 
   /** The slots of a variable, created (in the init scope) on first use. */
   private Map<String, Variable<?>> slotsOf(Output<? extends TType> variable, Class<? extends TType> type) {
-    return slots.computeIfAbsent(variable.op().name(), n -> {
-      Map<String, Variable<?>> created = new LinkedHashMap<>();
-      Shape shape = variable.shape();
-      Class<? extends TFloating> w = Kernels.workingType(type);
-      for (Rule.SlotSpec spec : rule.slots(shape, options)) {
-        created.put(spec.name(), newVariable(createName(variable, spec.name()), spec.shape(), w, spec.init()));
-      }
-      created.put(Rule.STEP, newVariable(createName(variable, Rule.STEP), Shape.scalar(), TInt64.class, 0));
-      return created;
-    });
+    return slots.computeIfAbsent(variable.op().name(), n -> OptimizerSlots.create(
+        algorithm, options, n, variable.shape(), type,
+        (slotName, slotType, shape, init) -> newVariable(slotName, shape, slotType, init)));
   }
 
   private Variable<TInt64> skippedCounter() {
@@ -258,24 +291,22 @@ public abstract class FisherOptimizer extends Optimizer {
     return name;
   }
 
+  /** The optimizer's name, learning rate and every option its algorithm reads. */
   @Override
   public String toString() {
-    FisherOptions o = options;
-    String head = getClass().getSimpleName() + "{name=" + getOptimizerName()
-        + ", learningRate=" + learningRate
-        + ", beta1=" + o.beta1() + ", beta2=" + o.beta2();
-    if (rule == Rule.ADAFACTOR) { // Algorithm 4's hyperparameters only
-      return head + ", adafactorEpsilon=" + o.adafactorEpsilon()
-          + ", clipThreshold=" + o.clipThreshold() + ", weightDecay=" + o.weightDecay()
-          + ", factoredMinDim=" + o.factoredMinDim()
-          + ", nonFinite=" + o.nonFinite() + "}";
+    StringBuilder out = new StringBuilder(getClass().getSimpleName())
+        .append("{name=").append(getOptimizerName()).append(", learningRate=").append(learningRate);
+    List<String> read = algorithm.optionNames();
+    for (java.lang.reflect.RecordComponent c : FisherOptions.class.getRecordComponents()) {
+      if (read.contains(c.getName())) {
+        try {
+          out.append(", ").append(c.getName()).append('=').append(c.getAccessor().invoke(options));
+        } catch (ReflectiveOperationException e) {
+          throw new IllegalStateException(e);
+        }
+      }
     }
-    return head
-        + ", epsilon=" + o.epsilon() + ", epsilon2=" + o.epsilon2()
-        + ", clipThreshold=" + o.clipThreshold() + ", weightDecay=" + o.weightDecay()
-        + ", rho=" + o.rho()
-        + (rule == Rule.FADAFACTOR ? ", factoredMinDim=" + o.factoredMinDim() : "")
-        + ", nonFinite=" + o.nonFinite() + "}";
+    return out.append('}').toString();
   }
 
   /** A ref variable read through {@code Identity} (never a raw ref into math ops) and assigned. */

@@ -83,7 +83,7 @@ public final class PaperAdafactor extends FisherOptimizer {
 
   /** PaperAdafactor with a fixed learning rate and every other hyperparameter from {@code options}. */
   public PaperAdafactor(Graph graph, String name, double learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.ADAFACTOR);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAFACTOR);
   }
 
   /**
@@ -97,6 +97,6 @@ public final class PaperAdafactor extends FisherOptimizer {
   /** PaperAdafactor with a learning-rate operand and every other hyperparameter from {@code options}. */
   public PaperAdafactor(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.ADAFACTOR);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAFACTOR);
   }
 }

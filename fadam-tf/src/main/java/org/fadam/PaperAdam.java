@@ -67,7 +67,7 @@ public final class PaperAdam extends FisherOptimizer {
 
   /** PaperAdam with a fixed learning rate and every other hyperparameter from {@code options}. */
   public PaperAdam(Graph graph, String name, double learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.ADAM);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAM);
   }
 
   /**
@@ -81,6 +81,6 @@ public final class PaperAdam extends FisherOptimizer {
   /** PaperAdam with a learning-rate operand and every other hyperparameter from {@code options}. */
   public PaperAdam(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
-    super(graph, name, LearningRate.of(learningRate), options, Rule.ADAM);
+    super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAM);
   }
 }

@@ -16,13 +16,33 @@ import org.tensorflow.types.family.TType;
 
 /**
  * Builds one optimizer step over many variables from {@link Rule}: reads every variable and slot,
- * computes every new value, applies the non-finite policy, and only then writes, so that every
- * read (the step counters' included) happens before any write of the same run. Used as is by the
- * ref-variable optimizers and by the fused resource-variable train step.
+ * computes every new value, folds the non-finite policy into each tensor's {@link StepScalars},
+ * and only then writes, so that every read (the step counters' included) happens before any write
+ * of the same run. Used as is by the ref-variable optimizers and by the fused resource-variable
+ * train step.
  */
 final class Updater {
 
-  /** One variable to update: its gradient, how to reach it, and its slots. */
+  /**
+   * What every step of one optimizer computes.
+   *
+   * @param algorithm the algorithm
+   * @param options its options
+   * @param learningRate η_t
+   */
+  record Spec(Algorithm algorithm, FisherOptions options, LearningRate learningRate) {}
+
+  /**
+   * One variable to update: its gradient, how to reach it, and its slots.
+   *
+   * @param name the variable's name (in errors)
+   * @param shape its static shape
+   * @param paramType its dtype
+   * @param gradient its gradient
+   * @param param the variable
+   * @param slots its float slots by name
+   * @param step its step counter (int64)
+   */
   record Target(
       String name,
       Shape shape,
@@ -45,53 +65,63 @@ final class Updater {
     }
   }
 
-  private Updater() {}
-
-  /** The built step: the op that runs it, and whether each target's gradient was finite. */
+  /**
+   * The built step.
+   *
+   * @param op the op that runs it
+   * @param finite whether each target's gradient was finite
+   */
   record Step(Op op, List<Operand<TBool>> finite) {}
 
   /**
-   * The step as one op named {@code name}. Under SKIP and ERROR a non-finite gradient leaves
-   * every variable and slot as it was (the rule folds the policy into scalars); ERROR also fails
-   * the run with an assertion naming the variable (XLA drops assertions: the fused step reports
-   * {@link Step#finite} instead).
+   * Every new value and the variable it goes to, computed from reads only.
    *
-   * @param skipped the {@code skipped_steps} counter (int64 scalar), incremented under SKIP
-   * @param assertOnError under ERROR, fail the run with an assertion (false where the caller
-   *     reports {@link Step#finite} itself, as the XLA step must)
-   * @param xla whether the step will be XLA-compiled (the sums take XLA's fast form)
+   * @param values the new values
+   * @param vars the variable each value goes to
+   * @param finite whether each target's gradient was finite
    */
-  static Step build(
-      Ops tf,
-      Rule rule,
-      FisherOptions options,
-      LearningRate lr,
-      List<Target> targets,
-      StateVar skipped,
-      String name,
-      boolean assertOnError,
-      boolean xla) {
-    Plan plan = plan(tf, rule, options, lr, targets, skipped, xla);
-    List<Op> checks = assertOnError ? checks(tf, options, targets, plan.finite()) : List.of();
-    return new Step(write(tf, plan.values(), plan.vars(), checks, name), plan.finite());
-  }
-
-  /** Every new value and the variable it goes to, computed from reads only; finiteness per target. */
   record Plan(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite) {}
 
+  private final Spec spec;
+  /** Whether the step will be XLA-compiled (the sums take XLA's fused forms). */
+  private final boolean xla;
+
+  Updater(Spec spec, boolean xla) {
+    this.spec = spec;
+    this.xla = xla;
+  }
+
+  /** The error of a non-finite gradient under ERROR, naming the variable. */
+  static String nonFiniteMessage(String variable) {
+    return "non-finite gradient (NaN, Inf, or a sum of squares that overflows) for variable `"
+        + variable + "`";
+  }
+
+  /**
+   * The step as one op named {@code name}, reporting finiteness through {@link Step#finite} (as
+   * an XLA step must: XLA drops assertions). Under SKIP and ERROR a non-finite gradient leaves
+   * every variable and slot as it was.
+   *
+   * @param skipped the {@code skipped_steps} counter (int64 scalar), incremented under SKIP
+   */
+  Step build(Ops tf, List<Target> targets, StateVar skipped, String name) {
+    Plan plan = plan(tf, targets, skipped);
+    return new Step(write(tf, plan.values(), plan.vars(), List.of(), name), plan.finite());
+  }
+
+  /** As {@link #build}, and under ERROR an assertion that fails the run naming the variable. */
+  Op buildAsserting(Ops tf, List<Target> targets, StateVar skipped, String name) {
+    Plan plan = plan(tf, targets, skipped);
+    return write(tf, plan.values(), plan.vars(), checks(tf, targets, plan.finite()), name);
+  }
+
   /** The step's new values, with the policy folded in, before any write. */
-  static Plan plan(
-      Ops tf,
-      Rule rule,
-      FisherOptions options,
-      LearningRate lr,
-      List<Target> targets,
-      StateVar skipped,
-      boolean xla) {
+  Plan plan(Ops tf, List<Target> targets, StateVar skipped) {
+    FisherOptions options = spec.options();
     boolean policy = options.nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
     List<Pending<?>> pending = new ArrayList<>();
     for (Target target : targets) {
-      pending.add(read(Kernels.forParameter(tf, target.paramType(), xla), rule, policy, target));
+      pending.add(read(Kernels.forParameter(tf, target.paramType(), xla), policy, target));
     }
     Operand<TBool> keep = null;
     if (policy) {
@@ -102,7 +132,7 @@ final class Updater {
     List<Operand<?>> values = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
     for (Pending<?> p : pending) {
-      p.collect(rule, options, lr, keep, values, vars);
+      p.collect(spec, keep, values, vars);
     }
     if (skipped != null && options.nonFinite() == FisherOptions.NonFinitePolicy.SKIP) {
       Operand<TInt64> count = tf.dtypes.cast(skipped.read(tf), TInt64.class);
@@ -116,14 +146,12 @@ final class Updater {
   }
 
   /** Under ERROR, an assertion per target that fails the run naming the variable. */
-  static List<Op> checks(
-      Ops tf, FisherOptions options, List<Target> targets, List<Operand<TBool>> finite) {
+  List<Op> checks(Ops tf, List<Target> targets, List<Operand<TBool>> finite) {
     List<Op> out = new ArrayList<>();
-    if (options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
+    if (spec.options().nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
       for (int i = 0; i < targets.size(); i++) {
-        out.add(tf.assertThat(finite.get(i), List.of(tf.constant(
-            "non-finite gradient (NaN, Inf, or a sum of squares that overflows) for variable `"
-                + targets.get(i).name() + "`"))));
+        out.add(tf.assertThat(finite.get(i),
+            List.of(tf.constant(nonFiniteMessage(targets.get(i).name())))));
       }
     }
     return out;
@@ -145,16 +173,15 @@ final class Updater {
   }
 
   /** Reads a target's state and gradient, and the gradient's sums where needed. */
-  private static <W extends TFloating> Pending<W> read(
-      Kernels<W> k, Rule rule, boolean policy, Target target) {
+  private <W extends TFloating> Pending<W> read(Kernels<W> k, boolean policy, Target target) {
     Ops tf = k.tf;
     Operand<W> theta = k.cast(target.param().read(tf));
     Map<String, Operand<W>> slots = new LinkedHashMap<>();
     target.slots().forEach((slot, v) -> slots.put(slot, k.cast(v.read(tf))));
     Operand<TInt64> step = tf.dtypes.cast(target.step().read(tf), TInt64.class);
     Operand<W> g = k.cast(target.gradient());
-    Kernels.Stats stats = policy || rule.needsStats() ? k.stats(g, target.shape()) : null;
-    return new Pending<>(k, target, theta, slots, step, g, stats);
+    boolean stats = policy || spec.algorithm().needsGradientStats();
+    return new Pending<>(k, target, theta, slots, step, g, stats ? k.stats(g, target.shape()) : null);
   }
 
   /** A read but not yet computed step of one variable. */
@@ -173,12 +200,17 @@ final class Updater {
     }
 
     /** Runs the rule and adds (value, variable) pairs; {@code keep} is null without a policy. */
-    void collect(
-        Rule rule, FisherOptions options, LearningRate lr, Operand<TBool> keep,
-        List<Operand<?>> values, List<StateVar> vars) {
+    void collect(Spec spec, Operand<TBool> keep, List<Operand<?>> values, List<StateVar> vars) {
       Ops tf = k.tf;
-      Rule.Result<W> r = rule.step(
-          k, options, lr.in(k), step, theta, gradient, stats, slots, target.shape(), keep);
+      Shape shape = target.shape();
+      Operand<TInt64> next = tf.math.add(step, tf.constant(1L)); // l.4: t ← t + 1
+      Operand<W> rmsG = stats == null || !spec.algorithm().needsGradientStats() ? null : k.rms(stats, shape);
+      StepScalars<W> s = StepScalars.of(
+          k, spec.options(), spec.learningRate().in(k), k.stepNumber(next), rmsG, keep);
+      // g, or zeros where the policy skips the step (a scalar-predicated select, fused)
+      Operand<W> g = keep == null ? gradient : tf.select(keep, gradient, tf.zerosLike(gradient));
+      Rule.Result<W> r = Rule.step(spec.algorithm(),
+          new Rule.Input<>(k, spec.options(), shape, theta, g, slots, s));
       Operand<W> newTheta = r.theta();
       values.add(newTheta.type() == target.paramType()
           ? newTheta : tf.dtypes.cast(newTheta, target.paramType()));
@@ -187,7 +219,6 @@ final class Updater {
         values.add(v);
         vars.add(target.slots().get(slot));
       });
-      Operand<TInt64> next = tf.math.add(step, tf.constant(1L)); // l.4: t ← t + 1
       values.add(keep == null ? next : tf.select(keep, next, step));
       vars.add(target.step());
     }

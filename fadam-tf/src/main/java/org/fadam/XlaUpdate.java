@@ -10,10 +10,7 @@ import org.tensorflow.Signature;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
-import org.tensorflow.op.Scope;
 import org.tensorflow.op.core.Placeholder;
-import org.tensorflow.proto.DataType;
-import org.tensorflow.proto.OpDef;
 import org.tensorflow.types.TBool;
 import org.tensorflow.types.family.TNumber;
 import org.tensorflow.types.family.TType;
@@ -22,7 +19,7 @@ import org.tensorflow.types.family.TType;
  * The drop-in optimizers' step on ref variables, computed by one XLA-compiled function of
  * {@link Rule}: the variables, slots, counters and gradients are read in the graph and passed in,
  * {@link Updater#plan} computes every new value inside the function, and the values coming out
- * are assigned to the ref variables (XLA cannot touch ref variables itself, DESIGN). Under ERROR
+ * are assigned to the ref variables (XLA cannot touch ref variables itself: docs/design.md, "TF Java 1.1.0 facts"). Under ERROR
  * the assertions run outside the function, before any assignment (XLA drops assertions).
  */
 final class XlaUpdate {
@@ -31,13 +28,8 @@ final class XlaUpdate {
 
   /** The step as one op named {@code name}. */
   static Op build(
-      Ops tf,
-      Rule rule,
-      FisherOptions options,
-      LearningRate lr,
-      List<Updater.Target> targets,
-      StateVar skipped,
-      String name) {
+      Ops tf, Updater.Spec spec, List<Updater.Target> targets, StateVar skipped, String name) {
+    LearningRate lr = spec.learningRate();
     List<Output<?>> args = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
     int[] planned = new int[1];
@@ -56,7 +48,8 @@ final class XlaUpdate {
           ? lr
           : LearningRate.of(numeric(in.value(lr.operand().asOutput(), Shape.scalar())));
       StateVar innerSkipped = skipped == null ? null : in.state(tf, skipped);
-      Updater.Plan plan = Updater.plan(f, rule, options, innerLr, inner, innerSkipped, true);
+      Updater inside = new Updater(new Updater.Spec(spec.algorithm(), spec.options(), innerLr), true);
+      Updater.Plan plan = inside.plan(f, inner, innerSkipped);
       List<Operand<?>> outputs = new ArrayList<>(plan.values());
       outputs.addAll(plan.finite());
       for (int k = 0; k < outputs.size(); k++) {
@@ -66,7 +59,7 @@ final class XlaUpdate {
       planned[0] = plan.values().size();
       return sig.build();
     });
-    Operation call = call(tf.scope(), name + "_xla", fn, args, true);
+    Operation call = FunctionCalls.call(tf.scope(), name + "_xla", fn, args, true);
     List<Output<?>> values = new ArrayList<>();
     List<Operand<TBool>> finite = new ArrayList<>();
     for (int i = 0; i < call.numOutputs(); i++) {
@@ -76,7 +69,7 @@ final class XlaUpdate {
         finite.add(call.output(i));
       }
     }
-    List<Op> checks = Updater.checks(tf, options, targets, finite);
+    List<Op> checks = new Updater(spec, false).checks(tf, targets, finite);
     return Updater.write(tf, values, vars, checks, name);
   }
 
@@ -140,24 +133,5 @@ final class XlaUpdate {
     public int hashCode() {
       return System.identityHashCode(this);
     }
-  }
-
-  /**
-   * A StatefulPartitionedCall of {@code fn} (Ops.call would make a stateless one), XLA-compiled
-   * when {@code jit} (the {@code _XlaMustCompile} attribute).
-   */
-  static Operation call(Scope scope, String name, ConcreteFunction fn, List<Output<?>> args, boolean jit) {
-    OpDef sig = fn.getFunctionDef().getSignature();
-    DataType[] tin = args.stream().map(Output::dataType).toArray(DataType[]::new);
-    DataType[] tout = sig.getOutputArgList().stream().map(OpDef.ArgDef::getType).toArray(DataType[]::new);
-    var builder = scope.env().opBuilder("StatefulPartitionedCall", scope.makeOpName(name), scope)
-        .addInputList(args.toArray(new Output<?>[0]))
-        .setAttr("Tin", tin)
-        .setAttr("Tout", tout)
-        .setAttr("f", fn);
-    if (jit) {
-      builder.setAttr("_XlaMustCompile", true);
-    }
-    return builder.build();
   }
 }

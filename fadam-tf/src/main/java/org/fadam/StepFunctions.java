@@ -1,0 +1,293 @@
+package org.fadam;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.tensorflow.ConcreteFunction;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Operation;
+import org.tensorflow.Output;
+import org.tensorflow.Signature;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.family.TFloating;
+import org.tensorflow.types.family.TType;
+
+/**
+ * The three functions of a {@link FisherTrainStep} and their calls in the outer graph: the whole
+ * step (inputs and every variable's handle → loss, step, finite), its first half (inputs and the
+ * parameters' handles → loss and gradients) and its second half (gradients and every handle →
+ * step, finite). Each is one {@code StatefulPartitionedCall}, XLA-compiled when the step is.
+ */
+final class StepFunctions {
+
+  /**
+   * What the functions are built from.
+   *
+   * @param name the step's name (the functions' and calls' names start with it)
+   * @param inputs each input's dtype and shape, by name
+   * @param model the loss
+   * @param algorithm the optimizer's algorithm
+   * @param options its options
+   * @param learningRate the fixed η, where {@code schedule} is null
+   * @param schedule η_t computed from {@code iterations}, or null
+   * @param jit whether the calls are XLA-compiled
+   */
+  record Spec(
+      String name,
+      Map<String, InputSpec> inputs,
+      FisherTrainStep.Model model,
+      Algorithm algorithm,
+      FisherOptions options,
+      double learningRate,
+      FisherTrainStep.Schedule schedule,
+      boolean jit) {}
+
+  /**
+   * An input's dtype and shape.
+   *
+   * @param type the dtype
+   * @param shape the shape (-1 for the batch)
+   */
+  record InputSpec(Class<? extends TType> type, Shape shape) {}
+
+  static final String INPUT = "input";
+  static final String VARIABLE = "variable";
+  private static final String FINITE = "finite";
+
+  private final Spec spec;
+  private final TrainState state;
+  private final Map<String, String> keys;
+  private final Map<String, Placeholder<?>> outerInputs;
+  /** The whole step's function. */
+  final ConcreteFunction trainFunction;
+  /** The whole step's outputs: loss, step, finite. */
+  final Operation train;
+  /** The first half's outputs: loss, then one gradient per parameter. */
+  final Operation gradients;
+  /** The second half's gradient inputs in the outer graph, by key. */
+  final Map<String, Placeholder<?>> gradientInputs = new LinkedHashMap<>();
+  /** The second half's outputs: step, finite. */
+  final Operation apply;
+
+  StepFunctions(Graph graph, Spec spec, TrainState state, Map<String, String> keys,
+      Map<String, Placeholder<?>> outerInputs) {
+    this.spec = spec;
+    this.state = state;
+    this.keys = keys;
+    this.outerInputs = outerInputs;
+    List<ResourceVariable<?>> all = state.all();
+    List<ResourceVariable<?>> parameters = state.parameters();
+    this.trainFunction = ConcreteFunction.create(this::trainBody);
+    this.train = FunctionCalls.call(graph.baseScope(), spec.name(), trainFunction,
+        args(outerInputs.values(), all), spec.jit());
+    String gradName = spec.name() + "_" + FisherTrainStep.GRADIENTS;
+    this.gradients = FunctionCalls.call(graph.baseScope(), gradName,
+        ConcreteFunction.create(this::gradientsBody), args(outerInputs.values(), parameters), spec.jit());
+    String applyName = spec.name() + "_" + FisherTrainStep.APPLY_GRADIENTS;
+    Ops feed = Ops.create(graph).withSubScope(applyName);
+    for (ResourceVariable<?> p : parameters) {
+      String key = keys.get(p.name());
+      gradientInputs.put(key, feed.withName(key).placeholder(p.type(), Placeholder.shape(p.shape())));
+    }
+    this.apply = FunctionCalls.call(graph.baseScope(), applyName,
+        ConcreteFunction.create(this::applyBody), args(gradientInputs.values(), all), spec.jit());
+  }
+
+  /** The whole step's signature under {@code key}: every input → loss, step. */
+  Signature trainSignature(String key) {
+    Signature.Builder s = Signature.builder().key(key);
+    outerInputs.forEach(s::input);
+    return s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1)).build();
+  }
+
+  /** The first half's signature under {@code key}: every input → loss and each gradient. */
+  Signature gradientsSignature(String key) {
+    Signature.Builder s = Signature.builder().key(key);
+    outerInputs.forEach(s::input);
+    s.output(FisherTrainStep.LOSS, gradients.output(0));
+    int i = 1;
+    for (String k : keys.values()) {
+      s.output(k, gradients.output(i++));
+    }
+    return s.build();
+  }
+
+  /** The second half's signature under {@code key}: each gradient → step. */
+  Signature applySignature(String key) {
+    Signature.Builder s = Signature.builder().key(key);
+    gradientInputs.forEach(s::input);
+    return s.output(FisherTrainStep.STEP, apply.output(0)).build();
+  }
+
+  private static List<Output<?>> args(
+      java.util.Collection<? extends Placeholder<?>> values, List<ResourceVariable<?>> vars) {
+    List<Output<?>> args = new ArrayList<>();
+    values.forEach(p -> args.add(p.asOutput()));
+    vars.forEach(v -> args.add(v.handle()));
+    return args;
+  }
+
+  /** The whole step: the inputs, then every variable's handle → loss, step, finite. */
+  private Signature trainBody(Ops fn) {
+    Signature.Builder sig = Signature.builder().key(spec.name());
+    Map<String, Operand<?>> in = inputArgs(fn, sig);
+    Map<ResourceVariable<?>, Output<TType>> handles = handleArgs(fn, state.all(), sig);
+    Forward forward = forward(fn, in, handles);
+    Update update = update(fn, List.of(forward.gradients()), handles);
+    sig.output(FisherTrainStep.LOSS,
+        update.done().withName(FisherTrainStep.LOSS).dtypes.cast(forward.loss(), TFloat32.class));
+    return update.outputs(sig).build();
+  }
+
+  /** The first half: the inputs and the parameters' handles → loss, gradients. */
+  private Signature gradientsBody(Ops fn) {
+    Signature.Builder sig = Signature.builder().key(spec.name() + "_" + FisherTrainStep.GRADIENTS);
+    Map<String, Operand<?>> in = inputArgs(fn, sig);
+    List<ResourceVariable<?>> parameters = state.parameters();
+    Forward forward = forward(fn, in, handleArgs(fn, parameters, sig));
+    sig.output(FisherTrainStep.LOSS,
+        fn.withName(FisherTrainStep.LOSS).dtypes.cast(forward.loss(), TFloat32.class));
+    for (int k = 0; k < parameters.size(); k++) {
+      String key = keys.get(parameters.get(k).name());
+      sig.output(key, fn.withName(key).identity(forward.gradients()[k]));
+    }
+    return sig.build();
+  }
+
+  /** The second half: one gradient per parameter, then every variable's handle → step, finite. */
+  private Signature applyBody(Ops fn) {
+    Signature.Builder sig = Signature.builder().key(spec.name() + "_" + FisherTrainStep.APPLY_GRADIENTS);
+    List<Operand<?>> grads = new ArrayList<>();
+    for (ResourceVariable<?> p : state.parameters()) {
+      String key = keys.get(p.name());
+      Placeholder<?> g = fn.withName(key).placeholder(p.type(), Placeholder.shape(p.shape()));
+      grads.add(g);
+      sig.input(key, g);
+    }
+    Update update = update(fn, grads, handleArgs(fn, state.all(), sig));
+    return update.outputs(sig).build();
+  }
+
+  private Map<String, Operand<?>> inputArgs(Ops fn, Signature.Builder sig) {
+    Map<String, Operand<?>> in = new LinkedHashMap<>();
+    spec.inputs().forEach((n, s) -> {
+      Placeholder<?> p = fn.withName(n).placeholder(s.type(), Placeholder.shape(s.shape()));
+      in.put(n, p);
+      sig.input(n, p);
+    });
+    return in;
+  }
+
+  private static Map<ResourceVariable<?>, Output<TType>> handleArgs(
+      Ops fn, List<ResourceVariable<?>> vars, Signature.Builder sig) {
+    Map<ResourceVariable<?>, Output<TType>> handles = new LinkedHashMap<>();
+    int i = 0;
+    for (ResourceVariable<?> v : vars) {
+      Output<TType> h = FunctionCalls.resourcePlaceholder(fn, "handle_" + i++);
+      handles.put(v, h);
+      sig.input("handle:" + v.name(), h);
+    }
+    return handles;
+  }
+
+  /** The loss and the gradient of every parameter (in parameter order). */
+  private record Forward(Operand<? extends TFloating> loss, Output<?>[] gradients) {}
+
+  private Forward forward(Ops fn, Map<String, Operand<?>> in, Map<ResourceVariable<?>, Output<TType>> handles) {
+    List<ResourceVariable<?>> parameters = state.parameters();
+    Map<String, Operand<?>> values = new LinkedHashMap<>();
+    List<Output<?>> reads = new ArrayList<>();
+    for (ResourceVariable<?> p : parameters) {
+      Operand<?> r = fn.readVariableOp(handles.get(p), p.type());
+      values.put(p.name(), r);
+      reads.add(r.asOutput());
+    }
+    Operand<? extends TFloating> loss =
+        spec.model().loss(fn, new Operands(INPUT, in), new Operands(VARIABLE, values));
+    Shape lossShape = loss.shape();
+    if (lossShape != null && !lossShape.isUnknown() && lossShape.numDimensions() != 0) {
+      throw new IllegalArgumentException("the model's loss must be a scalar; got shape " + lossShape);
+    }
+    Output<?>[] grads = ((Graph) fn.scope().env()).addGradients(loss.asOutput(), reads.toArray(new Output<?>[0]));
+    for (int k = 0; k < parameters.size(); k++) {
+      if (grads[k] == null) {
+        throw new IllegalArgumentException(
+            "the loss has no gradient with respect to variable '" + parameters.get(k).name() + "'");
+      }
+    }
+    return new Forward(loss, grads);
+  }
+
+  /**
+   * The optimizer update and the {@code iterations} count, and what the outputs depend on.
+   *
+   * @param done ops that run after the update and the count
+   * @param after {@code iterations} after the step
+   * @param finite whether each parameter's gradient was finite
+   * @param options the options (their policy)
+   */
+  private record Update(Ops done, Operand<TInt64> after, List<Operand<TBool>> finite, FisherOptions options) {
+
+    /** Adds the step and finite outputs. */
+    Signature.Builder outputs(Signature.Builder sig) {
+      sig.output(FisherTrainStep.STEP, done.withName(FisherTrainStep.STEP).identity(after));
+      // Only ERROR reads the flags; otherwise a constant, so PROPAGATE's step has no finiteness work.
+      boolean[] none = new boolean[finite.size()];
+      Arrays.fill(none, true);
+      return sig.output(FINITE, options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
+          ? done.withName(FINITE).stack(finite)
+          : done.withName(FINITE).constant(none));
+    }
+  }
+
+  /** The update of every parameter from its gradient (in parameter order), counted. */
+  private Update update(Ops fn, List<? extends Operand<?>> grads, Map<ResourceVariable<?>, Output<TType>> handles) {
+    Operand<TInt64> before = fn.readVariableOp(handles.get(state.iterations()), TInt64.class);
+    LearningRate lr = spec.schedule() == null
+        ? LearningRate.of(spec.learningRate())
+        : LearningRate.of(spec.schedule().learningRate(fn, before));
+    List<Updater.Target> targets = new ArrayList<>();
+    List<ResourceVariable<?>> parameters = state.parameters();
+    for (int k = 0; k < parameters.size(); k++) {
+      ResourceVariable<?> p = parameters.get(k);
+      Map<String, StateVar> slotVars = new LinkedHashMap<>();
+      state.slotsOf(p).forEach((slot, v) -> {
+        if (!slot.equals(Algorithm.STEP)) {
+          slotVars.put(slot, new Handle(handles.get(v), v.type()));
+        }
+      });
+      ResourceVariable<?> stepVar = state.slotsOf(p).get(Algorithm.STEP);
+      targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads.get(k),
+          new Handle(handles.get(p), p.type()), slotVars, new Handle(handles.get(stepVar), TInt64.class)));
+    }
+    Updater updater = new Updater(new Updater.Spec(spec.algorithm(), spec.options(), lr), spec.jit());
+    Updater.Step step = updater.build(fn, targets,
+        new Handle(handles.get(state.skippedSteps()), TInt64.class), "apply");
+    Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
+    Op count = fn.withControlDependencies(List.of(step.op()))
+        .assignVariableOp(handles.get(state.iterations()), after);
+    return new Update(fn.withControlDependencies(List.of(step.op(), count)), after, step.finite(), spec.options());
+  }
+
+  /** A resource variable inside a step function, reached through its handle argument. */
+  private record Handle(Operand<? extends TType> handle, Class<? extends TType> type) implements StateVar {
+    @Override
+    public Operand<? extends TType> read(Ops tf) {
+      return tf.readVariableOp(handle, type);
+    }
+
+    @Override
+    public Op write(Ops tf, Operand<? extends TType> value) {
+      return tf.assignVariableOp(handle, value);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+package org.fadam;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.tensorflow.Operand;
+import org.tensorflow.internal.types.registry.TensorTypeRegistry;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Ops;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.family.TType;
+
+/**
+ * Every resource variable of a {@link FisherTrainStep}: the parameters, each one's slots and step
+ * counter ({@link OptimizerSlots}), and the step's {@code iterations} and {@code skipped_steps}
+ * counters, in the order the checkpoint and the step function list them.
+ */
+final class TrainState {
+
+  private final List<ResourceVariable<?>> parameters;
+  /** Parameter name → slot name → variable (the step counter under {@link Algorithm#STEP}). */
+  private final Map<String, Map<String, ResourceVariable<?>>> slots = new LinkedHashMap<>();
+  private final ResourceVariable<TInt64> iterations;
+  private final ResourceVariable<TInt64> skippedSteps;
+  private final List<ResourceVariable<?>> all;
+
+  /**
+   * Creates the state in {@code scope}.
+   *
+   * @param scope ops under the step's name
+   * @param name the step's name (the counters are {@code <name>-iterations} and {@code
+   *     <name>-skipped_steps})
+   */
+  TrainState(Ops scope, String name, Algorithm algorithm, FisherOptions options,
+      List<ResourceVariable<?>> parameters) {
+    this.parameters = List.copyOf(parameters);
+    List<ResourceVariable<?>> vars = new ArrayList<>(this.parameters);
+    for (ResourceVariable<?> p : this.parameters) {
+      Map<String, ResourceVariable<?>> own = OptimizerSlots.create(algorithm, options, p.name(),
+          p.shape(), p.type(), (n, type, shape, init) -> filled(scope, n, type, shape, init));
+      slots.put(p.name(), own);
+      vars.addAll(own.values());
+    }
+    this.iterations = filled(scope, name + "-iterations", TInt64.class, Shape.scalar(), 0);
+    this.skippedSteps = filled(scope, name + "-skipped_steps", TInt64.class, Shape.scalar(), 0);
+    vars.add(iterations);
+    vars.add(skippedSteps);
+    this.all = List.copyOf(vars);
+  }
+
+  private static <X extends TType> ResourceVariable<X> filled(
+      Ops tf, String name, Class<X> type, Shape shape, double init) {
+    Ops i = tf.withInitScope();
+    Operand<X> value = i.fill(i.constant(shape), i.dtypes.cast(i.constant(init), type));
+    return ResourceVariable.create(tf, name, value);
+  }
+
+  /** The trainable variables. */
+  List<ResourceVariable<?>> parameters() {
+    return parameters;
+  }
+
+  /** Parameters, then each one's slots and counter, then iterations and skipped steps. */
+  List<ResourceVariable<?>> all() {
+    return all;
+  }
+
+  /** A parameter's slots and counter by slot name. */
+  Map<String, ResourceVariable<?>> slotsOf(ResourceVariable<?> parameter) {
+    return Collections.unmodifiableMap(slots.get(parameter.name()));
+  }
+
+  /** One slot of a parameter, if the parameter is the step's and has it. */
+  Optional<ResourceVariable<?>> slot(ResourceVariable<?> parameter, String slotName) {
+    Map<String, ResourceVariable<?>> own = slots.get(parameter.name());
+    return own == null ? Optional.empty() : Optional.ofNullable(own.get(slotName));
+  }
+
+  ResourceVariable<TInt64> iterations() {
+    return iterations;
+  }
+
+  ResourceVariable<TInt64> skippedSteps() {
+    return skippedSteps;
+  }
+
+  /** Bytes of optimizer state: every slot and step counter, and the two global counters. */
+  long optimizerStateBytes() {
+    long bytes = 16;
+    for (Map<String, ResourceVariable<?>> own : slots.values()) {
+      for (ResourceVariable<?> v : own.values()) {
+        bytes += v.shape().size() * TensorTypeRegistry.find(v.type()).byteSize();
+      }
+    }
+    return bytes;
+  }
+}
