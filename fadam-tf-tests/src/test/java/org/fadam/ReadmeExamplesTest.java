@@ -8,11 +8,14 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
@@ -42,7 +45,8 @@ import org.tensorflow.types.TFloat32;
  * code of a {@code java} block of FILE below its {@code import} lines; those imports are exactly
  * what the block needs (each example is compiled on its own, with only the imports it shows). Every
  * {@code java} block of README.md and docs/*.md is one of these regions, or is listed in {@link
- * #EXEMPT} with the reason it cannot run here.
+ * #EXEMPT} with the reason it cannot run here. The docs' relative links, the README's length and
+ * the headings of docs/design.md (which the code cites) are checked here too.
  */
 class ReadmeExamplesTest {
 
@@ -417,5 +421,124 @@ class ReadmeExamplesTest {
               .map(d -> d.getSource().getName() + ":" + d.getLineNumber() + ": " + d.getMessage(Locale.ROOT))
               .toList()));
     }
+  }
+
+  // --- links, length, and the design of record ----------------------------------------------------
+
+  private static final Pattern FENCE = Pattern.compile("(?ms)^```.*?^```");
+  private static final Pattern CODE_SPAN = Pattern.compile("`[^`\\n]*`");
+  private static final Pattern LINK = Pattern.compile("\\[[^\\]]*\\]\\(([^)\\s]+)(?:\\s+\"[^\"]*\")?\\)");
+  private static final Pattern HEADING = Pattern.compile("(?m)^(#{1,6})\\s+(.*?)\\s*$");
+
+  /** GitHub's anchors of a Markdown document's headings (outside code blocks). */
+  static Set<String> anchors(String markdown) {
+    Set<String> anchors = new LinkedHashSet<>();
+    Map<String, Integer> seen = new HashMap<>();
+    Matcher m = HEADING.matcher(FENCE.matcher(markdown).replaceAll(""));
+    while (m.find()) {
+      String slug = m.group(2).toLowerCase(Locale.ROOT)
+          .replaceAll("[^\\p{L}\\p{N} _-]", "").replace(' ', '-');
+      int n = seen.merge(slug, 1, Integer::sum);
+      anchors.add(n == 1 ? slug : slug + "-" + (n - 1));
+    }
+    return anchors;
+  }
+
+  /** Every relative link and image of README.md and docs/*.md names a file that exists. */
+  @Test
+  void everyRelativeLinkResolves() throws IOException {
+    Path root = Path.of("..");
+    List<String> broken = new ArrayList<>();
+    for (var doc : documents().entrySet()) {
+      Path dir = root.resolve(doc.getKey()).getParent();
+      String prose = CODE_SPAN.matcher(FENCE.matcher(doc.getValue()).replaceAll("")).replaceAll("");
+      Matcher m = LINK.matcher(prose);
+      while (m.find()) {
+        String target = m.group(1);
+        if (target.matches("^[a-zA-Z][a-zA-Z0-9+.-]*:.*")) {
+          continue; // https:, mailto:
+        }
+        int hash = target.indexOf('#');
+        String path = hash < 0 ? target : target.substring(0, hash);
+        Path file = path.isEmpty() ? root.resolve(doc.getKey()) : dir.resolve(path).normalize();
+        if (!Files.exists(file)) {
+          broken.add(doc.getKey() + ": " + target + " (no " + file + ")");
+        } else if (hash >= 0 && file.toString().endsWith(".md")
+            && !anchors(Files.readString(file)).contains(target.substring(hash + 1))) {
+          broken.add(doc.getKey() + ": " + target + " (no such heading in " + file + ")");
+        }
+      }
+    }
+    assertEquals(List.of(), broken);
+  }
+
+  /** The README keeps to what a newcomer needs; the detail lives in docs/. */
+  @Test
+  void theReadmeIsShort() throws IOException {
+    long lines = Files.readAllLines(Path.of("..", "README.md")).size();
+    assertTrue(lines <= 200, "README.md has " + lines + " lines; move detail into docs/ (at most 200)");
+  }
+
+  /** The {@code ##} headings of docs/design.md, in order: the code cites them by name. */
+  static final List<String> DESIGN_SECTIONS = List.of(
+      "Scope and users",
+      "Numerical conventions",
+      "TF Java 1.1.0 facts",
+      "XLA CPU performance facts",
+      "Python, tf.distribute and TPU facts",
+      "Structure",
+      "House style");
+
+  /** A citation of a heading of docs/design.md; {@code "<heading>"} is the placeholder of the form. */
+  private static final Pattern CITATION =
+      Pattern.compile("docs/design\\.md,[\\s*/#]*\"([^\"<\\n][^\"\\n]*)\"");
+
+  /**
+   * docs/design.md has its sections in order, and every citation of one of its headings (the file
+   * name, a comma, the heading in double quotes) in the sources, scripts and docs names one of its
+   * {@code ##} or {@code ###} headings. Outside the
+   * library's main code (which its own owner updates), nothing cites the old DESIGN file any more.
+   */
+  @Test
+  void everyCitationOfTheDesignNamesItsHeading() throws IOException {
+    Path root = Path.of("..");
+    String design = Files.readString(root.resolve("docs/design.md"));
+    List<String> sections = new ArrayList<>();
+    Set<String> headings = new LinkedHashSet<>();
+    Matcher h = HEADING.matcher(FENCE.matcher(design).replaceAll(""));
+    while (h.find()) {
+      if (h.group(1).length() == 2) {
+        sections.add(h.group(2));
+      }
+      if (h.group(1).length() <= 3) {
+        headings.add(h.group(2));
+      }
+    }
+    assertEquals(DESIGN_SECTIONS, sections, "docs/design.md's ## headings");
+    List<String> wrong = new ArrayList<>();
+    String oldName = "DESIGN" + ".md";
+    for (String top : List.of("fadam-tf", "fadam-tf-tests/src", "scripts", "tpu-configs", "docs", "README.md")) {
+      List<Path> files;
+      try (Stream<Path> walk = Files.walk(root.resolve(top))) {
+        files = walk.filter(Files::isRegularFile)
+            .filter(f -> !f.toString().contains("/target/"))
+            .filter(f -> f.toString().matches(".*\\.(java|md|py|sh|txt|xml)$")
+                || f.getParent().endsWith("scripts"))
+            .toList();
+      }
+      for (Path f : files) {
+        String text = Files.readString(f);
+        Matcher c = CITATION.matcher(text);
+        while (c.find()) {
+          if (!headings.contains(c.group(1))) {
+            wrong.add(root.relativize(f) + ": \"" + c.group(1) + "\" is not a heading of docs/design.md");
+          }
+        }
+        if (text.contains(oldName) && !root.relativize(f).startsWith(Path.of("fadam-tf", "src", "main"))) {
+          wrong.add(root.relativize(f) + " cites " + oldName + ": cite docs/design.md, \"<heading>\"");
+        }
+      }
+    }
+    assertEquals(List.of(), wrong, "headings: " + headings);
   }
 }
