@@ -54,8 +54,8 @@ class UsageError(Exception):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="train.py",
-        description=__doc__.split("\n\n")[0] + " See the top of this file and README.md"
-        " (Scaling out) for the details.",
+        description=__doc__.split("\n\n")[0] + " See the top of this file and"
+        " docs/scaling-out.md for the details.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--strategy", choices=STRATEGIES, default="one",
@@ -112,7 +112,7 @@ def make_strategy(args):
     if args.strategy == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise UsageError("--strategy multiworker needs the TF_CONFIG environment variable"
-                             " (see README.md, Scaling out)")
+                             " (see docs/scaling-out.md)")
         return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=args.tpu)
     tf.config.experimental_connect_to_cluster(resolver)

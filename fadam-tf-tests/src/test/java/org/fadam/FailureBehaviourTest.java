@@ -31,7 +31,7 @@ import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.op.core.Variable;
 import org.tensorflow.types.TFloat32;
 
-/** Non-finite gradients, wrong use, concurrency and repeatability (the README's "Failure behaviour"). */
+/** Non-finite gradients, wrong use, concurrency and repeatability (docs/failure-behaviour.md). */
 class FailureBehaviourTest {
 
   /** A two-variable model whose gradient is the fed x (NaN in, NaN gradient out) on one of them. */

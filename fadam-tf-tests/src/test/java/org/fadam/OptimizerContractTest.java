@@ -166,7 +166,8 @@ class OptimizerContractTest {
                   label + " " + type.getSimpleName() + " [" + i + "]");
             }
           } else if (!label.equals("PaperAdam")) {
-            // FAdam/FAdafactor: ḡ = 0 and ḡw = 0 where f^ρ + ε̂^(2ρ) = 0 (DESIGN zero-denominator rule).
+            // FAdam/FAdafactor: ḡ = 0 and ḡw = 0 where f^ρ + ε̂^(2ρ) = 0
+            // (docs/design.md, "Zero denominators").
             assertArrayEquals(before, after, label + " " + type.getSimpleName());
           } else {
             for (double x : after) {
@@ -333,7 +334,10 @@ class OptimizerContractTest {
     }
   }
 
-  /** DESIGN trap: Square or Pow fed directly by a ref variable crashes TF Java 1.1.0. */
+  /**
+   * Square or Pow fed directly by a ref variable crashes TF Java 1.1.0
+   * (docs/design.md, "TF Java 1.1.0 facts").
+   */
   @ParameterizedTest(name = "{0}")
   @MethodSource("optimizers")
   void refVariablesOnlyFeedIdentityAndAssign(String label, BiFunction<Graph, FisherOptions, FisherOptimizer> make) {

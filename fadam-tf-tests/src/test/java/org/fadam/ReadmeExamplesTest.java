@@ -1,18 +1,29 @@
 package org.fadam;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
+import javax.tools.DiagnosticCollector;
+import javax.tools.JavaCompiler;
+import javax.tools.JavaFileObject;
+import javax.tools.StandardJavaFileManager;
+import javax.tools.ToolProvider;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -29,9 +40,13 @@ import org.tensorflow.op.core.Variable;
 import org.tensorflow.types.TFloat32;
 
 /**
- * The README's Java examples, compiled and run: each {@code README:name} region of this file is,
- * character for character (less its indentation), a {@code java} code block of README.md, and every
- * {@code java} block of the README is one of these regions.
+ * The Java examples of README.md and docs/*.md, compiled and run. Each {@code // doc FILE#name} …
+ * {@code // doc end} region of this file is, character for character (less its indentation), the
+ * code of a {@code java} block of FILE below its {@code import} lines; those imports are exactly
+ * what the block needs (each example is compiled on its own, with only the imports it shows). Every
+ * {@code java} block of README.md and docs/*.md is one of these regions, or is listed in {@link
+ * #EXEMPT} with the reason it cannot run here. The docs' relative links, the README's length and
+ * the headings of docs/design.md (which the code cites) are checked here too.
  */
 class ReadmeExamplesTest {
 
@@ -42,10 +57,10 @@ class ReadmeExamplesTest {
       Variable<TFloat32> w = tf.variable(tf.zeros(tf.constant(new int[] {4}), TFloat32.class));
       var loss = tf.reduceSum(tf.math.square(tf.math.sub(tf.identity(w), tf.constant(1f))),
           tf.constant(0));
-      // README:drop-in
+      // doc README.md#drop-in
       Optimizer optimizer = new FAdam(graph, 0.001f);    // was: new Adam(graph, 0.001f)
       Op train = optimizer.minimize(loss, "train");      // unchanged
-      // README:end
+      // doc end
       session.initialize();
       float previous = lossOf(session, loss);
       assertEquals(4f, previous);
@@ -83,7 +98,7 @@ class ReadmeExamplesTest {
         TFloat32 x = TFloat32.tensorOf(Shape.of(batch, 4), DataBuffers.of(xs, true, false));
         TFloat32 y = TFloat32.tensorOf(Shape.of(batch, 3), DataBuffers.of(ys, true, false))) {
       List<Float> losses = new ArrayList<>();
-      // README:fused-step
+      // doc README.md#fused-step
       Ops tf = Ops.create(graph);
       var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[4][3]));
       FisherTrainStep step = FisherTrainStep.builder(graph)
@@ -109,7 +124,7 @@ class ReadmeExamplesTest {
           Result r = m.function("train").call(Map.of("x", x, "y", y))) {  // {"loss", "step"}
         resumed = ((TFloat32) r.get("loss").orElseThrow()).getFloat();
       }
-      // README:end
+      // doc end
       assertEquals((float) Math.log(3), losses.get(0), 1e-6f); // zero weights: uniform over 3
       assertTrue(losses.get(99) < 0.5f * losses.get(0), "the loss falls: " + losses);
       assertTrue(resumed < losses.get(99), "the SavedModel continues: " + resumed);
@@ -128,7 +143,7 @@ class ReadmeExamplesTest {
         FisherTrainStep step = org.fadam.tools.ResumeProbe.build(graph, "fadam", false);
         try (Session s = new Session(graph)) {
           s.initialize();
-          // README:checkpoints
+          // doc docs/scaling-out.md#checkpoints
           CheckpointManager checkpoints = step.checkpoints(dir, 3);  // dir/ckpt-<step>/, newest 3 kept
           long start = checkpoints.restoreLatest(s).orElse(0);       // a restarted job continues here
           for (long k = start; k < steps; k++) {
@@ -137,7 +152,7 @@ class ReadmeExamplesTest {
               checkpoints.save(s);                                   // written beside, then renamed
             }
           }
-          // README:end
+          // doc end
           starts.add(start);
         }
       }
@@ -150,36 +165,159 @@ class ReadmeExamplesTest {
     }
   }
 
-  // --- the README shows exactly these regions -------------------------------------------------
+  // --- the docs show exactly these regions -----------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
+  private static final String REGION = "// doc ";
+  private static final String REGION_END = "// doc end";
 
-  /** Every README:name … README:end region of this source file, without its indentation. */
-  static Map<String, String> regions() throws IOException {
+  /** An example: the document that shows it, its name, and its code without indentation. */
+  record Region(String document, String name, String code) {}
+
+  /** A java block shown without running it here, and why. {@code firstLine}: its code's first line. */
+  record Exempt(String document, String firstLine, String reason) {}
+
+  /** Java blocks of the docs that no region covers, each with its reason. None today. */
+  static final List<Exempt> EXEMPT = List.of();
+
+  /**
+   * The variables each example takes from the code around it, as the parameters of the method it
+   * is compiled in (fully qualified, so that only the example's own imports resolve its names).
+   */
+  static final Map<String, String> CONTEXT = Map.of(
+      "drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss",
+      "fused-step", "org.tensorflow.Graph graph, org.tensorflow.types.TFloat32 x,"
+          + " org.tensorflow.types.TFloat32 y, java.util.List<Float> losses, java.nio.file.Path model,"
+          + " float resumed",
+      "checkpoints", "org.fadam.FisherTrainStep step, org.tensorflow.Session s, java.nio.file.Path dir,"
+          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, int steps");
+
+  /** Every {@code // doc FILE#name} … {@code // doc end} region of this source file, by name. */
+  static Map<String, Region> regions() throws IOException {
     Path source = Path.of("src/test/java/org/fadam/ReadmeExamplesTest.java");
     Assumptions.assumeTrue(Files.exists(source), "run from fadam-tf-tests/");
-    Map<String, String> regions = new LinkedHashMap<>();
+    Map<String, Region> regions = new LinkedHashMap<>();
     String name = null;
+    String document = null;
     List<String> lines = new ArrayList<>();
     for (String line : Files.readAllLines(source)) {
       String t = line.strip();
-      if (t.startsWith("// README:")) {
-        if (t.equals("// README:end")) {
-          int indent = lines.stream().filter(l -> !l.isBlank())
-              .mapToInt(l -> l.length() - l.stripLeading().length()).min().orElse(0);
-          StringBuilder text = new StringBuilder();
-          lines.forEach(l -> text.append(l.isBlank() ? "" : l.substring(indent)).append('\n'));
-          regions.put(name, text.toString());
-          name = null;
-        } else {
-          name = t.substring("// README:".length());
-          lines.clear();
-        }
+      if (t.equals(REGION_END)) {
+        int indent = lines.stream().filter(l -> !l.isBlank())
+            .mapToInt(l -> l.length() - l.stripLeading().length()).min().orElse(0);
+        StringBuilder text = new StringBuilder();
+        lines.forEach(l -> text.append(l.isBlank() ? "" : l.substring(indent)).append('\n'));
+        regions.put(name, new Region(document, name, text.toString()));
+        name = null;
+      } else if (t.startsWith(REGION) && t.contains("#")) {
+        String ref = t.substring(REGION.length());
+        document = ref.substring(0, ref.indexOf('#'));
+        name = ref.substring(ref.indexOf('#') + 1);
+        lines.clear();
       } else if (name != null) {
         lines.add(line);
       }
     }
     return regions;
+  }
+
+  /** A java block of a document: its import lines, and the code below them. */
+  record Block(List<String> imports, String code) {
+
+    static Block parse(String text) {
+      List<String> imports = new ArrayList<>();
+      String[] lines = text.split("\n", -1);
+      int i = 0;
+      while (i < lines.length && lines[i].startsWith("import ")) {
+        imports.add(lines[i++]);
+      }
+      if (!imports.isEmpty() && i < lines.length && lines[i].isBlank()) {
+        i++; // the blank line between the imports and the code
+      }
+      return new Block(imports, String.join("\n", List.of(lines).subList(i, lines.length)));
+    }
+
+    /** The first line of the code (below the imports): what {@link Exempt} names. */
+    String firstLine() {
+      return code.lines().findFirst().orElse("");
+    }
+  }
+
+  /** README.md and every docs/*.md, by their path from the repository root. */
+  static Map<String, String> documents() throws IOException {
+    Path root = Path.of("..");
+    Assumptions.assumeTrue(Files.exists(root.resolve("README.md")), "run from fadam-tf-tests/");
+    Map<String, String> docs = new LinkedHashMap<>();
+    docs.put("README.md", Files.readString(root.resolve("README.md")));
+    try (Stream<Path> pages = Files.list(root.resolve("docs"))) {
+      for (Path page : pages.filter(p -> p.toString().endsWith(".md")).sorted().toList()) {
+        docs.put("docs/" + page.getFileName(), Files.readString(page));
+      }
+    }
+    return docs;
+  }
+
+  static List<Block> javaBlocks(String markdown) {
+    List<Block> blocks = new ArrayList<>();
+    Matcher m = JAVA_BLOCK.matcher(markdown);
+    while (m.find()) {
+      blocks.add(Block.parse(m.group(1)));
+    }
+    return blocks;
+  }
+
+  /**
+   * What is wrong with the docs' java blocks against the regions and the exemptions: a block that is
+   * neither a region of its document nor exempt (with a reason), a region its document does not
+   * show, the wrong order, an exemption that matches no block. Empty when all is well.
+   */
+  static List<String> coverage(
+      Map<String, String> documents, List<Region> regions, List<Exempt> exempt) {
+    List<String> problems = new ArrayList<>();
+    for (Exempt e : exempt) {
+      if (e.reason() == null || e.reason().isBlank()) {
+        problems.add(e.document() + ": the exemption of `" + e.firstLine() + "` gives no reason");
+      }
+      String doc = documents.get(e.document());
+      if (doc == null || javaBlocks(doc).stream().noneMatch(b -> b.firstLine().equals(e.firstLine()))) {
+        problems.add(e.document() + ": no java block starts with `" + e.firstLine()
+            + "`, which EXEMPT lists: remove the exemption");
+      }
+    }
+    for (Region r : regions) {
+      if (!documents.containsKey(r.document())) {
+        problems.add("region " + r.name() + " names " + r.document() + ", which does not exist");
+      }
+    }
+    documents.forEach((document, text) -> {
+      List<String> shown = new ArrayList<>();
+      for (Block b : javaBlocks(text)) {
+        boolean exempted = exempt.stream().anyMatch(
+            e -> e.document().equals(document) && e.firstLine().equals(b.firstLine()));
+        if (!exempted) {
+          shown.add(b.code());
+        }
+      }
+      List<String> expected = regions.stream().filter(r -> r.document().equals(document))
+          .map(Region::code).toList();
+      for (String code : shown) {
+        if (!expected.contains(code)) {
+          problems.add(document + ": the java block `" + Block.parse(code).firstLine()
+              + "` is not covered: make it a // doc " + document + "#name … // doc end region of"
+              + " ReadmeExamplesTest that runs it (or copy the region over), or list it in EXEMPT"
+              + " with the reason");
+        }
+      }
+      for (Region r : regions) {
+        if (r.document().equals(document) && !shown.contains(r.code())) {
+          problems.add(document + " does not show region " + r.name() + " as it is here: copy it over");
+        }
+      }
+      if (problems.isEmpty() && !shown.equals(expected)) {
+        problems.add(document + " shows its examples in another order than ReadmeExamplesTest");
+      }
+    });
+    return problems;
   }
 
   /**
@@ -206,16 +344,201 @@ class ReadmeExamplesTest {
   }
 
   @Test
-  void theReadmeShowsTheseExamplesAndNoOthers() throws IOException {
-    Map<String, String> regions = regions();
+  void theDocsShowTheseExamplesAndNoOthers() throws IOException {
+    Map<String, Region> regions = regions();
     assertEquals(List.of("drop-in", "fused-step", "checkpoints"), List.copyOf(regions.keySet()));
-    String readme = Files.readString(Path.of("..", "README.md"));
-    List<String> blocks = new ArrayList<>();
-    Matcher m = JAVA_BLOCK.matcher(readme);
-    while (m.find()) {
-      blocks.add(m.group(1));
+    assertEquals(regions.keySet(), CONTEXT.keySet(), "every region needs its CONTEXT");
+    Map<String, String> documents = documents();
+    assertEquals(List.of(), coverage(documents, List.copyOf(regions.values()), EXEMPT));
+    for (var doc : documents.entrySet()) {
+      List<String> blocks = javaBlocks(doc.getValue()).stream()
+          .filter(b -> EXEMPT.stream().noneMatch(
+              e -> e.document().equals(doc.getKey()) && e.firstLine().equals(b.firstLine())))
+          .map(Block::code).toList();
+      List<String> expected = regions.values().stream()
+          .filter(r -> r.document().equals(doc.getKey())).map(Region::code).toList();
+      assertEquals(expected, blocks,
+          doc.getKey() + "'s java blocks differ from ReadmeExamplesTest's regions; copy them over");
     }
-    assertEquals(List.copyOf(regions.values()), blocks,
-        "README.md's java blocks differ from ReadmeExamplesTest's regions; copy them over");
+  }
+
+  /** The check above fails on a block that is neither covered nor exempt, and on a bare exemption. */
+  @Test
+  void anUncoveredJavaBlockFails() {
+    String covered = "```java\nimport java.util.List;\n\nint a = 1;\n```\n";
+    String other = "```java\nint b = 2;\n```\n";
+    List<Region> regions = List.of(new Region("docs/x.md", "a", "int a = 1;\n"));
+    assertEquals(List.of(), coverage(Map.of("docs/x.md", covered), regions, List.of()));
+    List<String> problems = coverage(Map.of("docs/x.md", covered + other), regions, List.of());
+    assertEquals(1, problems.size(), problems.toString());
+    assertTrue(problems.get(0).contains("`int b = 2;` is not covered"), problems.get(0));
+    assertEquals(List.of(), coverage(Map.of("docs/x.md", covered + other), regions,
+        List.of(new Exempt("docs/x.md", "int b = 2;", "shows a fragment of a larger program"))));
+    assertEquals(1, coverage(Map.of("docs/x.md", covered + other), regions,
+        List.of(new Exempt("docs/x.md", "int b = 2;", " "))).size());
+    assertEquals(1, coverage(Map.of("docs/x.md", covered), regions,
+        List.of(new Exempt("docs/x.md", "int b = 2;", "gone"))).size());
+    assertEquals(2, coverage(Map.of("docs/x.md", other), regions, List.of()).size()); // and a is missing
+  }
+
+  /**
+   * Each example compiles on its own with exactly the imports its block shows (in the default
+   * package, so that org.fadam's classes resolve only through those imports), and every import it
+   * shows is used.
+   */
+  @Test
+  void everyExampleCompilesWithTheImportsItShows(@TempDir Path tmp) throws IOException {
+    Map<String, String> documents = documents();
+    JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
+    assertNotNull(javac, "the tests run on a JDK");
+    List<Path> sources = new ArrayList<>();
+    for (Region r : regions().values()) {
+      Block block = javaBlocks(documents.get(r.document())).stream()
+          .filter(b -> b.code().equals(r.code())).findFirst()
+          .orElseThrow(() -> new AssertionError(r.document() + " does not show " + r.name()));
+      for (String imp : block.imports()) {
+        String simple = imp.substring(imp.lastIndexOf('.') + 1, imp.indexOf(';'));
+        assertTrue(Pattern.compile("\\b" + Pattern.quote(simple) + "\\b").matcher(r.code()).find(),
+            r.document() + "#" + r.name() + " imports " + simple + " but does not use it");
+      }
+      String cls = "Example_" + r.name().replaceAll("[^A-Za-z0-9]", "_");
+      StringBuilder src = new StringBuilder();
+      block.imports().forEach(i -> src.append(i).append('\n'));
+      src.append("\nclass ").append(cls).append(" {\n  static void run(").append(CONTEXT.get(r.name()))
+          .append(") throws Exception {\n").append(r.code()).append("  }\n}\n");
+      Path file = tmp.resolve(cls + ".java");
+      Files.writeString(file, src);
+      sources.add(file);
+    }
+    DiagnosticCollector<JavaFileObject> diagnostics = new DiagnosticCollector<>();
+    try (StandardJavaFileManager files = javac.getStandardFileManager(diagnostics, Locale.ROOT, null)) {
+      boolean ok = javac.getTask(null, files, diagnostics,
+          List.of("-classpath", System.getProperty("java.class.path"), "-d", tmp.toString(),
+              "-proc:none", "-Xlint:none"),
+          null, files.getJavaFileObjectsFromPaths(sources)).call();
+      assertTrue(ok, "the examples do not compile with the imports they show:\n"
+          + String.join("\n", diagnostics.getDiagnostics().stream()
+              .map(d -> d.getSource().getName() + ":" + d.getLineNumber() + ": " + d.getMessage(Locale.ROOT))
+              .toList()));
+    }
+  }
+
+  // --- links, length, and the design of record ----------------------------------------------------
+
+  private static final Pattern FENCE = Pattern.compile("(?ms)^```.*?^```");
+  private static final Pattern CODE_SPAN = Pattern.compile("`[^`\\n]*`");
+  private static final Pattern LINK = Pattern.compile("\\[[^\\]]*\\]\\(([^)\\s]+)(?:\\s+\"[^\"]*\")?\\)");
+  private static final Pattern HEADING = Pattern.compile("(?m)^(#{1,6})\\s+(.*?)\\s*$");
+
+  /** GitHub's anchors of a Markdown document's headings (outside code blocks). */
+  static Set<String> anchors(String markdown) {
+    Set<String> anchors = new LinkedHashSet<>();
+    Map<String, Integer> seen = new HashMap<>();
+    Matcher m = HEADING.matcher(FENCE.matcher(markdown).replaceAll(""));
+    while (m.find()) {
+      String slug = m.group(2).toLowerCase(Locale.ROOT)
+          .replaceAll("[^\\p{L}\\p{N} _-]", "").replace(' ', '-');
+      int n = seen.merge(slug, 1, Integer::sum);
+      anchors.add(n == 1 ? slug : slug + "-" + (n - 1));
+    }
+    return anchors;
+  }
+
+  /** Every relative link and image of README.md and docs/*.md names a file that exists. */
+  @Test
+  void everyRelativeLinkResolves() throws IOException {
+    Path root = Path.of("..");
+    List<String> broken = new ArrayList<>();
+    for (var doc : documents().entrySet()) {
+      Path dir = root.resolve(doc.getKey()).getParent();
+      String prose = CODE_SPAN.matcher(FENCE.matcher(doc.getValue()).replaceAll("")).replaceAll("");
+      Matcher m = LINK.matcher(prose);
+      while (m.find()) {
+        String target = m.group(1);
+        if (target.matches("^[a-zA-Z][a-zA-Z0-9+.-]*:.*")) {
+          continue; // https:, mailto:
+        }
+        int hash = target.indexOf('#');
+        String path = hash < 0 ? target : target.substring(0, hash);
+        Path file = path.isEmpty() ? root.resolve(doc.getKey()) : dir.resolve(path).normalize();
+        if (!Files.exists(file)) {
+          broken.add(doc.getKey() + ": " + target + " (no " + file + ")");
+        } else if (hash >= 0 && file.toString().endsWith(".md")
+            && !anchors(Files.readString(file)).contains(target.substring(hash + 1))) {
+          broken.add(doc.getKey() + ": " + target + " (no such heading in " + file + ")");
+        }
+      }
+    }
+    assertEquals(List.of(), broken);
+  }
+
+  /** The README keeps to what a newcomer needs; the detail lives in docs/. */
+  @Test
+  void theReadmeIsShort() throws IOException {
+    long lines = Files.readAllLines(Path.of("..", "README.md")).size();
+    assertTrue(lines <= 200, "README.md has " + lines + " lines; move detail into docs/ (at most 200)");
+  }
+
+  /** The {@code ##} headings of docs/design.md, in order: the code cites them by name. */
+  static final List<String> DESIGN_SECTIONS = List.of(
+      "Scope and users",
+      "Numerical conventions",
+      "TF Java 1.1.0 facts",
+      "XLA CPU performance facts",
+      "Python, tf.distribute and TPU facts",
+      "Structure",
+      "House style");
+
+  /** A citation of a heading of docs/design.md; {@code "<heading>"} is the placeholder of the form. */
+  private static final Pattern CITATION =
+      Pattern.compile("docs/design\\.md,[\\s*/#]*\"([^\"<\\n][^\"\\n]*)\"");
+
+  /**
+   * docs/design.md has its sections in order, and every citation of one of its headings (the file
+   * name, a comma, the heading in double quotes) in the sources, scripts and docs names one of its
+   * {@code ##} or {@code ###} headings. Outside the
+   * library's main code (which its own owner updates), nothing cites the old DESIGN file any more.
+   */
+  @Test
+  void everyCitationOfTheDesignNamesItsHeading() throws IOException {
+    Path root = Path.of("..");
+    String design = Files.readString(root.resolve("docs/design.md"));
+    List<String> sections = new ArrayList<>();
+    Set<String> headings = new LinkedHashSet<>();
+    Matcher h = HEADING.matcher(FENCE.matcher(design).replaceAll(""));
+    while (h.find()) {
+      if (h.group(1).length() == 2) {
+        sections.add(h.group(2));
+      }
+      if (h.group(1).length() <= 3) {
+        headings.add(h.group(2));
+      }
+    }
+    assertEquals(DESIGN_SECTIONS, sections, "docs/design.md's ## headings");
+    List<String> wrong = new ArrayList<>();
+    String oldName = "DESIGN" + ".md";
+    for (String top : List.of("fadam-tf", "fadam-tf-tests/src", "scripts", "tpu-configs", "docs", "README.md")) {
+      List<Path> files;
+      try (Stream<Path> walk = Files.walk(root.resolve(top))) {
+        files = walk.filter(Files::isRegularFile)
+            .filter(f -> !f.toString().contains("/target/"))
+            .filter(f -> f.toString().matches(".*\\.(java|md|py|sh|txt|xml)$")
+                || f.getParent().endsWith("scripts"))
+            .toList();
+      }
+      for (Path f : files) {
+        String text = Files.readString(f);
+        Matcher c = CITATION.matcher(text);
+        while (c.find()) {
+          if (!headings.contains(c.group(1))) {
+            wrong.add(root.relativize(f) + ": \"" + c.group(1) + "\" is not a heading of docs/design.md");
+          }
+        }
+        if (text.contains(oldName) && !root.relativize(f).startsWith(Path.of("fadam-tf", "src", "main"))) {
+          wrong.add(root.relativize(f) + " cites " + oldName + ": cite docs/design.md, \"<heading>\"");
+        }
+      }
+    }
+    assertEquals(List.of(), wrong, "headings: " + headings);
   }
 }

@@ -6,7 +6,7 @@ import java.util.Locale;
 
 /**
  * The end-of-run comparison of the optimizers, as aligned plain text ({@link #toText()}) or as a
- * Markdown table for the README ({@link #toMarkdown()}), one row per optimizer:
+ * Markdown table for the README and docs/demo.md ({@link #toMarkdown()}), one row per optimizer:
  *
  * <pre>
  * optimizer  final train loss  held-out loss  gap to entropy floor  steps/s  optimizer state bytes/param

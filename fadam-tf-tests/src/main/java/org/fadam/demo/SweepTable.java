@@ -19,7 +19,7 @@ public final class SweepTable {
   /** A rate is "near the best" when its mean loss is within this many nats of the best mean. */
   public static final double NEAR_BEST = 0.05;
 
-  /** How to read the table (for the Markdown file and the README). */
+  /** How to read the table (for the Markdown file and docs/demo.md). */
   public static final String LEGEND = "Final held-out loss in nats/token. best lr: the grid rate"
       + " with the lowest mean over seeds; ± is the sample standard deviation over the seeds and"
       + " [min, max] their range; near-best rates: the contiguous rates around the best whose mean"

@@ -137,7 +137,7 @@ final class BenchCase implements AutoCloseable {
       for (int i = 0; i < shapes.size(); i++) {
         var w = tf.withName("w" + i).variable(initial(tf, shapes.get(i), i, true));
         model.add(w.op().name());
-        reads.add(tf.identity(w)); // never Square on a raw ref variable (DESIGN)
+        reads.add(tf.identity(w)); // never Square on a raw ref variable (docs/design.md, "TF Java 1.1.0 facts")
         Placeholder<TFloat32> g = tf.withName("g" + i).placeholder(TFloat32.class, Placeholder.shape(shapes.get(i)));
         grads.add(g);
         pairs.add(new Optimizer.GradAndVar<>(g.asOutput(), w.asOutput()));

@@ -23,7 +23,8 @@ import picocli.CommandLine.Parameters;
 
 /**
  * Cross-framework conformance: runs one JSON case through a graph optimizer and prints θ and every
- * slot after every step as one JSON object. See the README ("Conformance traces") for the format.
+ * slot after every step as one JSON object. See docs/numerics.md ("Conformance traces") for the
+ * format.
  */
 @Command(name = "fadam-trace",
     description = {

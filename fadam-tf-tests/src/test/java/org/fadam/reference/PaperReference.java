@@ -7,7 +7,7 @@ import java.util.Map;
 /**
  * Float64 reference of the four optimizers of the FAdam paper (arXiv 2405.12807v2): Algorithm 1
  * (FAdam), Algorithm 2 (FAdafactor), Algorithm 3 (Adam) and Algorithm 4 (Adafactor), with the
- * numerical conventions of {@code DESIGN.md} where the paper is silent. It is the test oracle the
+ * numerical conventions of docs/design.md, "Numerical conventions" where the paper is silent. It is the test oracle the
  * TensorFlow optimizers are compared against, so every line of a step cites its Algorithm line.
  *
  * <p>Symbols:
@@ -30,7 +30,7 @@ import java.util.Map;
  *   C       column factor of f     "fim_col"  (factored FAdafactor / Adafactor), shape[:-2]+shape[-1:]
  * </pre>
  *
- * <p>Conventions (DESIGN.md): {@code RMS(x) = sqrt(mean(x²))} over one whole tensor, 0 for an
+ * <p>Conventions (docs/design.md, "Numerical conventions"): {@code RMS(x) = sqrt(mean(x²))} over one whole tensor, 0 for an
  * empty tensor; {@code β̂2 = β2 (1 − β2^(t−1)) / (1 − β2^t)} in float64; where a denominator is
  * exactly 0 the quotient is 0; a tensor is factored iff its rank is ≥ 2 and its last two
  * dimensions are both ≥ {@code factoredMinDim} (FAdafactor and Adafactor only); {@code R} sums
@@ -434,7 +434,7 @@ public final class PaperReference {
     }
   }
 
-  /** Element-wise a/b, with 0 where b is exactly 0 (DESIGN.md zero-denominator rule). */
+  /** Element-wise a/b, with 0 where b is exactly 0 (docs/design.md, "Zero denominators"). */
   private static double[] divide(double[] a, double[] b) {
     double[] q = new double[a.length];
     for (int k = 0; k < a.length; k++) {

@@ -226,7 +226,8 @@ class PaperReferenceTest {
 
     /**
      * An all-zero gradient in the first step: f = 0 and ε̂ = 0, so every denominator is 0 and ḡ
-     * and ḡw are 0 (DESIGN.md): θ and m do not move. Elements whose gradient stays 0 keep d = 0.
+     * and ḡw are 0 (docs/design.md, "Zero denominators"): θ and m do not move. Elements whose
+     * gradient stays 0 keep d = 0.
      */
     @Test
     void zeroDenominatorGivesZero() {
