@@ -28,7 +28,7 @@ public enum Algorithm {
   FADAM("FAdam", false, 1),
   /** Algorithm 2, FAdafactor: a factored Fisher for large matrices, the full diagonal elsewhere. */
   FADAFACTOR("FAdafactor", true, 1),
-  /** Algorithm 3, the paper's Adam, read as Kingma &amp; Ba (docs/design.md, "Adam and Adafactor"). */
+  /** Algorithm 3, the paper's Adam, read as Kingma &amp; Ba (docs/design.md, "Adam and Adafactor (Algorithms 3 and 4)"). */
   ADAM("Adam", false, 0),
   /** Algorithm 4, the paper's Adafactor: factored like FAdafactor, f0 = 0, ε inside the EMAs. */
   ADAFACTOR("Adafactor", true, 0);

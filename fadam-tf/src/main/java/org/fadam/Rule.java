@@ -119,7 +119,7 @@ final class Rule {
     return new Result<>(newTheta, out);
   }
 
-  /** Algorithm 3 (Adam): EMAs stored uncorrected, corrected where used (docs/design.md). */
+  /** Algorithm 3 (Adam): EMAs stored uncorrected, corrected where used (docs/design.md, "Adam and Adafactor (Algorithms 3 and 4)"). */
   private static <W extends TFloating> Result<W> adam(Input<W> in) {
     Kernels<W> k = in.k();
     var tf = k.tf;
