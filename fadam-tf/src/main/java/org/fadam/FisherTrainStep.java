@@ -85,6 +85,24 @@ public final class FisherTrainStep {
   public static final String APPLY_GRADIENTS = "apply_gradients";
   /** Prefix of the gradient keys of {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}. */
   public static final String GRADIENT_PREFIX = "grad_";
+  /**
+   * Name of the stateless gradients signature: the {@value #TRAIN} inputs and every parameter's
+   * value ({@value #VARIABLE_PREFIX}…) → {@value #LOSS} and each gradient ({@value
+   * #GRADIENT_PREFIX}…). It reads no variable: a job that owns its variables (any {@code
+   * tf.distribute} strategy, a TPU) calls it in its replica function.
+   */
+  public static final String STATELESS_GRADIENTS = "stateless_gradients";
+  /**
+   * Name of the stateless apply signature: every state variable's value ({@value
+   * #VARIABLE_PREFIX}…: parameters, slots, step counters, iterations, skipped steps) and each
+   * gradient → every state variable's new value under the same keys, and {@value #FINITE}. Fed the
+   * same values, it computes exactly what {@value #APPLY_GRADIENTS} writes.
+   */
+  public static final String STATELESS_APPLY = "stateless_apply";
+  /** Prefix of the value keys of the stateless signatures, followed as in {@link #gradientKey}. */
+  public static final String VARIABLE_PREFIX = "var_";
+  /** Name of the output that says whether every gradient of the step was finite. */
+  public static final String FINITE = "finite";
 
   /** The loss as a function of the inputs and the variables' current values. */
   @FunctionalInterface
@@ -145,6 +163,7 @@ public final class FisherTrainStep {
   private final Map<String, Placeholder<?>> inputs = new LinkedHashMap<>();
   private final StepFunctions functions;
   private final StepRunner runner;
+  private final StatelessFunctions stateless;
   private final Operand<? extends TFloating> evalLoss;
   private final Operand<?> predictions;
   private final List<String> serveInputs;
@@ -161,6 +180,7 @@ public final class FisherTrainStep {
         inputs.put(n, tf.withName(n).placeholder(spec.type(), Placeholder.shape(spec.shape()))));
     this.functions = new StepFunctions(graph, b.functionSpec(), state, gradientKeys, inputs);
     this.runner = new StepRunner(functions, inputs, gradientKeys, state.parameters(), options);
+    this.stateless = new StatelessFunctions(graph, b.name, state, functions, inputs, jit);
     // Evaluation and predictions read the variables directly in the outer graph.
     Operands in = new Operands(StepFunctions.INPUT, inputs);
     this.evalLoss = b.model.loss(tf.withSubScope("eval"), in, values(tf));
@@ -258,8 +278,8 @@ public final class FisherTrainStep {
   }
 
   private void exportTo(Session session, Path dir) throws IOException {
-    List<Signature> signatures = new ArrayList<>(
-        List.of(trainSignature(), gradientsSignature(), applyGradientsSignature()));
+    List<Signature> signatures = new ArrayList<>(List.of(trainSignature(), gradientsSignature(),
+        applyGradientsSignature(), statelessGradientsSignature(), statelessApplySignature()));
     serveSignature().ifPresent(signatures::add);
     SavedModels.write(session, dir, graph, signatures, state.all(), state.parameters());
   }
@@ -339,6 +359,25 @@ public final class FisherTrainStep {
     return functions.applySignature(APPLY_GRADIENTS);
   }
 
+
+  /** {@return the {@value #STATELESS_GRADIENTS} signature} */
+  public Signature statelessGradientsSignature() {
+    return stateless.gradientsSignature(inputs, gradientKeys);
+  }
+
+  /** {@return the {@value #STATELESS_APPLY} signature} */
+  public Signature statelessApplySignature() {
+    return stateless.applySignature();
+  }
+
+  /**
+   * {@return each state variable's value key in the stateless signatures ({@value
+   * #VARIABLE_PREFIX} and the name as in {@link #gradientKey}), by variable name, in {@link
+   * #variables()} order}
+   */
+  public Map<String, String> valueKeys() {
+    return Collections.unmodifiableMap(stateless.valueKeys);
+  }
 
   /** {@return the {@value #SERVE} signature (the predictor's inputs → predictions), if the builder had a predictor} */
   public Optional<Signature> serveSignature() {

@@ -42,13 +42,17 @@ public record ResourceVariable<T extends TType>(
 
   /**
    * A variable {@code name} initialized to {@code initialValue} by the graph's initializers
-   * ({@code Session.initialize()}, or the first run of an auto-initializing session).
+   * ({@code Session.initialize()}, or the first run of an auto-initializing session). A name may
+   * hold scopes ({@code "layer/w"}); so may the slots the train step names after it.
    */
   public static <T extends TType> ResourceVariable<T> create(
       Ops tf, String name, Operand<T> initialValue) {
     Class<T> type = initialValue.type();
     Shape shape = initialValue.shape();
-    Ops scope = tf.withSubScope(name);
+    Ops scope = tf;
+    for (String part : name.split("/", -1)) { // "layer/w": a variable w in the scope layer
+      scope = scope.withSubScope(part);
+    }
     String handleName = scope.scope().makeOpName("handle");
     VarHandleOp handle =
         new VarHandleOp(

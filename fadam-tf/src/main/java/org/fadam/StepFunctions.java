@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Function;
 import org.tensorflow.ConcreteFunction;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
@@ -61,7 +62,6 @@ final class StepFunctions {
 
   static final String INPUT = "input";
   static final String VARIABLE = "variable";
-  private static final String FINITE = "finite";
 
   private final Spec spec;
   private final TrainState state;
@@ -100,6 +100,11 @@ final class StepFunctions {
     }
     this.apply = FunctionCalls.call(graph.baseScope(), applyName,
         ConcreteFunction.create(this::applyBody), args(gradientInputs.values(), all), spec.jit());
+  }
+
+  /** {@return the step's options} */
+  FisherOptions options() {
+    return spec.options();
   }
 
   /** The whole step's signature under {@code key}: every input → loss, step. */
@@ -200,14 +205,23 @@ final class StepFunctions {
   }
 
   /** The loss and the gradient of every parameter (in parameter order). */
-  private record Forward(Operand<? extends TFloating> loss, Output<?>[] gradients) {}
+  record Forward(Operand<? extends TFloating> loss, Output<?>[] gradients) {}
 
   private Forward forward(Ops fn, Map<String, Operand<?>> in, Map<ResourceVariable<?>, Output<TType>> handles) {
+    Map<ResourceVariable<?>, Operand<?>> values = new LinkedHashMap<>();
+    for (ResourceVariable<?> p : state.parameters()) {
+      values.put(p, fn.readVariableOp(handles.get(p), p.type()));
+    }
+    return forwardOf(fn, in, values);
+  }
+
+  /** The loss at the given parameter values and its gradient with respect to each of them. */
+  Forward forwardOf(Ops fn, Map<String, Operand<?>> in, Map<ResourceVariable<?>, ? extends Operand<?>> paramValues) {
     List<ResourceVariable<?>> parameters = state.parameters();
     Map<String, Operand<?>> values = new LinkedHashMap<>();
     List<Output<?>> reads = new ArrayList<>();
     for (ResourceVariable<?> p : parameters) {
-      Operand<?> r = fn.readVariableOp(handles.get(p), p.type());
+      Operand<?> r = paramValues.get(p);
       values.put(p.name(), r);
       reads.add(r.asOutput());
     }
@@ -243,18 +257,34 @@ final class StepFunctions {
       // Only ERROR reads the flags; otherwise a constant, so PROPAGATE's step has no finiteness work.
       boolean[] none = new boolean[finite.size()];
       Arrays.fill(none, true);
-      return sig.output(FINITE, options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
-          ? done.withName(FINITE).stack(finite)
-          : done.withName(FINITE).constant(none));
+      return sig.output(FisherTrainStep.FINITE, options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
+          ? done.withName(FisherTrainStep.FINITE).stack(finite)
+          : done.withName(FisherTrainStep.FINITE).constant(none));
     }
   }
 
   /** The update of every parameter from its gradient (in parameter order), counted. */
   private Update update(Ops fn, List<? extends Operand<?>> grads, Map<ResourceVariable<?>, Output<TType>> handles) {
     Operand<TInt64> before = fn.readVariableOp(handles.get(state.iterations()), TInt64.class);
+    Updater.Step step = updater(fn, before).build(fn,
+        targets(grads, v -> new Handle(handles.get(v), v.type())),
+        new Handle(handles.get(state.skippedSteps()), TInt64.class), "apply");
+    Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
+    Op count = fn.withControlDependencies(List.of(step.op()))
+        .assignVariableOp(handles.get(state.iterations()), after);
+    return new Update(fn.withControlDependencies(List.of(step.op(), count)), after, step.finite(), spec.options());
+  }
+
+  /** The optimizer's updater, with η_t from the schedule at {@code iterations} (or the fixed η). */
+  Updater updater(Ops fn, Operand<TInt64> iterations) {
     LearningRate lr = spec.schedule() == null
         ? LearningRate.of(spec.learningRate())
-        : LearningRate.of(spec.schedule().learningRate(fn, before));
+        : LearningRate.of(spec.schedule().learningRate(fn, iterations));
+    return new Updater(new Updater.Spec(spec.algorithm(), spec.options(), lr), spec.jit());
+  }
+
+  /** Every parameter's update target, each variable reached through {@code varOf}. */
+  List<Updater.Target> targets(List<? extends Operand<?>> grads, Function<ResourceVariable<?>, StateVar> varOf) {
     List<Updater.Target> targets = new ArrayList<>();
     List<ResourceVariable<?>> parameters = state.parameters();
     for (int k = 0; k < parameters.size(); k++) {
@@ -262,20 +292,13 @@ final class StepFunctions {
       Map<String, StateVar> slotVars = new LinkedHashMap<>();
       state.slotsOf(p).forEach((slot, v) -> {
         if (!slot.equals(Algorithm.STEP)) {
-          slotVars.put(slot, new Handle(handles.get(v), v.type()));
+          slotVars.put(slot, varOf.apply(v));
         }
       });
-      ResourceVariable<?> stepVar = state.slotsOf(p).get(Algorithm.STEP);
-      targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads.get(k),
-          new Handle(handles.get(p), p.type()), slotVars, new Handle(handles.get(stepVar), TInt64.class)));
+      targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads.get(k), varOf.apply(p),
+          slotVars, varOf.apply(state.slotsOf(p).get(Algorithm.STEP))));
     }
-    Updater updater = new Updater(new Updater.Spec(spec.algorithm(), spec.options(), lr), spec.jit());
-    Updater.Step step = updater.build(fn, targets,
-        new Handle(handles.get(state.skippedSteps()), TInt64.class), "apply");
-    Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
-    Op count = fn.withControlDependencies(List.of(step.op()))
-        .assignVariableOp(handles.get(state.iterations()), after);
-    return new Update(fn.withControlDependencies(List.of(step.op(), count)), after, step.finite(), spec.options());
+    return targets;
   }
 
   /** A resource variable inside a step function, reached through its handle argument. */

@@ -105,33 +105,10 @@ final class XlaUpdate {
     StateVar state(Ops outerOps, StateVar v) {
       Output<?> read = v.read(outerOps).asOutput();
       Operand<?> inside = value(read, read.shape());
-      StateVar arg = new Arg(inside);
+      StateVar arg = new StateVar.Value(inside);
       outer.put(arg, v);
       return arg;
     }
   }
 
-  /** A variable's value passed into the function: readable, written only through an output. */
-  private record Arg(Operand<? extends TType> value) implements StateVar {
-    @Override
-    @SuppressWarnings("unchecked")
-    public Operand<? extends TType> read(Ops tf) {
-      return (Operand<? extends TType>) value;
-    }
-
-    @Override
-    public Op write(Ops tf, Operand<? extends TType> v) {
-      throw new IllegalStateException("a function argument is written through an output");
-    }
-
-    @Override
-    public boolean equals(Object o) {
-      return this == o;
-    }
-
-    @Override
-    public int hashCode() {
-      return System.identityHashCode(this);
-    }
-  }
 }

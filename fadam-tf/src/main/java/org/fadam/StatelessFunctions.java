@@ -1,0 +1,184 @@
+package org.fadam;
+
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.tensorflow.ConcreteFunction;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Operation;
+import org.tensorflow.Output;
+import org.tensorflow.Signature;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt64;
+import org.tensorflow.types.family.TFloating;
+import org.tensorflow.types.family.TType;
+
+/**
+ * The step as pure functions of values, for jobs that own their variables (every {@code
+ * tf.distribute} strategy, and the only shape a TPU replica function takes): {@value
+ * FisherTrainStep#STATELESS_GRADIENTS} (the inputs and every parameter's value → loss and
+ * gradients) and {@value FisherTrainStep#STATELESS_APPLY} (every state variable's value and the
+ * gradients → every state variable's new value and {@code finite}). No variable op is inside: the
+ * same {@link StepFunctions#forwardOf forward pass} and {@link Updater#plan plan} as the stateful
+ * signatures, over values passed in as arguments.
+ */
+final class StatelessFunctions {
+
+  private final TrainState state;
+  private final StepFunctions functions;
+  /** Every state variable's value key, by variable name. */
+  final Map<String, String> valueKeys;
+  /** Every state variable's value input in the outer graph, by key. */
+  final Map<String, Placeholder<?>> valueInputs = new LinkedHashMap<>();
+  /** Loss, then one gradient per parameter. */
+  final Operation gradients;
+  /** Every state variable's new value (in {@link TrainState#all} order), then finite. */
+  final Operation apply;
+
+  StatelessFunctions(Graph graph, String name, TrainState state, StepFunctions functions,
+      Map<String, Placeholder<?>> outerInputs, boolean jit) {
+    this.state = state;
+    this.functions = functions;
+    this.valueKeys = GradientKeys.of(FisherTrainStep.VARIABLE_PREFIX, state.all());
+    Ops feed = Ops.create(graph).withSubScope(name + "_stateless");
+    for (ResourceVariable<?> v : state.all()) {
+      String key = valueKeys.get(v.name());
+      valueInputs.put(key, feed.withName(key).placeholder(v.type(), Placeholder.shape(v.shape())));
+    }
+    List<Output<?>> gradArgs = new ArrayList<>();
+    outerInputs.values().forEach(p -> gradArgs.add(p.asOutput()));
+    state.parameters().forEach(p -> gradArgs.add(valueInputs.get(valueKeys.get(p.name())).asOutput()));
+    this.gradients = FunctionCalls.call(graph.baseScope(), name + "_" + FisherTrainStep.STATELESS_GRADIENTS,
+        ConcreteFunction.create(fn -> gradientsBody(fn, outerInputs)), gradArgs, jit);
+    List<Output<?>> applyArgs = new ArrayList<>();
+    valueInputs.values().forEach(p -> applyArgs.add(p.asOutput()));
+    functions.gradientInputs.values().forEach(p -> applyArgs.add(p.asOutput()));
+    this.apply = FunctionCalls.call(graph.baseScope(), name + "_" + FisherTrainStep.STATELESS_APPLY,
+        ConcreteFunction.create(this::applyBody), applyArgs, jit);
+  }
+
+  /** Arguments and outputs inside a function, named so that their order is the order added. */
+  private static final class Args {
+    private final Ops fn;
+    private final Signature.Builder sig;
+    private int in;
+    private int out;
+
+    Args(Ops fn, String key) {
+      this.fn = fn;
+      this.sig = Signature.builder().key(key);
+    }
+
+    Placeholder<?> input(Class<? extends TType> type, org.tensorflow.ndarray.Shape shape) {
+      String k = String.format("a%05d", in++);
+      Placeholder<?> p = fn.withName(k).placeholder(type, Placeholder.shape(shape));
+      sig.input(k, p);
+      return p;
+    }
+
+    void output(Operand<?> value) {
+      sig.output(String.format("o%05d", out++), value);
+    }
+  }
+
+  /** The train inputs and each parameter's value → loss, then each parameter's gradient. */
+  private Signature gradientsBody(Ops fn, Map<String, Placeholder<?>> outerInputs) {
+    Args a = new Args(fn, "stateless_gradients");
+    Map<String, Operand<?>> in = new LinkedHashMap<>();
+    outerInputs.forEach((n, p) -> in.put(n, a.input(p.type(), p.shape())));
+    Map<ResourceVariable<?>, Operand<?>> values = new LinkedHashMap<>();
+    state.parameters().forEach(p -> values.put(p, a.input(p.type(), p.shape())));
+    StepFunctions.Forward forward = functions.forwardOf(fn, in, values);
+    a.output(fn.dtypes.cast(forward.loss(), TFloat32.class));
+    for (Output<?> g : forward.gradients()) {
+      a.output(fn.identity(g));
+    }
+    return a.sig.build();
+  }
+
+  /** Every state variable's value and each gradient → every new value, then finite. */
+  private Signature applyBody(Ops fn) {
+    Args a = new Args(fn, "stateless_apply");
+    Map<ResourceVariable<?>, StateVar.Value> values = new IdentityHashMap<>();
+    for (ResourceVariable<?> v : state.all()) {
+      values.put(v, new StateVar.Value(a.input(v.type(), v.shape())));
+    }
+    List<Operand<?>> grads = new ArrayList<>();
+    for (ResourceVariable<?> p : state.parameters()) {
+      grads.add(a.input(p.type(), p.shape()));
+    }
+    @SuppressWarnings("unchecked")
+    Operand<TInt64> iterations = (Operand<TInt64>) values.get(state.iterations()).value();
+    List<Updater.Target> targets = functions.targets(grads, values::get);
+    Updater.Plan plan = functions.updater(fn, iterations).plan(fn, targets, values.get(state.skippedSteps()));
+    Map<StateVar, Operand<?>> next = new IdentityHashMap<>();
+    for (int i = 0; i < plan.values().size(); i++) {
+      next.put(plan.vars().get(i), plan.values().get(i));
+    }
+    next.put(values.get(state.iterations()), fn.math.add(iterations, fn.constant(1L)));
+    for (ResourceVariable<?> v : state.all()) {
+      StateVar.Value var = values.get(v);
+      // A variable the step does not write (skipped_steps outside SKIP) leaves as it came in.
+      a.output(fn.identity(next.getOrDefault(var, var.value())));
+    }
+    a.output(finite(fn, targets, plan));
+    return a.sig.build();
+  }
+
+  /**
+   * Whether every gradient of the step was finite (its sum of squares is). Under SKIP and ERROR
+   * the plan has computed it; under PROPAGATE it is computed here, for this output only.
+   */
+  private Operand<TBool> finite(Ops fn, List<Updater.Target> targets, Updater.Plan plan) {
+    boolean policy = functions.options().nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
+    Operand<TBool> all = null;
+    for (int i = 0; i < targets.size(); i++) {
+      Operand<TBool> f = policy ? plan.finite().get(i) : gradientFinite(fn, targets.get(i));
+      all = all == null ? f : fn.math.logicalAnd(all, f);
+    }
+    return all;
+  }
+
+  private static Operand<TBool> gradientFinite(Ops fn, Updater.Target t) {
+    Kernels<? extends TFloating> k = Kernels.forParameter(fn, t.paramType(), false);
+    return statsOf(k, t).finite();
+  }
+
+  private static <W extends TFloating> Kernels.Stats statsOf(Kernels<W> k, Updater.Target t) {
+    return k.stats(k.cast(t.gradient()), t.shape());
+  }
+
+  /** The {@value FisherTrainStep#STATELESS_GRADIENTS} signature. */
+  Signature gradientsSignature(Map<String, Placeholder<?>> outerInputs, Map<String, String> gradientKeys) {
+    Signature.Builder s = Signature.builder().key(FisherTrainStep.STATELESS_GRADIENTS);
+    outerInputs.forEach(s::input);
+    state.parameters().forEach(p -> {
+      String key = valueKeys.get(p.name());
+      s.input(key, valueInputs.get(key));
+    });
+    s.output(FisherTrainStep.LOSS, gradients.output(0));
+    int i = 1;
+    for (String key : gradientKeys.values()) {
+      s.output(key, gradients.output(i++));
+    }
+    return s.build();
+  }
+
+  /** The {@value FisherTrainStep#STATELESS_APPLY} signature. */
+  Signature applySignature() {
+    Signature.Builder s = Signature.builder().key(FisherTrainStep.STATELESS_APPLY);
+    valueInputs.forEach(s::input);
+    functions.gradientInputs.forEach(s::input);
+    int i = 0;
+    for (String key : valueInputs.keySet()) {
+      s.output(key, apply.output(i++));
+    }
+    return s.output(FisherTrainStep.FINITE, apply.output(i)).build();
+  }
+}
