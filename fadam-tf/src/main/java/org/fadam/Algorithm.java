@@ -55,12 +55,12 @@ public enum Algorithm {
     this.fisherInit = fisherInit;
   }
 
-  /** The paper's name: "FAdam", "FAdafactor", "Adam", "Adafactor". */
+  /** {@return the paper's name: "FAdam", "FAdafactor", "Adam", "Adafactor"} */
   public String displayName() {
     return displayName;
   }
 
-  /** The name on command lines and in CSV files: the display name in lower case ("fadam"). */
+  /** {@return the name on command lines and in CSV files: the display name in lower case} */
   public String cliName() {
     return displayName.toLowerCase(Locale.ROOT);
   }

@@ -29,7 +29,12 @@ public final class AtomicDirectory {
   /** Writes the new directory's content into {@code dir} (which does not exist yet). */
   @FunctionalInterface
   public interface Writer {
-    /** Creates {@code dir} and writes into it. */
+    /**
+     * Creates {@code dir} and writes into it.
+     *
+     * @param dir the directory to create: a hidden sibling of the target, renamed into place later
+     * @throws IOException if writing fails (the partial directory is then deleted)
+     */
     void write(Path dir) throws IOException;
   }
 
@@ -47,7 +52,11 @@ public final class AtomicDirectory {
   /**
    * Writes a new directory {@code target}.
    *
+   * @param target the directory to write (its parent is created if missing)
+   * @param writer writes the content into a directory beside {@code target}
+   * @throws IOException if writing, syncing or renaming fails; the unfinished directory is deleted
    * @throws IllegalArgumentException if {@code target} exists
+   * @throws IllegalStateException if the writer did not create the directory it was given
    */
   public static void create(Path target, Writer writer) throws IOException {
     if (Files.exists(target)) {
@@ -61,6 +70,12 @@ public final class AtomicDirectory {
   /**
    * Writes {@code target}, replacing what is there only once the new content is complete. A
    * directory left aside by a crash of an earlier call is first put back ({@link #recover}).
+   *
+   * @param target the directory to write or replace (its parent is created if missing)
+   * @param writer writes the content into a directory beside {@code target}
+   * @throws IOException if writing, syncing, renaming or deleting the old directory fails; an
+   *     unfinished new directory is deleted and the old one is never lost
+   * @throws IllegalStateException if the writer did not create the directory it was given
    */
   public static void replace(Path target, Writer writer) throws IOException {
     recover(target);
@@ -82,7 +97,9 @@ public final class AtomicDirectory {
    * If {@code target} is missing but a previous version of it was left aside by a crash in the
    * middle of {@link #replace}, renames that back; also deletes unfinished new versions.
    *
+   * @param target the directory a {@link #replace} was writing
    * @return whether a directory was put back
+   * @throws IOException if listing the parent, renaming or deleting fails
    */
   public static boolean recover(Path target) throws IOException {
     Path parent = parent(target);

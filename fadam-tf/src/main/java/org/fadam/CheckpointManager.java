@@ -64,12 +64,12 @@ public final class CheckpointManager {
     this.iterations = iterations.read(Ops.create(graph));
   }
 
-  /** The directory. */
+  /** {@return the directory that holds the checkpoints} */
   public Path directory() {
     return dir;
   }
 
-  /** How many checkpoints are kept. */
+  /** {@return how many checkpoints {@link #save} keeps, the newest (≥ 1)} */
   public int keep() {
     return keep;
   }
@@ -78,7 +78,10 @@ public final class CheckpointManager {
    * Saves every variable as checkpoint {@code ckpt-<iterations>} (replacing one of that number
    * only once the new one is complete), then deletes all but the newest {@link #keep} checkpoints.
    *
+   * @param session a session of the train step's graph, whose variables are saved
    * @return the checkpoint's directory
+   * @throws IOException if writing, renaming or deleting a checkpoint fails (a failed write leaves
+   *     the previous checkpoints as they were)
    */
   public Path save(Session session) throws IOException {
     long n = iterations(session);
@@ -99,7 +102,12 @@ public final class CheckpointManager {
     return target;
   }
 
-  /** Every complete checkpoint, oldest first. */
+  /**
+   * Every complete checkpoint, oldest first.
+   *
+   * @return the {@code ckpt-N} directories that hold a {@code variables/variables.index}, by N
+   * @throws IOException if the directory cannot be listed
+   */
   public List<Path> checkpoints() throws IOException {
     if (!Files.isDirectory(dir)) {
       return List.of();
@@ -114,7 +122,12 @@ public final class CheckpointManager {
     return found;
   }
 
-  /** The newest complete checkpoint, if any. */
+  /**
+   * The newest complete checkpoint, if any.
+   *
+   * @return the last of {@link #checkpoints()}, or empty when there is none
+   * @throws IOException if the directory cannot be listed
+   */
   public Optional<Path> latest() throws IOException {
     List<Path> all = checkpoints();
     return all.isEmpty() ? Optional.empty() : Optional.of(all.get(all.size() - 1));
@@ -123,7 +136,9 @@ public final class CheckpointManager {
   /**
    * Restores every variable from the newest checkpoint; with none, changes nothing.
    *
+   * @param session a session of the train step's graph
    * @return the restored {@code iterations}, or empty when there was no checkpoint
+   * @throws IOException if the directory cannot be listed
    * @throws IllegalArgumentException if the checkpoint does not match the train step (naming the
    *     variable)
    */
@@ -136,7 +151,13 @@ public final class CheckpointManager {
     return OptionalLong.of(iterations(session));
   }
 
-  /** The number of a checkpoint directory {@code ckpt-N}. */
+  /**
+   * The number of a checkpoint directory {@code ckpt-N}.
+   *
+   * @param checkpoint a path whose file name is {@code ckpt-N}
+   * @return N, the train step's {@code iterations} when it was saved
+   * @throws IllegalArgumentException if the file name is not {@code ckpt-N}
+   */
   public static long number(Path checkpoint) {
     Matcher m = NAME.matcher(checkpoint.getFileName().toString());
     if (!m.matches()) {

@@ -38,27 +38,63 @@ public final class FAdam extends FisherOptimizer {
   /** The default name of the optimizer's ops. */
   public static final String DEFAULT_NAME = "FAdam";
 
-  /** FAdam with the paper's defaults and learning rate {@value FisherOptions#LEARNING_RATE_DEFAULT}. */
+  /**
+   * FAdam with the paper's defaults and learning rate {@value FisherOptions#LEARNING_RATE_DEFAULT}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   */
   public FAdam(Graph graph) {
     this(graph, DEFAULT_NAME, FisherOptions.LEARNING_RATE_DEFAULT);
   }
 
-  /** FAdam with the paper's defaults. */
+  /**
+   * FAdam with the paper's defaults.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η of θ ← θ − η (m + λ ḡw) (Algorithm 1 line 14), finite and ≥ 0
+   */
   public FAdam(Graph graph, float learningRate) {
     this(graph, DEFAULT_NAME, learningRate);
   }
 
-  /** FAdam with the given β1, β2 and ε (the framework Adam's constructor shape). */
+  /**
+   * FAdam with the given β1, β2 and ε (the framework Adam's constructor shape).
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η of θ ← θ − η (m + λ ḡw) (Algorithm 1 line 14), finite and ≥ 0
+   * @param beta1 β1, the decay of the momentum m, in [0, 1)
+   * @param beta2 β2, the decay of the Fisher EMA f (used as the bias-corrected β̂2), in [0, 1)
+   * @param epsilon ε, the upper bound of the adaptive ε̂ = min(ε, ε2 RMS(g)) (Algorithm 1 line 8),
+   *     ≥ 0
+   */
   public FAdam(Graph graph, float learningRate, float beta1, float beta2, float epsilon) {
     this(graph, DEFAULT_NAME, learningRate, beta1, beta2, epsilon);
   }
 
-  /** FAdam named {@code name}, with the paper's defaults. */
+  /**
+   * FAdam named {@code name}, with the paper's defaults.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η of θ ← θ − η (m + λ ḡw) (Algorithm 1 line 14), finite and ≥ 0
+   */
   public FAdam(Graph graph, String name, float learningRate) {
     this(graph, name, FisherOptions.exact(learningRate), FisherOptions.defaults());
   }
 
-  /** FAdam named {@code name} with the given β1, β2 and ε (the framework Adam's shape). */
+  /**
+   * FAdam named {@code name} with the given β1, β2 and ε (the framework Adam's shape).
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η of θ ← θ − η (m + λ ḡw) (Algorithm 1 line 14), finite and ≥ 0
+   * @param beta1 β1, the decay of the momentum m, in [0, 1)
+   * @param beta2 β2, the decay of the Fisher EMA f (used as the bias-corrected β̂2), in [0, 1)
+   * @param epsilon ε, the upper bound of the adaptive ε̂ = min(ε, ε2 RMS(g)) (Algorithm 1 line 8),
+   *     ≥ 0
+   */
   public FAdam(
       Graph graph, String name, float learningRate, float beta1, float beta2, float epsilon) {
     this(
@@ -68,7 +104,16 @@ public final class FAdam extends FisherOptimizer {
         FisherOptions.ofAdam(beta1, beta2, epsilon));
   }
 
-  /** FAdam with a fixed learning rate and every other hyperparameter from {@code options}. */
+  /**
+   * FAdam with a fixed learning rate and every other hyperparameter from {@code options}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η of θ ← θ − η (m + λ ḡw) (Algorithm 1 line 14), finite and ≥ 0
+   * @param options β1, β2, ε, ε2, c, λ, ρ and the non-finite policy ({@code adafactorEpsilon} and
+   *     {@code factoredMinDim} are ignored)
+   */
   public FAdam(Graph graph, String name, double learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.FADAM);
   }
@@ -76,12 +121,24 @@ public final class FAdam extends FisherOptimizer {
   /**
    * FAdam whose learning rate is a scalar graph operand (a placeholder, or a schedule computed from
    * the step), read at every step.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η_t, a scalar operand of any numeric dtype in {@code graph}
    */
   public FAdam(Graph graph, Operand<? extends TNumber> learningRate) {
     this(graph, DEFAULT_NAME, learningRate, FisherOptions.defaults());
   }
 
-  /** FAdam with a learning-rate operand and every other hyperparameter from {@code options}. */
+  /**
+   * FAdam with a learning-rate operand and every other hyperparameter from {@code options}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η_t, a scalar operand of any numeric dtype in {@code graph}
+   * @param options β1, β2, ε, ε2, c, λ, ρ and the non-finite policy ({@code adafactorEpsilon} and
+   *     {@code factoredMinDim} are ignored)
+   */
   public FAdam(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.FADAM);

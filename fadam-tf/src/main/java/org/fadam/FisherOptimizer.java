@@ -113,15 +113,15 @@ public abstract class FisherOptimizer extends Optimizer {
     return algorithm;
   }
 
-  /** The hyperparameters other than the learning rate. */
+  /** {@return the hyperparameters other than the learning rate} */
   public FisherOptions getOptions() {
     return options;
   }
 
   /**
-   * The number of steps skipped for a non-finite gradient ({@link FisherOptions.NonFinitePolicy#SKIP}),
-   * an int64 scalar variable saved with the model; empty before the first {@code minimize} or
-   * {@code applyGradients}.
+   * {@return the number of steps skipped for a non-finite gradient ({@link
+   * FisherOptions.NonFinitePolicy#SKIP}), an int64 scalar variable saved with the model; empty
+   * before the first {@code minimize} or {@code applyGradients}}
    */
   public Optional<Variable<TInt64>> skippedSteps() {
     return Optional.ofNullable(skippedSteps);
@@ -144,7 +144,15 @@ public abstract class FisherOptimizer extends Optimizer {
     return computeGradients(loss, variables);
   }
 
-  /** Gradients of {@code loss} with respect to exactly these variables. */
+  /**
+   * Gradients of {@code loss} with respect to exactly these variables.
+   *
+   * @param loss the loss to differentiate
+   * @param variables the model's {@code VariableV2} variables, not empty
+   * @return each variable's gradient, paired with it, in the order of {@code variables}
+   * @throws IllegalArgumentException if {@code variables} is empty, holds an op that is not a
+   *     {@code VariableV2}, or holds a variable the loss has no gradient for (naming it)
+   */
   public List<GradAndVar<?>> computeGradients(Operand<?> loss, List<? extends Operand<?>> variables) {
     if (variables.isEmpty()) {
       throw new IllegalArgumentException("`variables` must not be empty");
@@ -177,7 +185,16 @@ public abstract class FisherOptimizer extends Optimizer {
     return new GradAndVar<>((Output<T>) grad, (Output<T>) var);
   }
 
-  /** Minimizes {@code loss} over exactly these variables; the returned op is named {@code name}. */
+  /**
+   * Minimizes {@code loss} over exactly these variables: {@link #computeGradients(Operand, List)},
+   * then {@link #applyGradients}.
+   *
+   * @param loss the loss to minimize
+   * @param name the name of the returned op
+   * @param variables the model's {@code VariableV2} variables, not empty
+   * @return the op that applies one step to every variable
+   * @throws IllegalArgumentException as {@link #computeGradients(Operand, List)} does
+   */
   public Op minimize(Operand<?> loss, String name, List<? extends Operand<?>> variables) {
     return applyGradients(computeGradients(loss, variables), name);
   }

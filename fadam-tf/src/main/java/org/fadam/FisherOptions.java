@@ -93,7 +93,23 @@ public record FisherOptions(
     ERROR
   }
 
-  /** Validates every field; the message names the field, its allowed range and the value. */
+  /**
+   * Validates every field; the message names the field, its allowed range and the value.
+   *
+   * @param beta1 β1, in [0, 1)
+   * @param beta2 β2, in [0, 1)
+   * @param epsilon ε, finite and ≥ 0
+   * @param adafactorEpsilon Algorithm 4's ε, finite and ≥ 0
+   * @param epsilon2 ε2, finite and ≥ 0
+   * @param clipThreshold c, finite and &gt; 0
+   * @param weightDecay λ, finite and ≥ 0
+   * @param rho ρ, finite and &gt; 0
+   * @param factoredMinDim the factoring threshold, ≥ 1
+   * @param nonFinite the non-finite gradient policy, not null
+   * @throws IllegalArgumentException naming the first field out of its range (NaN is out of every
+   *     range)
+   * @throws NullPointerException if {@code nonFinite} is null
+   */
   public FisherOptions {
     unitInterval("beta1", beta1);
     unitInterval("beta2", beta2);
@@ -110,17 +126,17 @@ public record FisherOptions(
     Objects.requireNonNull(nonFinite, "`nonFinite` must not be null");
   }
 
-  /** The paper's defaults. */
+  /** {@return the paper's defaults, every field at its {@code *_DEFAULT} constant} */
   public static FisherOptions defaults() {
     return builder().build();
   }
 
-  /** A builder holding the paper's defaults. */
+  /** {@return a builder holding the paper's defaults} */
   public static Builder builder() {
     return new Builder();
   }
 
-  /** A builder holding these values. */
+  /** {@return a builder holding these values, to derive options that differ in a few fields} */
   public Builder toBuilder() {
     return new Builder()
         .beta1(beta1)
@@ -138,12 +154,23 @@ public record FisherOptions(
   /**
    * The double a user meant by a float literal: its shortest decimal representation, so that
    * {@code exact(0.999f) == 0.999}.
+   *
+   * @param value a float (NaN and ±∞ are returned as they are)
+   * @return the double whose shortest decimal form is {@code value}'s
    */
   public static double exact(float value) {
     return Float.isFinite(value) ? Double.parseDouble(Float.toString(value)) : value;
   }
 
-  /** The paper's defaults with the framework Adam's three float arguments (see {@link #exact}). */
+  /**
+   * The paper's defaults with the framework Adam's three float arguments (see {@link #exact}).
+   *
+   * @param beta1 β1, in [0, 1)
+   * @param beta2 β2, in [0, 1)
+   * @param epsilon ε (the {@link #epsilon()} of Algorithms 1–3), finite and ≥ 0
+   * @return the options
+   * @throws IllegalArgumentException naming the argument out of its range
+   */
   public static FisherOptions ofAdam(float beta1, float beta2, float epsilon) {
     return builder().beta1(exact(beta1)).beta2(exact(beta2)).epsilon(exact(epsilon)).build();
   }
@@ -151,6 +178,12 @@ public record FisherOptions(
   /**
    * The paper's defaults with the framework Adam's three float arguments read as Algorithm 4's
    * β1, β2 and ε (the ε inside the EMAs, {@link #adafactorEpsilon()}).
+   *
+   * @param beta1 β1, in [0, 1)
+   * @param beta2 β2, in [0, 1)
+   * @param epsilon Algorithm 4's ε, set as {@link #adafactorEpsilon()}, finite and ≥ 0
+   * @return the options ({@link #epsilon()} keeps its default)
+   * @throws IllegalArgumentException naming the argument out of its range
    */
   public static FisherOptions ofAdafactor(float beta1, float beta2, float epsilon) {
     return builder()
@@ -199,67 +232,124 @@ public record FisherOptions(
 
     private Builder() {}
 
-    /** β1, default {@value FisherOptions#BETA1_DEFAULT}. */
+    /**
+     * Sets β1, default {@value FisherOptions#BETA1_DEFAULT}.
+     *
+     * @param v β1, the momentum decay, in [0, 1)
+     * @return this builder
+     */
     public Builder beta1(double v) {
       beta1 = v;
       return this;
     }
 
-    /** β2, default {@value FisherOptions#BETA2_DEFAULT}. */
+    /**
+     * Sets β2, default {@value FisherOptions#BETA2_DEFAULT}.
+     *
+     * @param v β2, the Fisher EMA decay, in [0, 1)
+     * @return this builder
+     */
     public Builder beta2(double v) {
       beta2 = v;
       return this;
     }
 
-    /** ε, default {@value FisherOptions#EPSILON_DEFAULT}. */
+    /**
+     * Sets ε, default {@value FisherOptions#EPSILON_DEFAULT}.
+     *
+     * @param v ε: the upper bound of the adaptive ε̂ (Algorithms 1–2), added to √f (Algorithm 3);
+     *     finite and ≥ 0
+     * @return this builder
+     */
     public Builder epsilon(double v) {
       epsilon = v;
       return this;
     }
 
-    /** Algorithm 4's ε, default {@value FisherOptions#ADAFACTOR_EPSILON_DEFAULT}. */
+    /**
+     * Sets Algorithm 4's ε, default {@value FisherOptions#ADAFACTOR_EPSILON_DEFAULT}.
+     *
+     * @param v Algorithm 4's ε, added to g² inside the Fisher EMAs, finite and ≥ 0
+     * @return this builder
+     */
     public Builder adafactorEpsilon(double v) {
       adafactorEpsilon = v;
       return this;
     }
 
-    /** ε2, default {@value FisherOptions#EPSILON2_DEFAULT}. */
+    /**
+     * Sets ε2, default {@value FisherOptions#EPSILON2_DEFAULT}.
+     *
+     * @param v ε2, the factor of RMS(g) in the adaptive ε̂, finite and ≥ 0
+     * @return this builder
+     */
     public Builder epsilon2(double v) {
       epsilon2 = v;
       return this;
     }
 
-    /** c, default {@value FisherOptions#CLIP_THRESHOLD_DEFAULT}. */
+    /**
+     * Sets c, default {@value FisherOptions#CLIP_THRESHOLD_DEFAULT}.
+     *
+     * @param v c, the RMS clip threshold, finite and &gt; 0
+     * @return this builder
+     */
     public Builder clipThreshold(double v) {
       clipThreshold = v;
       return this;
     }
 
-    /** λ, default {@value FisherOptions#WEIGHT_DECAY_DEFAULT}. */
+    /**
+     * Sets λ, default {@value FisherOptions#WEIGHT_DECAY_DEFAULT}.
+     *
+     * @param v λ, the weight decay, finite and ≥ 0
+     * @return this builder
+     */
     public Builder weightDecay(double v) {
       weightDecay = v;
       return this;
     }
 
-    /** ρ, default {@value FisherOptions#RHO_DEFAULT}. */
+    /**
+     * Sets ρ, default {@value FisherOptions#RHO_DEFAULT}.
+     *
+     * @param v ρ, the Fisher exponent, finite and &gt; 0
+     * @return this builder
+     */
     public Builder rho(double v) {
       rho = v;
       return this;
     }
 
-    /** Factoring threshold, default {@value FisherOptions#FACTORED_MIN_DIM_DEFAULT}. */
+    /**
+     * Sets the factoring threshold, default {@value FisherOptions#FACTORED_MIN_DIM_DEFAULT}.
+     *
+     * @param v the smallest last-two dimensions that (F)Adafactor factors, ≥ 1
+     * @return this builder
+     */
     public Builder factoredMinDim(int v) {
       factoredMinDim = v;
       return this;
     }
 
-    /** Non-finite gradient policy, default {@link NonFinitePolicy#SKIP}. */
+    /**
+     * Sets the non-finite gradient policy, default {@link NonFinitePolicy#SKIP}.
+     *
+     * @param v what a step with a non-finite gradient does, not null
+     * @return this builder
+     */
     public Builder nonFinite(NonFinitePolicy v) {
       nonFinite = v;
       return this;
     }
 
-    /** Validates and builds. */
+    /**
+     * Validates and builds.
+     *
+     * @return the options
+     * @throws IllegalArgumentException naming the first field out of its range
+     * @throws NullPointerException if the non-finite policy was set to null
+     */
     public FisherOptions build() {
       return new FisherOptions(
           beta1, beta2, epsilon, adafactorEpsilon, epsilon2, clipThreshold, weightDecay, rho,

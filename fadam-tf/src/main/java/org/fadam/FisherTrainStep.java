@@ -1,14 +1,10 @@
 package org.fadam;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Collections;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.Optional;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
@@ -17,29 +13,25 @@ import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
 import org.tensorflow.Signature;
 import org.tensorflow.Tensor;
-import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
-import org.tensorflow.types.TBool;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TFloating;
 import org.tensorflow.types.family.TNumber;
-import org.tensorflow.types.family.TType;
 
 /**
  * One train step — forward pass, gradients and the update of an {@link Algorithm} — as a single
- * function over resource variables, compiled as a whole by XLA (on by default), plus the {@code
- * train} and {@code serve} signatures of a SavedModel that carries every variable: parameters,
- * slots, per-variable step counters, {@code iterations} and {@code skipped_steps}. The same step
- * also comes in two halves, {@link #gradients} and {@link #applyGradients} (signatures {@value
- * #GRADIENTS} and {@value #APPLY_GRADIENTS}), so that a data-parallel job can average its
- * replicas' gradients between them.
+ * function over resource variables, compiled as a whole by XLA (on by default), and its export as
+ * a SavedModel that carries every variable: parameters, slots, per-variable step counters, {@code
+ * iterations} and {@code skipped_steps}. The same step also comes in two halves, {@link
+ * #gradients} and {@link #applyGradients}, so that a data-parallel job can average its replicas'
+ * gradients between them.
  *
  * <p>This class is the facade: the builder and the runners. Its parts are the state ({@link
- * TrainState}), the step functions ({@link StepFunctions}), the gradient keys ({@link
- * GradientKeys}), SavedModel writing and reading ({@link SavedModels}) and XLA error translation
- * ({@link XlaErrors}).
+ * TrainState}), what is built from the model ({@link StepFunctions}: inputs, functions, signatures),
+ * the calls ({@link StepRunner}), the gradient keys ({@link GradientKeys}), SavedModel writing and
+ * reading ({@link SavedModels}) and XLA error translation ({@link XlaErrors}).
  *
  * <pre>{@code
  * var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[2][3]));
@@ -71,32 +63,25 @@ public final class FisherTrainStep {
   /** Name of the predictions output of {@link #SERVE}. */
   public static final String PREDICTIONS = "predictions";
   /**
-   * Name of the gradients signature: the {@value #TRAIN} inputs → {@value #LOSS} and one gradient
-   * per parameter, keyed by {@link #gradientKey}. With {@value #APPLY_GRADIENTS} it splits one
-   * {@value #TRAIN} step in two, so that a data-parallel job can average the gradients of its
-   * replicas in between.
+   * Name of the gradients signature, the first half of a {@value #TRAIN} step: the same inputs →
+   * {@value #LOSS} and one gradient per parameter, keyed by {@link #gradientKey}.
    */
   public static final String GRADIENTS = "gradients";
   /**
-   * Name of the apply-gradients signature: one gradient per parameter, keyed by
-   * {@link #gradientKey} → {@value #STEP}. It runs the optimizer update of every parameter, slot
-   * and counter exactly as {@value #TRAIN} does after its own gradients.
+   * Name of the apply-gradients signature, the second half of a {@value #TRAIN} step: one gradient
+   * per parameter, keyed by {@link #gradientKey} → {@value #STEP}, the same update as {@value #TRAIN}.
    */
   public static final String APPLY_GRADIENTS = "apply_gradients";
   /** Prefix of the gradient keys of {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}. */
   public static final String GRADIENT_PREFIX = "grad_";
   /**
-   * Name of the stateless gradients signature: the {@value #TRAIN} inputs and every parameter's
-   * value ({@value #VARIABLE_PREFIX}…) → {@value #LOSS} and each gradient ({@value
-   * #GRADIENT_PREFIX}…). It reads no variable: a job that owns its variables (any {@code
-   * tf.distribute} strategy, a TPU) calls it in its replica function.
+   * Name of the stateless gradients signature: the {@value #TRAIN} inputs and each parameter's
+   * value ({@value #VARIABLE_PREFIX}…) → {@value #LOSS} and each gradient. It reads no variable.
    */
   public static final String STATELESS_GRADIENTS = "stateless_gradients";
   /**
-   * Name of the stateless apply signature: every state variable's value ({@value
-   * #VARIABLE_PREFIX}…: parameters, slots, step counters, iterations, skipped steps) and each
-   * gradient → every state variable's new value under the same keys, and {@value #FINITE}. Fed the
-   * same values, it computes exactly what {@value #APPLY_GRADIENTS} writes.
+   * Name of the stateless apply signature: every state variable's value and each gradient → every
+   * state variable's new value under the same key, and {@value #FINITE}. It writes no variable.
    */
   public static final String STATELESS_APPLY = "stateless_apply";
   /** Prefix of the value keys of the stateless signatures, followed as in {@link #gradientKey}. */
@@ -155,44 +140,16 @@ public final class FisherTrainStep {
   public record Result(float loss, long step) {}
 
   private final Graph graph;
-  private final Algorithm algorithm;
-  private final FisherOptions options;
-  private final boolean jit;
   private final TrainState state;
-  private final Map<String, String> gradientKeys;
-  private final Map<String, Placeholder<?>> inputs = new LinkedHashMap<>();
   private final StepFunctions functions;
   private final StepRunner runner;
-  private final StatelessFunctions stateless;
-  private final Operand<? extends TFloating> evalLoss;
-  private final Operand<?> predictions;
-  private final List<String> serveInputs;
 
   private FisherTrainStep(Builder b) {
     this.graph = b.graph;
-    this.algorithm = b.algorithm;
-    this.options = b.options;
-    this.jit = b.jit;
-    Ops tf = Ops.create(graph);
-    this.state = new TrainState(tf.withSubScope(b.name), b.name, algorithm, options, b.variables);
-    this.gradientKeys = GradientKeys.of(state.parameters());
-    b.inputs.forEach((n, spec) ->
-        inputs.put(n, tf.withName(n).placeholder(spec.type(), Placeholder.shape(spec.shape()))));
-    this.functions = new StepFunctions(graph, b.functionSpec(), state, gradientKeys, inputs);
-    this.runner = new StepRunner(functions, inputs, gradientKeys, state.parameters(), options);
-    this.stateless = new StatelessFunctions(graph, b.name, state, functions, inputs, jit);
-    // Evaluation and predictions read the variables directly in the outer graph.
-    Operands in = new Operands(StepFunctions.INPUT, inputs);
-    this.evalLoss = b.model.loss(tf.withSubScope("eval"), in, values(tf));
-    this.serveInputs = List.copyOf(b.serveInputs);
-    this.predictions = b.predictor == null ? null : b.predictor.predict(tf.withSubScope("serve"), in, values(tf));
+    this.state = new TrainState(graph, b.name, b.algorithm, b.options, b.variables);
+    this.functions = new StepFunctions(graph, b.functionSpec(), state);
+    this.runner = new StepRunner(functions, state.parameters());
     ResourceSaver.build(graph, state.all());
-  }
-
-  private Operands values(Ops tf) {
-    Map<String, Operand<?>> out = new LinkedHashMap<>();
-    state.parameters().forEach(v -> out.put(v.name(), v.read(tf)));
-    return new Operands(StepFunctions.VARIABLE, out);
   }
 
   /**
@@ -252,10 +209,7 @@ public final class FisherTrainStep {
    * @throws IOException if writing fails
    */
   public void export(Session session, Path dir) throws IOException {
-    if (Files.exists(dir)) {
-      throw new IllegalArgumentException("export directory " + dir + " already exists");
-    }
-    AtomicDirectory.create(dir, tmp -> exportTo(session, tmp));
+    SavedModels.export(session, dir, false, null, graph, functions.signatures(), state);
   }
 
   /**
@@ -269,19 +223,7 @@ public final class FisherTrainStep {
    * @throws IOException if writing fails
    */
   public void exportReplacing(Session session, Path dir, AtomicDirectory.Writer extra) throws IOException {
-    AtomicDirectory.replace(dir, tmp -> {
-      exportTo(session, tmp);
-      if (extra != null) {
-        extra.write(tmp);
-      }
-    });
-  }
-
-  private void exportTo(Session session, Path dir) throws IOException {
-    List<Signature> signatures = new ArrayList<>(List.of(trainSignature(), gradientsSignature(),
-        applyGradientsSignature(), statelessGradientsSignature(), statelessApplySignature()));
-    serveSignature().ifPresent(signatures::add);
-    SavedModels.write(session, dir, graph, signatures, state.all(), state.parameters());
+    SavedModels.export(session, dir, true, extra, graph, functions.signatures(), state);
   }
 
   /**
@@ -323,9 +265,8 @@ public final class FisherTrainStep {
 
   /**
    * The key of a parameter's gradient in the {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}
-   * signatures: {@value #GRADIENT_PREFIX} followed by the variable's name with every character
-   * outside {@code [A-Za-z0-9_]} replaced by {@code _} ({@code "layer1/w-0"} →
-   * {@code "grad_layer1_w_0"}).
+   * signatures: {@value #GRADIENT_PREFIX} and the name with every character outside {@code
+   * [A-Za-z0-9_]} replaced by {@code _} ({@code "layer1/w-0"} → {@code "grad_layer1_w_0"}).
    *
    * @param variableName the parameter's {@link ResourceVariable#name()}
    * @return its key
@@ -334,12 +275,9 @@ public final class FisherTrainStep {
     return GradientKeys.of(variableName);
   }
 
-  /**
-   * {@return each parameter's gradient key ({@link #gradientKey}), by parameter name, in
-   * parameter order}
-   */
+  /** {@return each parameter's gradient key ({@link #gradientKey}), by name, in parameter order} */
   public Map<String, String> gradientKeys() {
-    return Collections.unmodifiableMap(gradientKeys);
+    return Collections.unmodifiableMap(functions.keys);
   }
 
   /** {@return the {@value #TRAIN} signature: every input → loss, step} */
@@ -347,46 +285,34 @@ public final class FisherTrainStep {
     return functions.trainSignature(TRAIN);
   }
 
-
   /** {@return the {@value #GRADIENTS} signature: every input → loss and each parameter's gradient} */
   public Signature gradientsSignature() {
     return functions.gradientsSignature(GRADIENTS);
   }
-
 
   /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step} */
   public Signature applyGradientsSignature() {
     return functions.applySignature(APPLY_GRADIENTS);
   }
 
-
   /** {@return the {@value #STATELESS_GRADIENTS} signature} */
   public Signature statelessGradientsSignature() {
-    return stateless.gradientsSignature(inputs, gradientKeys);
+    return functions.stateless.gradientsSignature(functions.inputs, functions.keys);
   }
 
   /** {@return the {@value #STATELESS_APPLY} signature} */
   public Signature statelessApplySignature() {
-    return stateless.applySignature();
+    return functions.stateless.applySignature();
   }
 
-  /**
-   * {@return each state variable's value key in the stateless signatures ({@value
-   * #VARIABLE_PREFIX} and the name as in {@link #gradientKey}), by variable name, in {@link
-   * #variables()} order}
-   */
+  /** {@return each state variable's key in the stateless signatures, by name, in {@link #variables()} order} */
   public Map<String, String> valueKeys() {
-    return Collections.unmodifiableMap(stateless.valueKeys);
+    return Collections.unmodifiableMap(functions.stateless.valueKeys);
   }
 
   /** {@return the {@value #SERVE} signature (the predictor's inputs → predictions), if the builder had a predictor} */
   public Optional<Signature> serveSignature() {
-    if (predictions == null) {
-      return Optional.empty();
-    }
-    Signature.Builder s = Signature.builder().key(SERVE);
-    serveInputs.forEach(n -> s.input(n, input(n)));
-    return Optional.of(s.output(PREDICTIONS, predictions).build());
+    return functions.serveSignature(SERVE);
   }
 
   /** {@return the train step's loss output (fetching it runs the step)} */
@@ -401,12 +327,12 @@ public final class FisherTrainStep {
 
   /** {@return the model's loss at the current variables, without a step (held-out evaluation)} */
   public Operand<? extends TFloating> evalLoss() {
-    return evalLoss;
+    return functions.evalLoss;
   }
 
   /** {@return the predictions, if the builder had a predictor} */
   public Optional<Operand<?>> predictions() {
-    return Optional.ofNullable(predictions);
+    return Optional.ofNullable(functions.predictions);
   }
 
   /**
@@ -417,11 +343,7 @@ public final class FisherTrainStep {
    * @throws IllegalArgumentException naming the known inputs
    */
   public Placeholder<?> input(String name) {
-    Placeholder<?> p = inputs.get(name);
-    if (p == null) {
-      throw new IllegalArgumentException("no input '" + name + "'; inputs are " + inputs.keySet());
-    }
-    return p;
+    return functions.input(name);
   }
 
   /** {@return the trainable variables, in order} */
@@ -471,17 +393,17 @@ public final class FisherTrainStep {
 
   /** {@return the algorithm the step computes} */
   public Algorithm algorithm() {
-    return algorithm;
+    return functions.spec.algorithm();
   }
 
   /** {@return the hyperparameters other than the learning rate} */
   public FisherOptions options() {
-    return options;
+    return functions.spec.options();
   }
 
   /** {@return whether the step is XLA-compiled} */
   public boolean jit() {
-    return jit;
+    return functions.spec.jit();
   }
 
   /** {@return the step function's name (its HLO module in an XLA dump carries it)} */
@@ -490,8 +412,8 @@ public final class FisherTrainStep {
   }
 
   /**
-   * A builder; {@link Builder#build()} adds the variables, the step function, its call and the
-   * saver.
+   * A builder; {@link Builder#build()} adds the variables, the step functions and their calls, and
+   * the saver.
    *
    * @param graph the graph to build in
    * @return a builder with FAdam and the paper's defaults
@@ -500,9 +422,7 @@ public final class FisherTrainStep {
     return new Builder(graph);
   }
 
-  /**
-   * Collects the step's parts; its settings are {@link StepConfig}'s.
-   */
+  /** Collects the step's settings (the fluent setters) and builds the step. */
   public static final class Builder extends StepConfig<Builder> {
 
     private Builder(Graph graph) {

@@ -48,12 +48,23 @@ public final class PaperAdafactor extends FisherOptimizer {
   /** The default name of the optimizer's ops. */
   public static final String DEFAULT_NAME = "Adafactor";
 
-  /** PaperAdafactor with the paper's defaults and learning rate {@value FisherOptions#LEARNING_RATE_DEFAULT}. */
+  /**
+   * PaperAdafactor with the paper's defaults and learning rate {@value
+   * FisherOptions#LEARNING_RATE_DEFAULT}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   */
   public PaperAdafactor(Graph graph) {
     this(graph, DEFAULT_NAME, FisherOptions.LEARNING_RATE_DEFAULT);
   }
 
-  /** PaperAdafactor with the paper's defaults. */
+  /**
+   * PaperAdafactor with the paper's defaults.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η, which Algorithm 4 multiplies into the momentum (m ← β1 m + (1 − β1) η ḡ,
+   *     line 12), finite and ≥ 0
+   */
   public PaperAdafactor(Graph graph, float learningRate) {
     this(graph, DEFAULT_NAME, learningRate);
   }
@@ -61,17 +72,45 @@ public final class PaperAdafactor extends FisherOptimizer {
   /**
    * PaperAdafactor with the given β1, β2 and ε (the framework Adam's constructor shape; ε is
    * Algorithm 4's, added to g² inside the EMAs).
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η, which Algorithm 4 multiplies into the momentum (m ← β1 m + (1 − β1) η ḡ,
+   *     line 12), finite and ≥ 0
+   * @param beta1 β1, the decay of the momentum m, in [0, 1)
+   * @param beta2 β2, the decay of the Fisher EMAs R and C, or f
+   *     (used as the bias-corrected β̂2), in [0, 1)
+   * @param epsilon Algorithm 4's ε, added to g² inside the Fisher EMAs (lines 7–8), finite and ≥ 0
    */
   public PaperAdafactor(Graph graph, float learningRate, float beta1, float beta2, float epsilon) {
     this(graph, DEFAULT_NAME, learningRate, beta1, beta2, epsilon);
   }
 
-  /** PaperAdafactor named {@code name}, with the paper's defaults. */
+  /**
+   * PaperAdafactor named {@code name}, with the paper's defaults.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η, which Algorithm 4 multiplies into the momentum (m ← β1 m + (1 − β1) η ḡ,
+   *     line 12), finite and ≥ 0
+   */
   public PaperAdafactor(Graph graph, String name, float learningRate) {
     this(graph, name, FisherOptions.exact(learningRate), FisherOptions.defaults());
   }
 
-  /** PaperAdafactor named {@code name} with the given β1, β2 and ε (the framework Adam's shape). */
+  /**
+   * PaperAdafactor named {@code name} with the given β1, β2 and ε (the framework Adam's shape).
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η, which Algorithm 4 multiplies into the momentum (m ← β1 m + (1 − β1) η ḡ,
+   *     line 12), finite and ≥ 0
+   * @param beta1 β1, the decay of the momentum m, in [0, 1)
+   * @param beta2 β2, the decay of the Fisher EMAs R and C, or f
+   *     (used as the bias-corrected β̂2), in [0, 1)
+   * @param epsilon Algorithm 4's ε, added to g² inside the Fisher EMAs (lines 7–8), finite and ≥ 0
+   */
   public PaperAdafactor(
       Graph graph, String name, float learningRate, float beta1, float beta2, float epsilon) {
     this(
@@ -81,7 +120,17 @@ public final class PaperAdafactor extends FisherOptimizer {
         FisherOptions.ofAdafactor(beta1, beta2, epsilon));
   }
 
-  /** PaperAdafactor with a fixed learning rate and every other hyperparameter from {@code options}. */
+  /**
+   * PaperAdafactor with a fixed learning rate and every other hyperparameter from {@code options}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η, which Algorithm 4 multiplies into the momentum (m ← β1 m + (1 − β1) η ḡ,
+   *     line 12), finite and ≥ 0
+   * @param options β1, β2, {@code adafactorEpsilon}, c, λ, {@code factoredMinDim} and the
+   *     non-finite policy (ε, ε2 and ρ are ignored)
+   */
   public PaperAdafactor(Graph graph, String name, double learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAFACTOR);
   }
@@ -89,12 +138,25 @@ public final class PaperAdafactor extends FisherOptimizer {
   /**
    * PaperAdafactor whose learning rate is a scalar graph operand (a placeholder, or a schedule
    * computed from the step), read at every step.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η_t, a scalar operand of any numeric dtype in {@code graph}
    */
   public PaperAdafactor(Graph graph, Operand<? extends TNumber> learningRate) {
     this(graph, DEFAULT_NAME, learningRate, FisherOptions.defaults());
   }
 
-  /** PaperAdafactor with a learning-rate operand and every other hyperparameter from {@code options}. */
+  /**
+   * PaperAdafactor with a learning-rate operand and every other hyperparameter from {@code
+   * options}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η_t, a scalar operand of any numeric dtype in {@code graph}
+   * @param options β1, β2, {@code adafactorEpsilon}, c, λ, {@code factoredMinDim} and the
+   *     non-finite policy (ε, ε2 and ρ are ignored)
+   */
   public PaperAdafactor(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAFACTOR);

@@ -35,27 +35,64 @@ public final class PaperAdam extends FisherOptimizer {
   /** The default name of the optimizer's ops. */
   public static final String DEFAULT_NAME = "Adam";
 
-  /** PaperAdam with the paper's defaults and learning rate {@value FisherOptions#LEARNING_RATE_DEFAULT}. */
+  /**
+   * PaperAdam with the paper's defaults and learning rate {@value
+   * FisherOptions#LEARNING_RATE_DEFAULT}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   */
   public PaperAdam(Graph graph) {
     this(graph, DEFAULT_NAME, FisherOptions.LEARNING_RATE_DEFAULT);
   }
 
-  /** PaperAdam with the paper's defaults. */
+  /**
+   * PaperAdam with the paper's defaults.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η of θ ← θ − η (ḡ + λ θ) (Algorithm 3 line 10), finite and ≥ 0
+   */
   public PaperAdam(Graph graph, float learningRate) {
     this(graph, DEFAULT_NAME, learningRate);
   }
 
-  /** PaperAdam with the given β1, β2 and ε (the framework Adam's constructor shape). */
+  /**
+   * PaperAdam with the given β1, β2 and ε (the framework Adam's constructor shape).
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η of θ ← θ − η (ḡ + λ θ) (Algorithm 3 line 10), finite and ≥ 0
+   * @param beta1 β1, the decay of the momentum m (bias-corrected where used), in [0, 1)
+   * @param beta2 β2, the decay of the second moment f (bias-corrected where used), in [0, 1)
+   * @param epsilon ε, added to the bias-corrected √f in the denominator (Algorithm 3 line 8),
+   *     finite and ≥ 0
+   */
   public PaperAdam(Graph graph, float learningRate, float beta1, float beta2, float epsilon) {
     this(graph, DEFAULT_NAME, learningRate, beta1, beta2, epsilon);
   }
 
-  /** PaperAdam named {@code name}, with the paper's defaults. */
+  /**
+   * PaperAdam named {@code name}, with the paper's defaults.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η of θ ← θ − η (ḡ + λ θ) (Algorithm 3 line 10), finite and ≥ 0
+   */
   public PaperAdam(Graph graph, String name, float learningRate) {
     this(graph, name, FisherOptions.exact(learningRate), FisherOptions.defaults());
   }
 
-  /** PaperAdam named {@code name} with the given β1, β2 and ε (the framework Adam's shape). */
+  /**
+   * PaperAdam named {@code name} with the given β1, β2 and ε (the framework Adam's shape).
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η of θ ← θ − η (ḡ + λ θ) (Algorithm 3 line 10), finite and ≥ 0
+   * @param beta1 β1, the decay of the momentum m (bias-corrected where used), in [0, 1)
+   * @param beta2 β2, the decay of the second moment f (bias-corrected where used), in [0, 1)
+   * @param epsilon ε, added to the bias-corrected √f in the denominator (Algorithm 3 line 8),
+   *     finite and ≥ 0
+   */
   public PaperAdam(
       Graph graph, String name, float learningRate, float beta1, float beta2, float epsilon) {
     this(
@@ -65,20 +102,41 @@ public final class PaperAdam extends FisherOptimizer {
         FisherOptions.ofAdam(beta1, beta2, epsilon));
   }
 
-  /** PaperAdam with a fixed learning rate and every other hyperparameter from {@code options}. */
+  /**
+   * PaperAdam with a fixed learning rate and every other hyperparameter from {@code options}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η of θ ← θ − η (ḡ + λ θ) (Algorithm 3 line 10), finite and ≥ 0
+   * @param options β1, β2, ε, c, λ and the non-finite policy (ε2, ρ, {@code adafactorEpsilon} and
+   *     {@code factoredMinDim} are ignored)
+   */
   public PaperAdam(Graph graph, String name, double learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAM);
   }
 
   /**
-   * PaperAdam whose learning rate is a scalar graph operand (a placeholder, or a schedule computed from
-   * the step), read at every step.
+   * PaperAdam whose learning rate is a scalar graph operand (a placeholder, or a schedule
+   * computed from the step), read at every step.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param learningRate η_t, a scalar operand of any numeric dtype in {@code graph}
    */
   public PaperAdam(Graph graph, Operand<? extends TNumber> learningRate) {
     this(graph, DEFAULT_NAME, learningRate, FisherOptions.defaults());
   }
 
-  /** PaperAdam with a learning-rate operand and every other hyperparameter from {@code options}. */
+  /**
+   * PaperAdam with a learning-rate operand and every other hyperparameter from {@code options}.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its {@code
+   *     <name>-skipped_steps} counter (not empty)
+   * @param learningRate η_t, a scalar operand of any numeric dtype in {@code graph}
+   * @param options β1, β2, ε, c, λ and the non-finite policy (ε2, ρ, {@code adafactorEpsilon} and
+   *     {@code factoredMinDim} are ignored)
+   */
   public PaperAdam(
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAM);

@@ -30,7 +30,16 @@ public record ResourceVariable<T extends TType>(
   /** The op name, under the variable's scope, of the read a SavedModel names as its snapshot. */
   static final String SNAPSHOT = "Read/ReadVariableOp";
 
-  /** Checks the parts. */
+  /**
+   * Checks the parts.
+   *
+   * @param name the variable's name, not null
+   * @param handle the DT_RESOURCE handle, not null
+   * @param type the value dtype
+   * @param shape the value shape, fully defined
+   * @throws NullPointerException if {@code name} or {@code handle} is null
+   * @throws IllegalArgumentException if {@code shape} has an unknown dimension or rank
+   */
   public ResourceVariable {
     Objects.requireNonNull(name, "name");
     Objects.requireNonNull(handle, "handle");
@@ -44,6 +53,13 @@ public record ResourceVariable<T extends TType>(
    * A variable {@code name} initialized to {@code initialValue} by the graph's initializers
    * ({@code Session.initialize()}, or the first run of an auto-initializing session). A name may
    * hold scopes ({@code "layer/w"}); so may the slots the train step names after it.
+   *
+   * @param <T> the value dtype
+   * @param tf ops of the graph, under the scope the variable's ops go in
+   * @param name the variable's sub-scope; {@link #name()} is its full scope under {@code tf}'s
+   * @param initialValue the initial value, of a fully defined shape (usually built with {@code
+   *     tf.withInitScope()}, as in {@link FisherTrainStep}'s example)
+   * @return the variable, of {@code initialValue}'s dtype and shape
    */
   public static <T extends TType> ResourceVariable<T> create(
       Ops tf, String name, Operand<T> initialValue) {
@@ -70,12 +86,23 @@ public record ResourceVariable<T extends TType>(
         handle.resource(), type, shape);
   }
 
-  /** The current value. */
+  /**
+   * The current value.
+   *
+   * @param tf ops of the variable's graph
+   * @return a {@code ReadVariableOp} of the value, read when it runs
+   */
   public Operand<T> read(Ops tf) {
     return tf.readVariableOp(handle, type);
   }
 
-  /** Stores {@code value}. */
+  /**
+   * Stores {@code value}.
+   *
+   * @param tf ops of the variable's graph
+   * @param value the new value, of the variable's dtype and shape
+   * @return the {@code AssignVariableOp}, which stores the value when it runs
+   */
   public Op assign(Ops tf, Operand<? extends TType> value) {
     return tf.assignVariableOp(handle, value);
   }

@@ -19,17 +19,32 @@ final class SavedModels {
   private SavedModels() {}
 
   /**
-   * Writes a SavedModel of the session's variables and the signatures into {@code dir}.
+   * Exports a SavedModel of the session's variables and the signatures to {@code dir}, written
+   * beside and renamed into place: as a new directory ({@link AtomicDirectory#create}), or
+   * replacing what {@code dir} holds once the export is complete ({@link AtomicDirectory#replace}).
    *
-   * @param state every variable, parameters first
-   * @param parameters the trainable ones
+   * @param replacing whether {@code dir} may exist (else it must not)
+   * @param extra writes more files into the new export before it is put in place, or null
+   * @throws IllegalArgumentException if {@code dir} exists and {@code replacing} is false
    */
-  static void write(Session session, Path dir, Graph graph, List<Signature> signatures,
-      List<ResourceVariable<?>> state, List<ResourceVariable<?>> parameters) throws IOException {
-    var exporter = SavedModelBundle.exporter(dir.toString()).withSession(session);
-    signatures.forEach(exporter::withSignature);
-    exporter.export();
-    VariableCollections.addTo(dir, graph, state, parameters);
+  static void export(Session session, Path dir, boolean replacing, AtomicDirectory.Writer extra,
+      Graph graph, List<Signature> signatures, TrainState state) throws IOException {
+    AtomicDirectory.Writer writer = tmp -> {
+      var exporter = SavedModelBundle.exporter(tmp.toString()).withSession(session);
+      signatures.forEach(exporter::withSignature);
+      exporter.export();
+      VariableCollections.addTo(tmp, graph, state.all(), state.parameters());
+      if (extra != null) {
+        extra.write(tmp);
+      }
+    };
+    if (replacing) {
+      AtomicDirectory.replace(dir, writer);
+    } else if (Files.exists(dir)) {
+      throw new IllegalArgumentException("export directory " + dir + " already exists");
+    } else {
+      AtomicDirectory.create(dir, writer);
+    }
   }
 
   /**

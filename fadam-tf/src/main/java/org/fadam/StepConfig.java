@@ -196,6 +196,7 @@ abstract class StepConfig<B extends StepConfig<B>> {
 
   /** What the step functions are built from. */
   StepFunctions.Spec functionSpec() {
-    return new StepFunctions.Spec(name, inputs, model, algorithm, options, learningRate, schedule, jit);
+    return new StepFunctions.Spec(name, inputs, model, algorithm, options, learningRate, schedule, jit,
+        predictor, serveInputs);
   }
 }

@@ -6,6 +6,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
+import java.util.Optional;
 import org.tensorflow.ConcreteFunction;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
@@ -26,7 +27,10 @@ import org.tensorflow.types.family.TType;
  * The three functions of a {@link FisherTrainStep} and their calls in the outer graph: the whole
  * step (inputs and every variable's handle → loss, step, finite), its first half (inputs and the
  * parameters' handles → loss and gradients) and its second half (gradients and every handle →
- * step, finite). Each is one {@code StatefulPartitionedCall}, XLA-compiled when the step is.
+ * step, finite). Each is one {@code StatefulPartitionedCall}, XLA-compiled when the step is. Also
+ * the rest of what the step builds from the model in the outer graph: the input placeholders the
+ * calls take, the evaluation loss and the predictions (reading the variables directly), and the
+ * signatures of all of them.
  */
 final class StepFunctions {
 
@@ -41,6 +45,8 @@ final class StepFunctions {
    * @param learningRate the fixed η, where {@code schedule} is null
    * @param schedule η_t computed from {@code iterations}, or null
    * @param jit whether the calls are XLA-compiled
+   * @param predictor the predictions, or null
+   * @param serveInputs the inputs the predictions read
    */
   record Spec(
       String name,
@@ -50,7 +56,9 @@ final class StepFunctions {
       FisherOptions options,
       double learningRate,
       FisherTrainStep.Schedule schedule,
-      boolean jit) {}
+      boolean jit,
+      FisherTrainStep.Predictor predictor,
+      List<String> serveInputs) {}
 
   /**
    * An input's dtype and shape.
@@ -63,10 +71,13 @@ final class StepFunctions {
   static final String INPUT = "input";
   static final String VARIABLE = "variable";
 
-  private final Spec spec;
+  /** What the functions were built from. */
+  final Spec spec;
   private final TrainState state;
-  private final Map<String, String> keys;
-  private final Map<String, Placeholder<?>> outerInputs;
+  /** Each parameter's gradient key ({@link GradientKeys}), by parameter name, in parameter order. */
+  final Map<String, String> keys;
+  /** The inputs' placeholders in the outer graph, by name, in declaration order. */
+  final Map<String, Placeholder<?>> inputs = new LinkedHashMap<>();
   /** The whole step's function. */
   final ConcreteFunction trainFunction;
   /** The whole step's outputs: loss, step, finite. */
@@ -77,21 +88,28 @@ final class StepFunctions {
   final Map<String, Placeholder<?>> gradientInputs = new LinkedHashMap<>();
   /** The second half's outputs: step, finite. */
   final Operation apply;
+  /** The model's loss at the variables' current values, in the outer graph (no step). */
+  final Operand<? extends TFloating> evalLoss;
+  /** The predictions in the outer graph, or null without a predictor. */
+  final Operand<?> predictions;
+  /** The same step as pure functions of values. */
+  final StatelessFunctions stateless;
 
-  StepFunctions(Graph graph, Spec spec, TrainState state, Map<String, String> keys,
-      Map<String, Placeholder<?>> outerInputs) {
+  StepFunctions(Graph graph, Spec spec, TrainState state) {
     this.spec = spec;
     this.state = state;
-    this.keys = keys;
-    this.outerInputs = outerInputs;
+    this.keys = GradientKeys.of(state.parameters());
+    Ops tf = Ops.create(graph);
+    spec.inputs().forEach((n, s) ->
+        inputs.put(n, tf.withName(n).placeholder(s.type(), Placeholder.shape(s.shape()))));
     List<ResourceVariable<?>> all = state.all();
     List<ResourceVariable<?>> parameters = state.parameters();
     this.trainFunction = ConcreteFunction.create(this::trainBody);
     this.train = FunctionCalls.call(graph.baseScope(), spec.name(), trainFunction,
-        args(outerInputs.values(), all), spec.jit());
+        args(inputs.values(), all), spec.jit());
     String gradName = spec.name() + "_" + FisherTrainStep.GRADIENTS;
     this.gradients = FunctionCalls.call(graph.baseScope(), gradName,
-        ConcreteFunction.create(this::gradientsBody), args(outerInputs.values(), parameters), spec.jit());
+        ConcreteFunction.create(this::gradientsBody), args(inputs.values(), parameters), spec.jit());
     String applyName = spec.name() + "_" + FisherTrainStep.APPLY_GRADIENTS;
     Ops feed = Ops.create(graph).withSubScope(applyName);
     for (ResourceVariable<?> p : parameters) {
@@ -100,6 +118,33 @@ final class StepFunctions {
     }
     this.apply = FunctionCalls.call(graph.baseScope(), applyName,
         ConcreteFunction.create(this::applyBody), args(gradientInputs.values(), all), spec.jit());
+    Operands in = new Operands(INPUT, inputs);
+    this.evalLoss = spec.model().loss(tf.withSubScope("eval"), in, state.values(tf));
+    this.predictions = spec.predictor() == null
+        ? null
+        : spec.predictor().predict(tf.withSubScope("serve"), in, state.values(tf));
+    this.stateless = new StatelessFunctions(graph, spec.name(), state, this, inputs, spec.jit());
+  }
+
+  /** The outer graph's placeholder of an input; throws naming the known inputs. */
+  Placeholder<?> input(String name) {
+    Placeholder<?> p = inputs.get(name);
+    if (p == null) {
+      throw new IllegalArgumentException("no input '" + name + "'; inputs are " + inputs.keySet());
+    }
+    return p;
+  }
+
+  /** Every signature of an export: train, gradients, apply gradients, the stateless two and, with a predictor, serve. */
+  List<Signature> signatures() {
+    List<Signature> all = new ArrayList<>(List.of(
+        trainSignature(FisherTrainStep.TRAIN),
+        gradientsSignature(FisherTrainStep.GRADIENTS),
+        applySignature(FisherTrainStep.APPLY_GRADIENTS),
+        stateless.gradientsSignature(inputs, keys),
+        stateless.applySignature()));
+    serveSignature(FisherTrainStep.SERVE).ifPresent(all::add);
+    return all;
   }
 
   /** {@return the step's options} */
@@ -110,14 +155,14 @@ final class StepFunctions {
   /** The whole step's signature under {@code key}: every input → loss, step. */
   Signature trainSignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
-    outerInputs.forEach(s::input);
+    inputs.forEach(s::input);
     return s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1)).build();
   }
 
   /** The first half's signature under {@code key}: every input → loss and each gradient. */
   Signature gradientsSignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
-    outerInputs.forEach(s::input);
+    inputs.forEach(s::input);
     s.output(FisherTrainStep.LOSS, gradients.output(0));
     int i = 1;
     for (String k : keys.values()) {
@@ -131,6 +176,16 @@ final class StepFunctions {
     Signature.Builder s = Signature.builder().key(key);
     gradientInputs.forEach(s::input);
     return s.output(FisherTrainStep.STEP, apply.output(0)).build();
+  }
+
+  /** The predictions' signature under {@code key}: the inputs they read → predictions. */
+  Optional<Signature> serveSignature(String key) {
+    if (predictions == null) {
+      return Optional.empty();
+    }
+    Signature.Builder s = Signature.builder().key(key);
+    spec.serveInputs().forEach(n -> s.input(n, input(n)));
+    return Optional.of(s.output(FisherTrainStep.PREDICTIONS, predictions).build());
   }
 
   private static List<Output<?>> args(

@@ -24,13 +24,12 @@ final class StepRunner {
   private final List<ResourceVariable<?>> parameters;
   private final FisherOptions options;
 
-  StepRunner(StepFunctions functions, Map<String, Placeholder<?>> inputs,
-      Map<String, String> gradientKeys, List<ResourceVariable<?>> parameters, FisherOptions options) {
+  StepRunner(StepFunctions functions, List<ResourceVariable<?>> parameters) {
     this.functions = functions;
-    this.inputs = inputs;
-    this.gradientKeys = gradientKeys;
+    this.inputs = functions.inputs;
+    this.gradientKeys = functions.keys;
     this.parameters = parameters;
-    this.options = options;
+    this.options = functions.spec.options();
   }
 
   /** The whole step: loss and step count. */

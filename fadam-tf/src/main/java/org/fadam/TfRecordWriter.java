@@ -37,12 +37,22 @@ public final class TfRecordWriter implements Closeable {
   private final OutputStream out;
   private long records;
 
-  /** Creates (or truncates) {@code file}. */
+  /**
+   * Creates (or truncates) {@code file}.
+   *
+   * @param file the TFRecord file to write
+   * @throws IOException if the file cannot be opened for writing
+   */
   public TfRecordWriter(Path file) throws IOException {
     this.out = new BufferedOutputStream(Files.newOutputStream(file), 1 << 16);
   }
 
-  /** Appends one record. */
+  /**
+   * Appends one record.
+   *
+   * @param data the record's bytes, written between its framing
+   * @throws IOException if writing fails
+   */
   public void write(byte[] data) throws IOException {
     ByteBuffer header = ByteBuffer.allocate(12).order(ByteOrder.LITTLE_ENDIAN);
     header.putLong(data.length);
@@ -55,12 +65,17 @@ public final class TfRecordWriter implements Closeable {
     records++;
   }
 
-  /** Appends one {@code tf.train.Example}. */
+  /**
+   * Appends one {@code tf.train.Example}.
+   *
+   * @param example the example, written as one record of its serialized bytes
+   * @throws IOException if writing fails
+   */
   public void write(Example example) throws IOException {
     write(example.toByteArray());
   }
 
-  /** Records written so far. */
+  /** {@return the number of records written so far} */
   public long records() {
     return records;
   }
@@ -70,7 +85,15 @@ public final class TfRecordWriter implements Closeable {
     out.close();
   }
 
-  /** The masked CRC-32C TFRecord stores for {@code length} bytes of {@code data} from {@code offset}. */
+  /**
+   * The masked CRC-32C that TFRecord stores for {@code length} bytes of {@code data} from {@code
+   * offset}.
+   *
+   * @param data the bytes
+   * @param offset the index of the first byte to checksum
+   * @param length how many bytes to checksum
+   * @return {@code ((c >>> 15) | (c << 17)) + 0xa282ead8} of their CRC-32C {@code c}
+   */
   public static int maskedCrc32c(byte[] data, int offset, int length) {
     CRC32C crc = new CRC32C();
     crc.update(data, offset, length);
@@ -78,7 +101,12 @@ public final class TfRecordWriter implements Closeable {
     return ((c >>> 15) | (c << 17)) + MASK_DELTA;
   }
 
-  /** A {@code tf.train.Example} of int64 list features. */
+  /**
+   * A {@code tf.train.Example} of int64 list features.
+   *
+   * @param features each feature's values by its name
+   * @return the example, with one {@code Int64List} feature per entry
+   */
   public static Example int64Example(Map<String, long[]> features) {
     Features.Builder f = Features.newBuilder();
     features.forEach((name, values) -> {

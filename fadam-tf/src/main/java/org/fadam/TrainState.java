@@ -6,6 +6,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import org.tensorflow.Graph;
 import org.tensorflow.Operand;
 import org.tensorflow.internal.types.registry.TensorTypeRegistry;
 import org.tensorflow.ndarray.Shape;
@@ -28,14 +29,14 @@ final class TrainState {
   private final List<ResourceVariable<?>> all;
 
   /**
-   * Creates the state in {@code scope}.
+   * Creates the state in {@code graph}, under the step's name.
    *
-   * @param scope ops under the step's name
    * @param name the step's name (the counters are {@code <name>-iterations} and {@code
    *     <name>-skipped_steps})
    */
-  TrainState(Ops scope, String name, Algorithm algorithm, FisherOptions options,
+  TrainState(Graph graph, String name, Algorithm algorithm, FisherOptions options,
       List<ResourceVariable<?>> parameters) {
+    Ops scope = Ops.create(graph).withSubScope(name);
     this.parameters = List.copyOf(parameters);
     List<ResourceVariable<?>> vars = new ArrayList<>(this.parameters);
     for (ResourceVariable<?> p : this.parameters) {
@@ -66,6 +67,13 @@ final class TrainState {
   /** Parameters, then each one's slots and counter, then iterations and skipped steps. */
   List<ResourceVariable<?>> all() {
     return all;
+  }
+
+  /** Each parameter's current value read in {@code tf}'s graph, by name (outside the step functions). */
+  Operands values(Ops tf) {
+    Map<String, Operand<?>> out = new LinkedHashMap<>();
+    parameters.forEach(v -> out.put(v.name(), v.read(tf)));
+    return new Operands(StepFunctions.VARIABLE, out);
   }
 
   /** A parameter's slots and counter by slot name. */
