@@ -167,14 +167,20 @@ class StatelessSignaturesTest {
         s.initialize();
         step.export(s, model);
       }
-      assertEquals(List.of("x", "y", "var_layer_w", "var_layer_b"),
-          List.copyOf(step.statelessGradientsSignature().inputNames()));
-      assertTrue(step.statelessApplySignature().outputNames().contains(FisherTrainStep.FINITE));
-      // Every input of stateless_apply is a value or a gradient; every output but finite a value.
-      for (String in : step.statelessApplySignature().inputNames()) {
-        assertTrue(in.startsWith("var_") || in.startsWith("grad_"), in);
+      try (SavedModelBundle m = FisherTrainStep.loadSavedModel(model)) {
+        var grads = m.function(FisherTrainStep.STATELESS_GRADIENTS).signature();
+        var apply = m.function(FisherTrainStep.STATELESS_APPLY).signature();
+        assertEquals(java.util.Set.of("x", "y", "var_layer_w", "var_layer_b"), grads.inputNames());
+        assertEquals(java.util.Set.of("loss", "grad_layer_w", "grad_layer_b"), grads.outputNames());
+        assertTrue(apply.outputNames().contains(FisherTrainStep.FINITE));
+        // Every input of stateless_apply is a value or a gradient; every output but finite a value.
+        for (String in : apply.inputNames()) {
+          assertTrue(in.startsWith("var_") || in.startsWith("grad_"), in);
+        }
+        assertEquals(step.valueKeys().size() + 1, apply.outputNames().size());
+        assertEquals(java.util.Set.copyOf(step.valueKeys().values()),
+            apply.inputNames().stream().filter(n -> n.startsWith("var_")).collect(java.util.stream.Collectors.toSet()));
       }
-      assertEquals(step.valueKeys().size() + 1, step.statelessApplySignature().outputNames().size());
       for (String name : List.of("train_step_stateless_gradients", "train_step_stateless_apply")) {
         var call = g.operation(name);
         assertEquals("StatefulPartitionedCall", call.type());

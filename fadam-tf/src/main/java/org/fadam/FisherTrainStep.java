@@ -74,15 +74,9 @@ public final class FisherTrainStep {
   public static final String APPLY_GRADIENTS = "apply_gradients";
   /** Prefix of the gradient keys of {@value #GRADIENTS} and {@value #APPLY_GRADIENTS}. */
   public static final String GRADIENT_PREFIX = "grad_";
-  /**
-   * Name of the stateless gradients signature: the {@value #TRAIN} inputs and each parameter's
-   * value ({@value #VARIABLE_PREFIX}…) → {@value #LOSS} and each gradient. It reads no variable.
-   */
+  /** The stateless gradients signature: inputs, parameters' values → loss, gradients. */
   public static final String STATELESS_GRADIENTS = "stateless_gradients";
-  /**
-   * Name of the stateless apply signature: every state variable's value and each gradient → every
-   * state variable's new value under the same key, and {@value #FINITE}. It writes no variable.
-   */
+  /** The stateless apply signature: every state value, gradients → new values, finite. */
   public static final String STATELESS_APPLY = "stateless_apply";
   /** Prefix of the value keys of the stateless signatures, followed as in {@link #gradientKey}. */
   public static final String VARIABLE_PREFIX = "var_";
@@ -293,16 +287,6 @@ public final class FisherTrainStep {
   /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step} */
   public Signature applyGradientsSignature() {
     return functions.applySignature(APPLY_GRADIENTS);
-  }
-
-  /** {@return the {@value #STATELESS_GRADIENTS} signature} */
-  public Signature statelessGradientsSignature() {
-    return functions.stateless.gradientsSignature(functions.inputs, functions.keys);
-  }
-
-  /** {@return the {@value #STATELESS_APPLY} signature} */
-  public Signature statelessApplySignature() {
-    return functions.stateless.applySignature();
   }
 
   /** {@return each state variable's key in the stateless signatures, by name, in {@link #variables()} order} */
