@@ -10,7 +10,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import org.fadam.tools.BenchCase.Algorithm;
+import org.fadam.tools.BenchCase.Candidate;
 import org.tensorflow.ndarray.Shape;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -118,7 +118,7 @@ public final class Bench extends Tool {
       boolean quick,
       java.nio.file.Path csv,
       List<Group> groups,
-      List<Algorithm> optimizers,
+      List<Candidate> optimizers,
       List<BenchCase.Path> paths,
       int rounds,
       double sampleSeconds) {}
@@ -142,12 +142,12 @@ public final class Bench extends Tool {
     if (w > 0) {
       groups.add(new Group("model-like", modelLike(w, modelBlocks != null ? modelBlocks : quick ? 2 : 8)));
     }
-    List<Algorithm> opt = new ArrayList<>();
+    List<Candidate> opt = new ArrayList<>();
     if (optimizers == null) {
-      opt.addAll(Arrays.asList(Algorithm.values()));
+      opt.addAll(Arrays.asList(Candidate.values()));
     } else {
       for (String s : optimizers) {
-        opt.add(Algorithm.parse(s.trim()));
+        opt.add(Candidate.parse(s.trim()));
       }
     }
     List<BenchCase.Path> p = new ArrayList<>();
@@ -225,7 +225,7 @@ public final class Bench extends Tool {
    * writes its outputs once (FAdam:
    * Σg²; f with Σḡ² and Σḡw²; m and θ. The paper's Adam: m, f with Σḡ²; θ. GD and ApplyAdam: one).
    */
-  static double minimumBytesPerParam(Algorithm a, List<Shape> shapes) {
+  static double minimumBytesPerParam(Candidate a, List<Shape> shapes) {
     double total = 0;
     for (Shape s : shapes) {
       double b = switch (a) {
@@ -277,17 +277,17 @@ public final class Bench extends Tool {
     List<Row> rows = new ArrayList<>();
     List<Double> adamAll = new ArrayList<>();
     List<Case> cases = new ArrayList<>();
-    if (s.optimizers().contains(Algorithm.GD_FRAMEWORK)) {
-      cases.add(new Case(Algorithm.GD_FRAMEWORK, BenchCase.Path.FUSED_KERNEL));
+    if (s.optimizers().contains(Candidate.GD_FRAMEWORK)) {
+      cases.add(new Case(Candidate.GD_FRAMEWORK, BenchCase.Path.FUSED_KERNEL));
     }
-    for (Algorithm a : s.optimizers()) {
+    for (Candidate a : s.optimizers()) {
       if (!a.framework()) {
         for (BenchCase.Path p : s.paths()) {
           cases.add(new Case(a, p));
         }
       }
     }
-    try (BenchCase adam = BenchCase.create(Algorithm.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes());
+    try (BenchCase adam = BenchCase.create(Candidate.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes());
         BenchCase adamApply = s.paths().contains(BenchCase.Path.XLA_APPLY)
             ? BenchCase.adamApplyOnly(g.shapes()) : null) {
       int adamBatch = warmUp(adam, s.sampleSeconds());
@@ -344,7 +344,7 @@ public final class Bench extends Tool {
     return median(t);
   }
 
-  private record Case(Algorithm a, BenchCase.Path p) {}
+  private record Case(Candidate a, BenchCase.Path p) {}
 
   private static Row row(BenchCase c, double secondsPerStep, double ratio, double triad, boolean loss) {
     double bytes = (minimumBytesPerParam(c.optimizer, c.shapes) - (loss ? 0 : 4)) * c.params();

@@ -9,7 +9,7 @@ import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import org.fadam.tools.BenchCase.Algorithm;
+import org.fadam.tools.BenchCase.Candidate;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.tensorflow.ndarray.Shape;
@@ -43,10 +43,10 @@ class BenchTest {
   void minimumBytesCountTheAlgorithmsPasses() {
     List<Shape> one = List.of(Shape.of(1000, 1000));
     // + 4: the loss reads θ once
-    assertEquals(4 + 28, Bench.minimumBytesPerParam(Algorithm.ADAM_FRAMEWORK, one));
-    assertEquals(4 + 44, Bench.minimumBytesPerParam(Algorithm.FADAM, one));
-    assertEquals(4 + 32, Bench.minimumBytesPerParam(Algorithm.FADAFACTOR, one)); // factored: no f
-    assertEquals(4 + 44, Bench.minimumBytesPerParam(Algorithm.FADAFACTOR, List.of(Shape.of(1000))));
+    assertEquals(4 + 28, Bench.minimumBytesPerParam(Candidate.ADAM_FRAMEWORK, one));
+    assertEquals(4 + 44, Bench.minimumBytesPerParam(Candidate.FADAM, one));
+    assertEquals(4 + 32, Bench.minimumBytesPerParam(Candidate.FADAFACTOR, one)); // factored: no f
+    assertEquals(4 + 44, Bench.minimumBytesPerParam(Candidate.FADAFACTOR, List.of(Shape.of(1000))));
   }
 
   @Test
