@@ -19,6 +19,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.OptionalInt;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.fadam.Algorithm;
@@ -87,7 +88,26 @@ public final class ReplayExport {
    * @param checked whether the CPU's inputs and outputs after steps 1 and 3 are exported (small
    *     steps) or only the HLO (benchmark sizes, timed with random inputs)
    */
-  public record Config(String name, Model model, Algorithm algorithm, String dtype, long[] shape, boolean checked) {}
+  public record Config(String name, Model model, Algorithm algorithm, String dtype, long[] shape, boolean checked) {
+
+    /**
+     * The bytes per parameter that the optimizer-only step must at least move ({@link
+     * Algorithm#minimumBytesPerParameter} at the paper's defaults), or empty for the demo's whole
+     * step, which has no such figure. {@code scripts/gpu-replay} reads it from the manifest.
+     */
+    public OptionalInt minimumBytesPerParameter() {
+      if (model != Model.OPTIMIZER) {
+        return OptionalInt.empty();
+      }
+      int parameterBytes = switch (dtype) {
+        case "float32" -> 4;
+        case "bfloat16" -> 2;
+        default -> throw new IllegalArgumentException("no replay of " + dtype + " parameters");
+      };
+      return OptionalInt.of(algorithm.minimumBytesPerParameter(
+          Shape.of(shape), algorithm.defaultOptions(), parameterBytes));
+    }
+  }
 
   /** The small, checked optimizer steps' shape: both dimensions ≥ 128, so FAdafactor factors. */
   static final long[] CHECK_SHAPE = {128, 256};
@@ -412,9 +432,10 @@ public final class ReplayExport {
       JsonObject e = new JsonObject();
       e.addProperty("name", c.name());
       e.addProperty("model", c.model().name().toLowerCase(Locale.ROOT));
-      e.addProperty("optimizer", c.algorithm().cliName());
+      e.addProperty("algorithm", c.algorithm().cliName());
       e.addProperty("dtype", c.dtype());
       e.addProperty("parameters", parameterCount());
+      c.minimumBytesPerParameter().ifPresent(b -> e.addProperty("min_bytes_per_param", b));
       e.addProperty("hlo", c.name() + ".hlo.pb");
       e.addProperty("hlo_module", hlo.name());
       if (c.checked()) {
