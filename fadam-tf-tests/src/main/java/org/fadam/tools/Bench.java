@@ -220,29 +220,25 @@ public final class Bench extends Tool {
   }
 
   /**
-   * Bytes per parameter of the algorithm's minimum passes in one whole step: the loss reads θ once,
-   * (not in optimizer-only rows), then each pass the algorithm needs reads its inputs once and
-   * writes its outputs once (FAdam:
-   * Σg²; f with Σḡ² and Σḡw²; m and θ. The paper's Adam: m, f with Σḡ²; θ. GD and ApplyAdam: one).
+   * Bytes per parameter of the minimum passes of one whole step: the loss reads θ once (4 B; the
+   * optimizer-only rows leave it out), then the optimizer's step, the gradient given. For the
+   * paper's algorithms that is {@link org.fadam.Algorithm#minimumBytesPerParameter} at the
+   * defaults the bench runs with (float32 parameters), the same figure {@code scripts/gpu-replay}
+   * reads from the replay's manifest; the framework baselines keep their own: GradientDescent
+   * reads g, θ and writes θ (12), ApplyAdam reads g, θ, m, v and writes θ, m, v (28).
    */
-  static double minimumBytesPerParam(Candidate a, List<Shape> shapes) {
+  static double minimumBytesPerParam(Candidate c, List<Shape> shapes) {
     double total = 0;
     for (Shape s : shapes) {
-      double b = switch (a) {
+      double b = switch (c) {
         case GD_FRAMEWORK -> 12; // read g, θ; write θ
         case ADAM_FRAMEWORK -> 28; // read g, θ, m, v; write θ, m, v
-        case ADAM_PAPER -> 20 + 16; // read g, m, f, write m, f (Σḡ²); read m, f, θ, write θ
-        case FADAM -> 4 + 16 + 24; // Σg²; read g, f, θ, write f (Σḡ², Σḡw²); read g, f, θ, m, write m, θ
-        case FADAFACTOR, ADAFACTOR_PAPER -> factored(s) ? 4 + 8 + 20 : 44; // no full-size f when factored
+        case FADAM, FADAFACTOR, ADAM_PAPER, ADAFACTOR_PAPER ->
+            c.algorithm.minimumBytesPerParameter(s, c.algorithm.defaultOptions(), 4);
       };
       total += (4 + b) * s.size(); // + the loss's read of θ
     }
     return total / shapes.stream().mapToLong(Shape::size).sum();
-  }
-
-  private static boolean factored(Shape s) {
-    int r = s.numDimensions();
-    return r >= 2 && s.get(r - 1) >= 128 && s.get(r - 2) >= 128; // FisherOptions default
   }
 
   @Override

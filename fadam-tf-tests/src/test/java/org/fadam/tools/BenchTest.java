@@ -9,6 +9,8 @@ import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import org.fadam.Algorithm;
+import org.fadam.FisherOptions;
 import org.fadam.tools.BenchCase.Candidate;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -39,14 +41,69 @@ class BenchTest {
     assertThrows(IllegalArgumentException.class, () -> Bench.parseCount("0"));
   }
 
+  /**
+   * The bytes one optimizer step must move per parameter, counted by hand here from the passes
+   * each algorithm needs (the gradient given; R and C are too small to count): each pass reads
+   * its inputs once and writes its outputs once, a parameter-sized array (θ, g) costing p bytes
+   * an element and a float32 slot (m, f) 4.
+   */
+  private static int handCount(Algorithm a, boolean factored, boolean weightDecay, int p) {
+    int s = 4;
+    return switch (a) {
+      case FADAM -> p // Σg² for RMS(g) (Alg. 1 l.8): read g
+          + (weightDecay ? 2 * p : p) + s // clip sums RMS(ḡ), RMS(ḡw) (l.10, l.13): read g, θ (for ḡw), f
+          + (2 * p + 2 * s) + (p + 2 * s); // read g, θ, f, m; write θ, f, m
+      case FADAFACTOR -> factored
+          ? p // Σg², R and C (Alg. 2 l.7-8): read g
+              + (weightDecay ? 2 * p : p) // clip sums: read g, θ (f from R and C)
+              + (2 * p + s) + (p + s) // read g, θ, m; write θ, m
+          : handCount(Algorithm.FADAM, false, weightDecay, p); // unfactored: FAdam's f
+      case ADAM -> (p + 2 * s) + 2 * s // read g, f, m; write f, m (and sum ḡ² for the clip)
+          + (p + 2 * s) + p; // read θ, f, m; write θ
+      case ADAFACTOR -> factored
+          ? p // R and C (Alg. 4 l.7-8): read g
+              + p // the clip of g/√f (l.11): read g
+              + (2 * p + s) + (p + s) // read g, θ, m; write θ, m
+          : (p + s) // the clip: read g, f
+              + (2 * p + 2 * s) + (p + 2 * s); // read g, θ, f, m; write θ, f, m
+    };
+  }
+
   @Test
   void minimumBytesCountTheAlgorithmsPasses() {
-    List<Shape> one = List.of(Shape.of(1000, 1000));
-    // + 4: the loss reads θ once
-    assertEquals(4 + 28, Bench.minimumBytesPerParam(Candidate.ADAM_FRAMEWORK, one));
+    // The hand count gives the figures the docs quote (float32: 44, 32, 36, 28 B/param).
+    assertEquals(44, handCount(Algorithm.FADAM, false, true, 4));
+    assertEquals(32, handCount(Algorithm.FADAFACTOR, true, true, 4));
+    assertEquals(36, handCount(Algorithm.ADAM, false, true, 4));
+    assertEquals(28, handCount(Algorithm.ADAFACTOR, true, true, 4));
+    Shape matrix = Shape.of(1000, 1000); // factored by Algorithms 2 and 4 (both dimensions ≥ 128)
+    Shape vector = Shape.of(1000); // never factored
+    FisherOptions decay = FisherOptions.defaults();
+    FisherOptions noDecay = FisherOptions.builder().weightDecay(0).build();
+    for (Algorithm a : Algorithm.values()) {
+      boolean factors = a == Algorithm.FADAFACTOR || a == Algorithm.ADAFACTOR;
+      for (int p : new int[] {4, 2}) { // float32 and bfloat16 parameters (float32 slots)
+        String where = a + " p=" + p;
+        assertEquals(handCount(a, factors, true, p), a.minimumBytesPerParameter(matrix, decay, p), where + " matrix");
+        assertEquals(handCount(a, false, true, p), a.minimumBytesPerParameter(vector, decay, p), where + " vector");
+        assertEquals(handCount(a, factors, false, p), a.minimumBytesPerParameter(matrix, noDecay, p),
+            where + " matrix, no weight decay");
+      }
+    }
+    // The bench's whole-step figure (float32): + 4 for the loss's read of θ.
+    List<Shape> one = List.of(matrix);
     assertEquals(4 + 44, Bench.minimumBytesPerParam(Candidate.FADAM, one));
-    assertEquals(4 + 32, Bench.minimumBytesPerParam(Candidate.FADAFACTOR, one)); // factored: no f
-    assertEquals(4 + 44, Bench.minimumBytesPerParam(Candidate.FADAFACTOR, List.of(Shape.of(1000))));
+    assertEquals(4 + 32, Bench.minimumBytesPerParam(Candidate.FADAFACTOR, one));
+    assertEquals(4 + 36, Bench.minimumBytesPerParam(Candidate.ADAM_PAPER, one));
+    assertEquals(4 + 28, Bench.minimumBytesPerParam(Candidate.ADAFACTOR_PAPER, one));
+    assertEquals(4 + 44, Bench.minimumBytesPerParam(Candidate.FADAFACTOR, List.of(vector)));
+    assertEquals(4 + 36, Bench.minimumBytesPerParam(Candidate.ADAFACTOR_PAPER, List.of(vector)));
+    // The framework baselines: ApplyAdam reads g, θ, m, v and writes θ, m, v; GD reads g, θ, writes θ.
+    assertEquals(4 + 7 * 4, Bench.minimumBytesPerParam(Candidate.ADAM_FRAMEWORK, one));
+    assertEquals(4 + 3 * 4, Bench.minimumBytesPerParam(Candidate.GD_FRAMEWORK, one));
+    // A list is weighted by size: a factored matrix and a vector.
+    assertEquals((36.0 * 1_000_000 + 48.0 * 1000) / 1_001_000,
+        Bench.minimumBytesPerParam(Candidate.FADAFACTOR, List.of(matrix, vector)), 1e-12);
   }
 
   @Test
