@@ -100,9 +100,15 @@ public final class Bench extends Tool {
     static final String CSV_HEADER =
         "optimizer,path,params,variables,ns_per_param,ratio_to_adam,state_bytes_per_param,bandwidth_fraction";
 
-    String csv() {
-      return String.format(Locale.ROOT, "%s,%s,%d,%d,%.4f,%.4f,%.4f,%.4f", optimizer, path, params,
-          variables, nsPerParam, ratioToAdam, stateBytesPerParam, bandwidthFraction);
+    /** The CSV fields: the numbers with 4 decimals. */
+    List<String> csvFields() {
+      return List.of(optimizer, path, Long.toString(params), Integer.toString(variables),
+          decimals4(nsPerParam), decimals4(ratioToAdam), decimals4(stateBytesPerParam),
+          decimals4(bandwidthFraction));
+    }
+
+    private static String decimals4(double v) {
+      return String.format(Locale.ROOT, "%.4f", v);
     }
   }
 
@@ -388,14 +394,16 @@ public final class Bench extends Tool {
   }
 
   static void writeCsv(java.nio.file.Path file, List<Row> rows) throws IOException {
-    List<String> lines = new ArrayList<>();
-    lines.add(Row.CSV_HEADER);
-    rows.forEach(r -> lines.add(r.csv()));
     java.nio.file.Path parent = file.toAbsolutePath().getParent();
     if (parent != null) {
       Files.createDirectories(parent);
     }
-    Files.write(file, lines, StandardCharsets.UTF_8);
+    try (java.io.Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
+      Csv.printRecord(w, List.of(Row.CSV_HEADER.split(",")));
+      for (Row r : rows) {
+        Csv.printRecord(w, r.csvFields());
+      }
+    }
   }
 
   /** What the machine is, as far as the JVM can tell. */

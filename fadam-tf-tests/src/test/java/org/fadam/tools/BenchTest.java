@@ -148,4 +148,22 @@ class BenchTest {
     assertEquals(Tool.USAGE, Tool.execute(new Bench(), new PrintWriter(new StringWriter()),
         new PrintWriter(new StringWriter()), "--optimizers", "sgd"));
   }
+
+  /** The committed bench results (bench-results/*.csv) parse and are written back byte for byte. */
+  @Test
+  void committedResultsParseAndRewriteByteForByte(@TempDir Path dir) throws Exception {
+    for (String name : List.of("before.csv", "after.csv", "after-model.csv")) {
+      Path committed = Path.of("bench-results", name);
+      List<Bench.Row> rows;
+      try (var in = Files.newBufferedReader(committed)) {
+        rows = Csv.read(in, List.of(Bench.Row.CSV_HEADER.split(",")), f -> new Bench.Row(f.get(0),
+            f.get(1), Long.parseLong(f.get(2)), Integer.parseInt(f.get(3)), Double.parseDouble(f.get(4)),
+            Double.parseDouble(f.get(5)), Double.parseDouble(f.get(6)), Double.parseDouble(f.get(7)), 0));
+      }
+      assertTrue(rows.size() > 5, name);
+      Path again = dir.resolve(name);
+      Bench.writeCsv(again, rows);
+      assertEquals(Files.readString(committed), Files.readString(again), name);
+    }
+  }
 }
