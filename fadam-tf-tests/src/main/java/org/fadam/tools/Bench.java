@@ -382,15 +382,21 @@ public final class Bench extends Tool {
   }
 
   static String table(List<Row> rows) {
-    StringBuilder b = new StringBuilder();
-    b.append(String.format(Locale.ROOT, "%-20s %-13s %10s %5s %9s %9s %8s %8s %7s%n", "optimizer",
-        "path", "params", "vars", "ms/step", "ns/param", "x Adam", "state B", "BW frac"));
+    List<List<String>> cells = new ArrayList<>();
+    cells.add(List.of("optimizer", "path", "params", "vars", "ms/step", "ns/param", "x Adam",
+        "state B", "BW frac"));
     for (Row r : rows) {
-      b.append(String.format(Locale.ROOT, "%-20s %-13s %10d %5d %9.3f %9.3f %8.2f %8.2f %7.3f%n",
-          r.optimizer(), r.path(), r.params(), r.variables(), r.msPerStep(), r.nsPerParam(),
-          r.ratioToAdam(), r.stateBytesPerParam(), r.bandwidthFraction()));
+      cells.add(List.of(r.optimizer(), r.path(), Long.toString(r.params()),
+          Integer.toString(r.variables()), fmt("%.3f", r.msPerStep()), fmt("%.3f", r.nsPerParam()),
+          fmt("%.2f", r.ratioToAdam()), fmt("%.2f", r.stateBytesPerParam()),
+          fmt("%.3f", r.bandwidthFraction())));
     }
-    return b.toString();
+    // single spaces; optimizer and path left-aligned; the widths the table has always had
+    return TextTable.text(cells, " ", 2, 20, 13, 10, 5, 9, 9, 8, 8, 7);
+  }
+
+  private static String fmt(String format, double v) {
+    return String.format(Locale.ROOT, format, v);
   }
 
   static void writeCsv(java.nio.file.Path file, List<Row> rows) throws IOException {
