@@ -69,12 +69,17 @@ class SweepTest {
 
   @Test
   void commandLine() {
+    // The documented defaults (scripts/demo --help, docs/demo.md), written out: every optimizer,
+    // a log grid of rates, 3 seeds, 1000 steps evaluated every 500 (the plain demo: 4000, 200),
+    // batch 256, embedding 64, hidden 384, XLA on, 2 workers, out demo-out.
     Sweep.Options d = Demo.parseSweep("--sweep");
-    assertEquals(Sweep.Options.defaults(Path.of("demo-out")), d);
-    assertEquals(List.of(Algorithm.values()), d.optimizers());
-    assertEquals(List.of(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), d.lrs());
-    assertEquals(3, d.seeds());
-    assertTrue(d.steps() < Demo.DEFAULT_STEPS, "fewer steps than the default run");
+    assertEquals(new Sweep.Options(
+        List.of(Algorithm.FADAM, Algorithm.FADAFACTOR, Algorithm.ADAM, Algorithm.ADAFACTOR),
+        List.of(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), 3, 1000, 500, 256, 64, 384, true, 2,
+        Path.of("demo-out")), d);
+    assertEquals(List.of("fadam", "fadafactor", "adam", "adafactor"),
+        d.optimizers().stream().map(Algorithm::cliName).toList());
+    assertEquals(4000, Demo.parse().steps(), "the plain demo's default steps, more than the sweep's");
     Sweep.Options o = Demo.parseSweep("--sweep", "--lrs", "0.01,1e-3,0.01", "--seeds", "5",
         "--steps", "40", "--eval-every", "7", "--optimizers", "adam", "--workers", "1",
         "--out", "o", "--no-xla", "--batch", "8", "--embed", "4", "--hidden", "6");
