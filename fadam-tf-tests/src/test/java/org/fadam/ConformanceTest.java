@@ -12,7 +12,7 @@ import java.util.Random;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
 import org.fadam.reference.PaperReference;
-import org.fadam.reference.PaperReference.Algorithm;
+import org.fadam.Algorithm;
 import org.fadam.reference.PaperReference.Hyper;
 import org.fadam.tools.StepHarness;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -100,9 +100,8 @@ class ConformanceTest {
     }
     PaperReference.State ref = PaperReference.init(c.alg, c.shape, theta0, h);
     FisherOptions options = options(c.alg, h);
-    StepHarness.Kind kind = StepHarness.Kind.valueOf(c.alg.name());
     long[] shape = Arrays.stream(c.shape).asLongStream().toArray();
-    try (StepHarness graph = new StepHarness(kind, c.dtype, h.lr(), options, shape, theta0)) {
+    try (StepHarness graph = new StepHarness(c.alg, c.dtype, h.lr(), options, shape, theta0)) {
       for (int step = 1; step <= c.steps; step++) {
         double[] g = c.grads.next(rnd, n, step - 1);
         PaperReference.step(c.alg, ref, g, h);
@@ -160,7 +159,7 @@ class ConformanceTest {
     assertEquals(1e-30, defaults.adafactorEpsilon());
     assertEquals(options(Algorithm.ADAFACTOR, h), defaults, "FisherOptions defaults = Alg. 4 l.1");
     Grads tiny = new Grads("tiny 2^-60", Math.scalb(1.0, -60), false); // g² ≈ 1e-36: ε matters
-    try (StepHarness graph = new StepHarness(StepHarness.Kind.ADAFACTOR, "float64",
+    try (StepHarness graph = new StepHarness(Algorithm.ADAFACTOR, "float64",
         FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT), defaults, new long[] {3, 4}, theta0)) {
       for (int step = 1; step <= 3; step++) {
         double[] g = tiny.next(rnd, 12, step - 1);

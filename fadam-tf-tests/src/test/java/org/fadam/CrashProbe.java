@@ -29,7 +29,7 @@ public final class CrashProbe {
     Path dir = Path.of(args[1]);
     String stage = args[2];
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "fadam", true);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.FADAM, true);
       try (Session s = new Session(g)) {
         s.initialize();
         CheckpointManager checkpoints = step.checkpoints(dir, 2);

@@ -50,7 +50,7 @@ class CrashSafetyTest {
 
     Uninterrupted full = uninterrupted();
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "fadam", true);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.FADAM, true);
       try (Session s = new Session(g)) {
         s.initialize();
         CheckpointManager checkpoints = step.checkpoints(dir, 2);
@@ -94,7 +94,7 @@ class CrashSafetyTest {
   @Test
   void keepsTheNewestCheckpointsAndRejectsBadArguments(@TempDir Path tmp) throws Exception {
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "adam", false);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.ADAM, false);
       try (Session s = new Session(g)) {
         s.initialize();
         var e = assertThrows(IllegalArgumentException.class, () -> step.checkpoints(tmp, 0));
@@ -134,7 +134,7 @@ class CrashSafetyTest {
 
   private static Uninterrupted uninterrupted() {
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "fadam", true);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.FADAM, true);
       try (Session s = new Session(g)) {
         s.initialize();
         return new Uninterrupted(train(step, s, 0, STEPS), VariableBytes.of(step, s));

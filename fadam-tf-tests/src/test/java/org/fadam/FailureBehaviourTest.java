@@ -21,6 +21,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.tensorflow.Graph;
 import org.tensorflow.Session;
 import org.tensorflow.framework.optimizers.Adam;
@@ -45,16 +46,11 @@ class FailureBehaviourTest {
     final Op train;
     final Session s;
 
-    RefModel(String optimizer, NonFinitePolicy policy) {
+    RefModel(Algorithm optimizer, NonFinitePolicy policy) {
       var loss = tf.math.add(tf.reduceSum(tf.math.mul(tf.identity(a), x), tf.constant(0)),
           tf.reduceSum(tf.math.square(tf.identity(b)), tf.constant(0)));
       FisherOptions o = FisherOptions.builder().nonFinite(policy).build();
-      opt = switch (optimizer) {
-        case "fadam" -> new FAdam(g, "FAdam", 0.1, o);
-        case "fadafactor" -> new FAdafactor(g, "FAdafactor", 0.1, o);
-        case "adafactor" -> new PaperAdafactor(g, "Adafactor", 0.1, o);
-        default -> new PaperAdam(g, "Adam", 0.1, o);
-      };
+      opt = FisherOptimizer.create(optimizer, g, optimizer.displayName(), 0.1, o);
       train = opt.minimize(loss, "train");
       s = new Session(g);
       s.initialize();
@@ -90,8 +86,8 @@ class FailureBehaviourTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
-  void skipLeavesEveryVariableAndSlotAndCountsTheStep(String optimizer) {
+  @EnumSource(Algorithm.class)
+  void skipLeavesEveryVariableAndSlotAndCountsTheStep(Algorithm optimizer) {
     for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, 1e20f}) {
       try (RefModel m = new RefModel(optimizer, NonFinitePolicy.SKIP)) {
         m.step(0.5f, -1f, 2f);
@@ -113,8 +109,8 @@ class FailureBehaviourTest {
    * overflows (here 3 × 2.25e38 in float32) is skipped too, while one just below passes.
    */
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam"})
-  void skipsAGradientWhoseSumOfSquaresOverflows(String optimizer) {
+  @EnumSource(value = Algorithm.class, names = {"FADAM", "FADAFACTOR", "ADAM"})
+  void skipsAGradientWhoseSumOfSquaresOverflows(Algorithm optimizer) {
     try (RefModel m = new RefModel(optimizer, NonFinitePolicy.SKIP)) {
       m.step(0.5f, -1f, 2f);
       double[] before = m.state();
@@ -131,8 +127,8 @@ class FailureBehaviourTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
-  void propagateLetsNanThrough(String optimizer) {
+  @EnumSource(Algorithm.class)
+  void propagateLetsNanThrough(Algorithm optimizer) {
     try (RefModel m = new RefModel(optimizer, NonFinitePolicy.PROPAGATE)) {
       m.step(0.5f, Float.NaN, 2f);
       assertTrue(Double.isNaN(OptimizerContractTest.values(m.s, m.tf, m.a)[1]));
@@ -140,8 +136,8 @@ class FailureBehaviourTest {
   }
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
-  void errorFailsTheRunNamingTheVariableAndChangesNothing(String optimizer) {
+  @EnumSource(Algorithm.class)
+  void errorFailsTheRunNamingTheVariableAndChangesNothing(Algorithm optimizer) {
     try (RefModel m = new RefModel(optimizer, NonFinitePolicy.ERROR)) {
       m.step(0.5f, -1f, 2f);
       double[] before = m.state();
@@ -240,7 +236,7 @@ class FailureBehaviourTest {
     var e = assertThrows(IllegalArgumentException.class, () -> FisherTrainStep.loadSavedModel(tmp.resolve("absent")));
     assertEquals("no SavedModel at " + tmp.resolve("absent") + ": the directory does not exist", e.getMessage());
     Path dir = tmp.resolve("model");
-    ResumeProbe.run("fadam", false, 2, 2, dir);
+    ResumeProbe.run(Algorithm.FADAM, false, 2, 2, dir);
     Path data = dir.resolve("variables/variables.data-00000-of-00001");
     byte[] bytes = Files.readAllBytes(data);
     Files.write(data, java.util.Arrays.copyOf(bytes, bytes.length / 2));
@@ -255,7 +251,7 @@ class FailureBehaviourTest {
   @Test
   void concurrentTrainCallsAreCountedOnce() throws Exception {
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "fadam", true);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.FADAM, true);
       Ops tf = Ops.create(g);
       try (Session s = new Session(g)) {
         s.initialize();

@@ -9,7 +9,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
 import org.fadam.reference.PaperReference;
-import org.fadam.reference.PaperReference.Algorithm;
+import org.fadam.Algorithm;
 import org.fadam.reference.PaperReference.Hyper;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -113,12 +113,7 @@ class PropertyTest {
         pairs.add(OptimizerContractTest.gv(tf.dtypes.cast(gp, type), v));
         refs.add(PaperReference.init(alg, shape, theta0, h));
       }
-      FisherOptimizer opt = switch (alg) {
-        case FADAM -> new FAdam(g, "FAdam", h.lr(), options);
-        case FADAFACTOR -> new FAdafactor(g, "FAdafactor", h.lr(), options);
-        case ADAM -> new PaperAdam(g, "Adam", h.lr(), options);
-        case ADAFACTOR -> new PaperAdafactor(g, "Adafactor", h.lr(), options);
-      };
+      FisherOptimizer opt = FisherOptimizer.create(alg, g, alg.displayName(), h.lr(), options);
       Op train = opt.applyGradients(pairs, "train");
       List<Operand<TFloat64>> fetches = new ArrayList<>();
       List<String> names = new ArrayList<>();

@@ -140,7 +140,7 @@ class ReadmeExamplesTest {
     List<Long> starts = new ArrayList<>();
     for (int steps : new int[] {5, 10}) { // the first job stops (is killed) after 5 steps
       try (Graph graph = new Graph()) {
-        FisherTrainStep step = org.fadam.tools.ResumeProbe.build(graph, "fadam", false);
+        FisherTrainStep step = org.fadam.tools.ResumeProbe.build(graph, Algorithm.FADAM, false);
         try (Session s = new Session(graph)) {
           s.initialize();
           // doc docs/scaling-out.md#checkpoints

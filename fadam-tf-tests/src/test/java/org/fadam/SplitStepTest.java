@@ -42,7 +42,7 @@ class SplitStepTest {
     final Session fusedSession;
     final Session splitSession;
 
-    Pair(String optimizer, boolean jit, FisherOptions.NonFinitePolicy policy) {
+    Pair(Algorithm optimizer, boolean jit, FisherOptions.NonFinitePolicy policy) {
       fused = ResumeProbe.build(fusedGraph, optimizer, jit, policy);
       split = ResumeProbe.build(splitGraph, optimizer, jit, policy);
       fusedSession = new Session(fusedGraph);
@@ -61,8 +61,8 @@ class SplitStepTest {
   }
 
   @ParameterizedTest(name = "{0} jit={1}")
-  @CsvSource({"fadam,true", "fadafactor,true", "adam,true", "fadam,false"})
-  void trainEqualsGradientsThenApplyBitForBit(String optimizer, boolean jit) {
+  @CsvSource({"FADAM,true", "FADAFACTOR,true", "ADAM,true", "FADAM,false"})
+  void trainEqualsGradientsThenApplyBitForBit(Algorithm optimizer, boolean jit) {
     try (Pair p = new Pair(optimizer, jit, FisherOptions.NonFinitePolicy.SKIP)) {
       for (int k = 0; k < 8; k++) {
         Map<String, TFloat32> feeds = ResumeProbe.batch(k);
@@ -85,7 +85,7 @@ class SplitStepTest {
   /** SKIP: a NaN in the batch leaves everything unchanged on both paths but counts a skipped step. */
   @Test
   void skipPolicyAppliesInApplyGradientsAsInTrain() {
-    try (Pair p = new Pair("fadam", true, FisherOptions.NonFinitePolicy.SKIP)) {
+    try (Pair p = new Pair(Algorithm.FADAM, true, FisherOptions.NonFinitePolicy.SKIP)) {
       stepBoth(p, ResumeProbe.batch(0));
       Map<String, byte[]> before = VariableBytes.of(p.split, p.splitSession);
       Map<String, TFloat32> bad = nanBatch();
@@ -109,7 +109,7 @@ class SplitStepTest {
   /** ERROR: both paths fail naming the variable, and change nothing. */
   @Test
   void errorPolicyAppliesInApplyGradientsAsInTrain() {
-    try (Pair p = new Pair("fadafactor", true, FisherOptions.NonFinitePolicy.ERROR)) {
+    try (Pair p = new Pair(Algorithm.FADAFACTOR, true, FisherOptions.NonFinitePolicy.ERROR)) {
       stepBoth(p, ResumeProbe.batch(0));
       Map<String, byte[]> before = VariableBytes.of(p.split, p.splitSession);
       Map<String, TFloat32> bad = nanBatch();
@@ -135,7 +135,7 @@ class SplitStepTest {
 
   @Test
   void missingOrUnknownGradientKeysFailNamingThem() {
-    try (Pair p = new Pair("fadam", false, FisherOptions.NonFinitePolicy.SKIP);
+    try (Pair p = new Pair(Algorithm.FADAM, false, FisherOptions.NonFinitePolicy.SKIP);
         TFloat32 b = TFloat32.tensorOf(Shape.of(ResumeProbe.CLASSES))) {
       var missing = assertThrows(IllegalArgumentException.class,
           () -> p.split.applyGradients(p.splitSession, Map.of("grad_b", b)));
@@ -167,7 +167,7 @@ class SplitStepTest {
   @Test
   void theExportCarriesBothHalvesAndTheyContinueLikeTrain(@TempDir Path tmp) throws Exception {
     Path dir = tmp.resolve("model");
-    List<Float> full = ResumeProbe.run("fadam", true, 6, 3, dir);
+    List<Float> full = ResumeProbe.run(Algorithm.FADAM, true, 6, 3, dir);
     try (SavedModelBundle m = FisherTrainStep.loadSavedModel(dir)) {
       List<String> keys = m.signatures().stream().map(Signature::key).toList();
       assertTrue(keys.containsAll(List.of("train", "serve_default", "gradients", "apply_gradients")), keys.toString());

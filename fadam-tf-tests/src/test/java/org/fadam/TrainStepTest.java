@@ -16,6 +16,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.tensorflow.Graph;
 import org.tensorflow.SavedModelBundle;
 import org.tensorflow.Session;
@@ -33,8 +34,8 @@ import org.tensorflow.types.family.TType;
 class TrainStepTest {
 
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
-  void xlaAndNonXlaAgreeWithinRoundOff(String optimizer, @TempDir Path dir) throws Exception {
+  @EnumSource(Algorithm.class)
+  void xlaAndNonXlaAgreeWithinRoundOff(Algorithm optimizer, @TempDir Path dir) throws Exception {
     List<Float> xla = ResumeProbe.run(optimizer, true, 20, 0, dir);
     List<Float> plain = ResumeProbe.run(optimizer, false, 20, 0, dir);
     double worst = 0;
@@ -52,10 +53,10 @@ class TrainStepTest {
    */
   @ParameterizedTest(name = "{0} {1} jit={2}")
   @CsvSource({
-      "fadam,float32,false", "fadam,float32,true", "fadam,float64,false", "fadam,float16,false",
-      "fadafactor,bfloat16,false", "fadafactor,float32,true", "adam,float64,true", "adam,float32,false",
-      "adafactor,float32,true", "adafactor,float64,false", "adafactor,float16,false"})
-  void fusedStepMatchesTheRefVariableOptimizer(String optimizer, String dtype, boolean jit) {
+      "FADAM,float32,false", "FADAM,float32,true", "FADAM,float64,false", "FADAM,float16,false",
+      "FADAFACTOR,bfloat16,false", "FADAFACTOR,float32,true", "ADAM,float64,true", "ADAM,float32,false",
+      "ADAFACTOR,float32,true", "ADAFACTOR,float64,false", "ADAFACTOR,float16,false"})
+  void fusedStepMatchesTheRefVariableOptimizer(Algorithm optimizer, String dtype, boolean jit) {
     float[][] w0 = {{0.5f, -1f, 2f}, {0.25f, 1.5f, -0.75f}};
     float[][] x = {{1f, 2f, -1f}, {0.5f, -2f, 1f}};
     Class<? extends TType> type = org.fadam.tools.StepHarness.dtypeClass(dtype);
@@ -64,14 +65,7 @@ class TrainStepTest {
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
       var w = ResourceVariable.create(tf, "w", tf.withInitScope().dtypes.cast(tf.withInitScope().constant(w0), type));
-      var b = FisherTrainStep.builder(g);
-      switch (optimizer) {
-        case "fadam" -> b.fadam(0.1, o);
-        case "fadafactor" -> b.fadafactor(0.1, o);
-        case "adafactor" -> b.adafactor(0.1, o);
-        default -> b.adam(0.1, o);
-      }
-      FisherTrainStep step = b.variables(List.of(w))
+      FisherTrainStep step = FisherTrainStep.builder(g).algorithm(optimizer, 0.1, o).variables(List.of(w))
           .loss((ops, in, v) -> quadratic(ops, v.get("w"), x))
           .jit(jit).build();
       try (Session s = new Session(g)) {
@@ -85,12 +79,7 @@ class TrainStepTest {
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
       Variable<? extends TType> w = tf.variable(tf.dtypes.cast(tf.constant(w0), type));
-      FisherOptimizer opt = switch (optimizer) {
-        case "fadam" -> new FAdam(g, "FAdam", 0.1, o);
-        case "fadafactor" -> new FAdafactor(g, "FAdafactor", 0.1, o);
-        case "adafactor" -> new PaperAdafactor(g, "Adafactor", 0.1, o);
-        default -> new PaperAdam(g, "Adam", 0.1, o);
-      };
+      FisherOptimizer opt = FisherOptimizer.create(optimizer, g, optimizer.displayName(), 0.1, o);
       Op train = opt.minimize(quadratic(tf, tf.identity(w), x), "train");
       try (Session s = new Session(g)) {
         s.initialize();
@@ -118,8 +107,8 @@ class TrainStepTest {
    * round-off after 5 steps, for every optimizer.
    */
   @ParameterizedTest(name = "{0}")
-  @CsvSource({"fadam", "fadafactor", "adam", "adafactor"})
-  void largeTensorsAgreeWithAndWithoutXla(String optimizer) {
+  @EnumSource(Algorithm.class)
+  void largeTensorsAgreeWithAndWithoutXla(Algorithm optimizer) {
     List<Shape> shapes = List.of(Shape.of(256, 384), Shape.of(96, 200), Shape.of(40000),
         Shape.of(3, 64, 100), Shape.of(130, 129));
     double[][] xla = largeRun(optimizer, shapes, true);
@@ -135,7 +124,7 @@ class TrainStepTest {
     }
   }
 
-  private static double[][] largeRun(String optimizer, List<Shape> shapes, boolean jit) {
+  private static double[][] largeRun(Algorithm optimizer, List<Shape> shapes, boolean jit) {
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
       List<ResourceVariable<?>> vars = new ArrayList<>();
@@ -145,15 +134,8 @@ class TrainStepTest {
             org.tensorflow.op.random.RandomUniform.seed(7L).seed2((long) i));
         vars.add(ResourceVariable.create(tf, "w" + i, u));
       }
-      var b = FisherTrainStep.builder(g);
-      FisherOptions o = FisherOptions.defaults();
-      switch (optimizer) {
-        case "fadam" -> b.fadam(0.01, o);
-        case "fadafactor" -> b.fadafactor(0.01, o);
-        case "adafactor" -> b.adafactor(0.01, o);
-        default -> b.adam(0.01, o);
-      }
-      FisherTrainStep step = b.variables(vars).loss((ops, in, v) -> {
+      FisherTrainStep step = FisherTrainStep.builder(g)
+          .algorithm(optimizer, 0.01, FisherOptions.defaults()).variables(vars).loss((ops, in, v) -> {
         org.tensorflow.Operand<TFloat32> total = null;
         for (int i = 0; i < vars.size(); i++) {
           var w = v.float32(vars.get(i).name());
@@ -212,10 +194,10 @@ class TrainStepTest {
 
   /** Export after 10 steps, resume in another JVM from the SavedModel alone: bit-identical. */
   @ParameterizedTest(name = "{0} jit={1}")
-  @CsvSource({"fadam,true", "fadam,false", "fadafactor,true", "adam,false"})
-  void resumeInAnotherProcessIsBitIdentical(String optimizer, boolean jit, @TempDir Path tmp) throws Exception {
+  @CsvSource({"FADAM,true", "FADAM,false", "FADAFACTOR,true", "ADAM,false"})
+  void resumeInAnotherProcessIsBitIdentical(Algorithm optimizer, boolean jit, @TempDir Path tmp) throws Exception {
     Path dir = tmp.resolve("model");
-    List<String> full = probe("run", optimizer, Boolean.toString(jit), "20", "10", dir.toString());
+    List<String> full = probe("run", optimizer.cliName(), Boolean.toString(jit), "20", "10", dir.toString());
     List<String> resumed = probe("resume", dir.toString(), "10", "10");
     assertEquals(20, full.size());
     assertEquals(full.subList(10, 20), resumed);
@@ -267,7 +249,7 @@ class TrainStepTest {
   @Test
   void everyOptimizerVariableIsInTheCheckpoint(@TempDir Path tmp) throws Exception {
     Path dir = tmp.resolve("model");
-    ResumeProbe.run("fadafactor", false, 3, 3, dir);
+    ResumeProbe.run(Algorithm.FADAFACTOR, false, 3, 3, dir);
     try (SavedModelBundle b = SavedModelBundle.load(dir.toString(), SavedModelBundle.DEFAULT_TAG)) {
       Graph g = b.graph();
       Ops tf = Ops.create(g);
@@ -290,9 +272,9 @@ class TrainStepTest {
   @Test
   void aCheckpointOfAnotherOptimizerIsAClearError(@TempDir Path tmp) throws Exception {
     Path dir = tmp.resolve("model");
-    ResumeProbe.run("fadam", false, 2, 2, dir);
+    ResumeProbe.run(Algorithm.FADAM, false, 2, 2, dir);
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "fadafactor", false);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.FADAFACTOR, false);
       try (Session s = new Session(g)) {
         s.initialize();
         var e = assertThrows(IllegalArgumentException.class, () -> step.restore(s, dir));
@@ -331,7 +313,7 @@ class TrainStepTest {
   @Test
   void aMissingCheckpointIsAClearError(@TempDir Path tmp) {
     try (Graph g = new Graph()) {
-      FisherTrainStep step = ResumeProbe.build(g, "fadam", false);
+      FisherTrainStep step = ResumeProbe.build(g, Algorithm.FADAM, false);
       try (Session s = new Session(g)) {
         var e = assertThrows(IllegalArgumentException.class, () -> step.restore(s, tmp.resolve("nothing")));
         assertTrue(e.getMessage().startsWith("no checkpoint at "), e.getMessage());

@@ -22,10 +22,10 @@ import java.util.Optional;
 import java.util.Properties;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
+import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.TfRecordWriter;
-import org.fadam.demo.DemoModel.Optimizer;
 import org.fadam.tools.Tool;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.ITypeConverter;
@@ -101,7 +101,7 @@ public final class Demo {
     /** Writes these settings and the step count of a saved run to {@code file}. */
     void store(Path file, long step) throws IOException {
       Properties p = new Properties();
-      p.setProperty("optimizer", Optimizer.FADAM.flagName());
+      p.setProperty("optimizer", Algorithm.FADAM.cliName());
       p.setProperty("step", Long.toString(step));
       p.setProperty("seed", Long.toString(seed));
       p.setProperty("batch", Integer.toString(batch));
@@ -160,14 +160,14 @@ public final class Demo {
    * @param progress force the progress line even when stderr is not a terminal
    * @param tfrecord where to write the batches this run trains on as TFRecord, or null
    */
-  public record Options(Settings settings, int steps, List<Optimizer> optimizers, Path out,
+  public record Options(Settings settings, int steps, List<Algorithm> optimizers, Path out,
       boolean xla, Path save, Path resume, int evalEvery, boolean progress, Path tfrecord) {
 
     /** The defaults, writing to {@code out}. */
     public static Options defaults(Path out) {
       return new Options(new Settings(DEFAULT_SEED, DEFAULT_BATCH,
           FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT), DEFAULT_EMBED, DEFAULT_HIDDEN),
-          DEFAULT_STEPS, List.of(Optimizer.values()), out, true, null, null, DEFAULT_EVAL_EVERY,
+          DEFAULT_STEPS, List.of(Algorithm.values()), out, true, null, null, DEFAULT_EVAL_EVERY,
           false, null);
     }
   }
@@ -200,7 +200,7 @@ public final class Demo {
     @Option(names = "--optimizers", paramLabel = "LIST", split = ",",
         defaultValue = "fadam,fadafactor,adam,adafactor", converter = OptimizerConverter.class,
         description = "comma-separated, from fadam,fadafactor,adam,adafactor")
-    List<Optimizer> optimizers;
+    List<Algorithm> optimizers;
 
     @Option(names = "--seed", paramLabel = "S", defaultValue = "" + DEFAULT_SEED,
         description = "seed of data, initial values and batches")
@@ -306,19 +306,19 @@ public final class Demo {
       }
       List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden")
           .stream().filter(this::given).toList();
-      List<Optimizer> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
+      List<Algorithm> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
       if (resume != null) {
         if (!settingFlags.isEmpty()) {
           throw usageError(String.join(", ", settingFlags) + " cannot be combined with"
               + " --resume: a resumed run keeps the settings it was saved with");
         }
-        if (given("--optimizers") && !chosen.equals(List.of(Optimizer.FADAM))) {
+        if (given("--optimizers") && !chosen.equals(List.of(Algorithm.FADAM))) {
           throw usageError("--resume continues the saved FAdam run only; drop --optimizers"
               + " or pass --optimizers fadam");
         }
-        chosen = List.of(Optimizer.FADAM);
+        chosen = List.of(Algorithm.FADAM);
       }
-      if (save != null && !chosen.contains(Optimizer.FADAM)) {
+      if (save != null && !chosen.contains(Algorithm.FADAM)) {
         throw usageError("--save exports the FAdam run: add fadam to --optimizers");
       }
       return new Options(new Settings(seed, batch, lr, embed, hidden), steps, chosen, out, !noXla, save, resume, evalEvery, progress,
@@ -338,13 +338,14 @@ public final class Demo {
   }
 
   /** {@code fadam}, {@code fadafactor}, {@code adam}, {@code adafactor} (any case) as a demo optimizer. */
-  public static final class OptimizerConverter implements ITypeConverter<Optimizer> {
+  public static final class OptimizerConverter implements ITypeConverter<Algorithm> {
     @Override
-    public Optimizer convert(String value) {
+    public Algorithm convert(String value) {
       try {
-        return Optimizer.parse(value);
+        return Algorithm.parse(value.strip());
       } catch (IllegalArgumentException e) {
-        throw new TypeConversionException(e.getMessage());
+        throw new TypeConversionException(
+            "unknown optimizer \"" + value + "\"; expected fadam, fadafactor, adam or adafactor");
       }
     }
   }
@@ -450,7 +451,7 @@ public final class Demo {
    * @param savedModel the FAdam SavedModel under --out, if FAdam ran
    */
   public record Report(List<ResultsCsv.Row> rows, ResultsTable table,
-      Map<Optimizer, float[]> trainLosses, Optional<Path> savedModel) {}
+      Map<Algorithm, float[]> trainLosses, Optional<Path> savedModel) {}
 
   /** One optimizer's run. */
   record Run(ResultsTable.Row result, float[] losses) {}
@@ -461,7 +462,7 @@ public final class Demo {
     Settings s = saved == null ? o.settings() : saved.settings();
     Files.createDirectories(o.out());
     Path savedModelDir = o.out().resolve(SAVED_MODEL);
-    if (o.optimizers().contains(Optimizer.FADAM)) { // fail now, not after minutes of training
+    if (o.optimizers().contains(Algorithm.FADAM)) { // fail now, not after minutes of training
       checkReplaceable(savedModelDir);
       if (o.save() != null) {
         checkReplaceable(o.save());
@@ -484,17 +485,17 @@ public final class Demo {
     if (saved != null && Files.exists(csvPath)) {
       for (ResultsCsv.Row r : ResultsCsv.read(csvPath)) {
         // Rows of the FAdam run after the saved step belong to another continuation: replaced.
-        if (!(r.optimizer().equals(Optimizer.FADAM.displayName()) && r.step() > saved.step())) {
+        if (!(r.optimizer().equals(Algorithm.FADAM.displayName()) && r.step() > saved.step())) {
           rows.add(r);
         }
       }
     }
     List<ResultsTable.Row> results = new ArrayList<>();
-    Map<Optimizer, float[]> losses = new LinkedHashMap<>();
+    Map<Algorithm, float[]> losses = new LinkedHashMap<>();
     Optional<Path> savedModel = Optional.empty();
     try (ResultsCsv.Appender csv = ResultsCsv.open(csvPath)) {
       rows.forEach(csv::append);
-      for (Optimizer opt : o.optimizers()) {
+      for (Algorithm opt : o.optimizers()) {
         try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
           Run run = train(model, o, s.batch(), saved, data, row -> {
             rows.add(row);
@@ -506,7 +507,7 @@ public final class Demo {
               + " the floor)%n", opt.displayName(), run.losses().length,
               run.result().stepsPerSecond(), run.result().heldoutLoss(),
               run.result().heldoutLoss() - data.floor());
-          if (opt == Optimizer.FADAM) {
+          if (opt == Algorithm.FADAM) {
             savedModel = Optional.of(savedModelDir);
             export(model, s, savedModelDir, out);
             if (o.save() != null) {
@@ -524,7 +525,7 @@ public final class Demo {
         num(s.learningRate()), s.seed());
     LossPlot.write(o.out().resolve(PNG), rows, data.floor(),
         "Held-out loss vs step: " + String.join(", ",
-            o.optimizers().stream().map(Optimizer::displayName).toList()), subtitle, LossPlot.DEFAULT_WIDTH,
+            o.optimizers().stream().map(Algorithm::displayName).toList()), subtitle, LossPlot.DEFAULT_WIDTH,
         LossPlot.DEFAULT_HEIGHT);
     Files.writeString(o.out().resolve(MARKDOWN), markdown(table, o, s, data),
         StandardCharsets.UTF_8);

@@ -5,11 +5,10 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
+import org.fadam.Algorithm;
 import org.fadam.AtomicDirectory;
-import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.Operands;
 import org.fadam.ResourceVariable;
@@ -51,45 +50,6 @@ public final class DemoModel implements AutoCloseable {
   /** Tokens of context the model sees: the order of the source. */
   public static final int CONTEXT = 2;
 
-  /** The four optimizers, each with the display name used in tables, CSV and plots. */
-  public enum Optimizer {
-    /** Algorithm 1. */
-    FADAM("FAdam"),
-    /** Algorithm 2. */
-    FADAFACTOR("FAdafactor"),
-    /** Algorithm 3 (the paper's Adam), FAdam's baseline. */
-    ADAM("Adam"),
-    /** Algorithm 4 (the paper's Adafactor), FAdafactor's baseline. */
-    ADAFACTOR("Adafactor");
-
-    private final String displayName;
-
-    Optimizer(String displayName) {
-      this.displayName = displayName;
-    }
-
-    /** "FAdam", "FAdafactor", "Adam" or "Adafactor". */
-    public String displayName() {
-      return displayName;
-    }
-
-    /** The command-line name: "fadam", "fadafactor", "adam" or "adafactor". */
-    public String flagName() {
-      return name().toLowerCase(Locale.ROOT);
-    }
-
-    /** Parses a command-line name (case-insensitive). */
-    public static Optimizer parse(String s) {
-      for (Optimizer o : values()) {
-        if (o.flagName().equalsIgnoreCase(s.strip())) {
-          return o;
-        }
-      }
-      throw new IllegalArgumentException(
-          "unknown optimizer \"" + s + "\"; expected fadam, fadafactor, adam or adafactor");
-    }
-  }
-
   /**
    * The model's sizes and training hyperparameters.
    *
@@ -122,30 +82,25 @@ public final class DemoModel implements AutoCloseable {
 
   private static final float LAYER_NORM_EPSILON = 1e-5f;
 
-  private final Optimizer optimizer;
+  private final Algorithm optimizer;
   private final Config config;
   private final Graph graph;
   private final Session session;
   private final FisherTrainStep step;
   private final Operand<TInt64> iterations;
 
-  private DemoModel(Optimizer optimizer, Config config) {
+  private DemoModel(Algorithm optimizer, Config config) {
     this.optimizer = optimizer;
     this.config = config;
     this.graph = new Graph();
     try {
       Ops tf = Ops.create(graph);
       List<ResourceVariable<TFloat32>> vars = variables(tf, config);
-      FisherTrainStep.Builder b = FisherTrainStep.builder(graph);
-      FisherOptions paper = FisherOptions.defaults(); // each algorithm's own paper defaults
-      switch (optimizer) {
-        case FADAM -> b.fadam(config.learningRate(), paper);
-        case FADAFACTOR -> b.fadafactor(config.learningRate(), paper);
-        case ADAM -> b.adam(config.learningRate(), paper);
-        case ADAFACTOR -> b.adafactor(config.learningRate(), paper);
-      }
       int v = config.vocabSize();
-      this.step = b.input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
+      this.step = FisherTrainStep.builder(graph)
+          // each algorithm's own paper defaults
+          .algorithm(optimizer, config.learningRate(), optimizer.defaultOptions())
+          .input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
           .input(LABELS, TInt32.class, Shape.of(-1))
           .variables(vars)
           .loss((ops, in, w) -> loss(ops, logits(ops, in.int32(TOKENS), w), in.int32(LABELS), v))
@@ -162,7 +117,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** Builds the model, its train step and an initialized session. */
-  public static DemoModel create(Optimizer optimizer, Config config) {
+  public static DemoModel create(Algorithm optimizer, Config config) {
     return new DemoModel(optimizer, config);
   }
 
@@ -246,7 +201,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** The optimizer. */
-  public Optimizer optimizer() {
+  public Algorithm optimizer() {
     return optimizer;
   }
 

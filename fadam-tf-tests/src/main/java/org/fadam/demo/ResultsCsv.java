@@ -1,7 +1,5 @@
 package org.fadam.demo;
 
-import java.io.BufferedReader;
-import java.io.BufferedWriter;
 import java.io.Closeable;
 import java.io.IOException;
 import java.io.Reader;
@@ -10,13 +8,12 @@ import java.io.Writer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.function.Function;
+import org.fadam.tools.Csv;
 
 /**
  * The demo's loss log as CSV: header {@value #HEADER}, one row per optimizer and step, UTF-8,
- * {@code \n} line ends.
+ * {@code \n} line ends, written and read by Apache Commons CSV ({@link Csv}).
  *
  * <p>Losses are written exactly, with {@link Double#toString(double)}, which parses back to the
  * same bits (a float32 loss widened to double keeps its value exactly, e.g. {@code 1.7234567f} is
@@ -29,6 +26,8 @@ public final class ResultsCsv {
 
   /** The header line. */
   public static final String HEADER = "optimizer,step,train_loss,heldout_loss";
+
+  private static final List<String> COLUMNS = List.of(HEADER.split(","));
 
   /**
    * One line of the log.
@@ -65,11 +64,9 @@ public final class ResultsCsv {
 
   /** Writes the header and {@code rows} to {@code out} (not closed). */
   public static void write(Writer out, List<Row> rows) throws IOException {
-    out.write(HEADER);
-    out.write('\n');
+    Csv.printRecord(out, COLUMNS);
     for (Row row : rows) {
-      out.write(format(row));
-      out.write('\n');
+      Csv.printRecord(out, fields(row));
     }
   }
 
@@ -86,41 +83,8 @@ public final class ResultsCsv {
    * @throws IOException on a missing header or a malformed line (its number is in the message)
    */
   public static List<Row> read(Reader in) throws IOException {
-    return read(in, HEADER, f -> new Row(f[0], Long.parseLong(f[1]), parseLoss(f[2]),
-        parseLoss(f[3])));
-  }
-
-  /**
-   * Reads CSV text with this header: each non-blank line split at commas into as many fields as
-   * the header has, then {@code parse}d; an IOException names a malformed line by its number.
-   */
-  static <R> List<R> read(Reader in, String header, Function<String[], R> parse)
-      throws IOException {
-    BufferedReader br = in instanceof BufferedReader ? (BufferedReader) in : new BufferedReader(in);
-    String first = br.readLine();
-    if (first == null || !first.strip().equals(header)) {
-      throw new IOException("expected header \"" + header + "\"; got \"" + first + "\"");
-    }
-    int fields = header.split(",").length;
-    List<R> rows = new ArrayList<>();
-    String line;
-    int lineNo = 1;
-    while ((line = br.readLine()) != null) {
-      lineNo++;
-      if (line.isBlank()) {
-        continue;
-      }
-      String[] f = line.strip().split(",", -1);
-      if (f.length != fields) {
-        throw new IOException("line " + lineNo + ": expected " + fields + " fields; got " + f.length);
-      }
-      try {
-        rows.add(parse.apply(f));
-      } catch (IllegalArgumentException e) { // includes NumberFormatException
-        throw new IOException("line " + lineNo + ": " + e.getMessage(), e);
-      }
-    }
-    return rows;
+    return Csv.read(in, COLUMNS, f -> new Row(f.get(0), Long.parseLong(f.get(1)),
+        parseLoss(f.get(2)), parseLoss(f.get(3))));
   }
 
   /**
@@ -133,20 +97,18 @@ public final class ResultsCsv {
 
   /** Writes rows one at a time; see {@link #open(Path)}. */
   public static final class Appender implements Closeable {
-    private final BufferedWriter out;
+    private final Writer out;
 
-    private Appender(BufferedWriter out) throws IOException {
+    private Appender(Writer out) throws IOException {
       this.out = out;
-      out.write(HEADER);
-      out.write('\n');
+      Csv.printRecord(out, COLUMNS);
       out.flush();
     }
 
     /** Writes and flushes one row. */
     public void append(Row row) {
       try {
-        out.write(format(row));
-        out.write('\n');
+        Csv.printRecord(out, fields(row));
         out.flush();
       } catch (IOException e) {
         throw new UncheckedIOException(e);
@@ -159,10 +121,10 @@ public final class ResultsCsv {
     }
   }
 
-  /** One CSV line (no line end). */
-  static String format(Row row) {
-    return row.optimizer() + "," + row.step() + "," + formatLoss(row.trainLoss()) + ","
-        + formatLoss(row.heldoutLoss());
+  /** The fields of one row, as written. */
+  private static List<String> fields(Row row) {
+    return List.of(row.optimizer(), Long.toString(row.step()), formatLoss(row.trainLoss()),
+        formatLoss(row.heldoutLoss()));
   }
 
   /** {@code v} as {@link Double#toString(double)}, exactly; {@link #parseLoss} inverts it. */

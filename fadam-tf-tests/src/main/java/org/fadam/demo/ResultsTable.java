@@ -3,6 +3,7 @@ package org.fadam.demo;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import org.fadam.tools.TextTable;
 
 /**
  * The end-of-run comparison of the optimizers, as aligned plain text ({@link #toText()}) or as a
@@ -77,12 +78,12 @@ public final class ResultsTable {
 
   /** Plain text: columns separated by two spaces, names left-aligned, numbers right-aligned. */
   public String toText() {
-    return TextTable.render(cells(), false);
+    return TextTable.text(cells());
   }
 
   /** A GitHub-flavoured Markdown table, cells padded so the source reads as a table too. */
   public String toMarkdown() {
-    return TextTable.render(cells(), true);
+    return TextTable.markdown(cells());
   }
 
   @Override

@@ -20,7 +20,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.fadam.demo.DemoModel.Optimizer;
+import org.fadam.Algorithm;
 
 /**
  * The learning-rate sweep of {@code scripts/demo --sweep}: every optimizer at every learning rate
@@ -72,7 +72,7 @@ public final class Sweep {
    * @param workers points trained at the same time
    * @param out the output directory
    */
-  public record Options(List<Optimizer> optimizers, List<Double> lrs, int seeds, int steps,
+  public record Options(List<Algorithm> optimizers, List<Double> lrs, int seeds, int steps,
       int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out) {
 
     /** Checks every field. */
@@ -100,20 +100,20 @@ public final class Sweep {
 
     /** The defaults, writing to {@code out}. */
     public static Options defaults(Path out) {
-      return new Options(List.of(Optimizer.values()), DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS,
+      return new Options(List.of(Algorithm.values()), DEFAULT_LRS, DEFAULT_SEEDS, DEFAULT_STEPS,
           DEFAULT_EVAL_EVERY, Demo.DEFAULT_BATCH, Demo.DEFAULT_EMBED, Demo.DEFAULT_HIDDEN, true,
           DEFAULT_WORKERS, out);
     }
 
     /** The plain demo's options of one point (what {@code scripts/demo --lr X --seed S ...} runs). */
-    Demo.Options point(Optimizer optimizer, double lr, long seed) {
+    Demo.Options point(Algorithm optimizer, double lr, long seed) {
       return new Demo.Options(new Demo.Settings(seed, batch, lr, embed, hidden), steps,
           List.of(optimizer), out, xla, null, null, evalEvery, false, null);
     }
   }
 
   /** One point of the grid. */
-  public record Point(Optimizer optimizer, double lr, long seed) {}
+  public record Point(Algorithm optimizer, double lr, long seed) {}
 
   /**
    * One trained point: its rows (every evaluation) and its wall time.
@@ -138,7 +138,7 @@ public final class Sweep {
     String loadBefore = loadAverage();
     List<Point> points = new ArrayList<>();
     for (long seed = 1; seed <= o.seeds(); seed++) { // a seed's data is built once, used by all
-      for (Optimizer opt : o.optimizers()) {
+      for (Algorithm opt : o.optimizers()) {
         for (double lr : o.lrs()) {
           points.add(new Point(opt, lr, seed));
         }

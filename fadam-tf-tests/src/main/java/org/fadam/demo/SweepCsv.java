@@ -7,16 +7,20 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import org.fadam.tools.Csv;
 
 /**
  * The learning-rate sweep's loss log as CSV: header {@value #HEADER}, one row per optimizer,
  * learning rate, seed and evaluated step, UTF-8, {@code \n} line ends. Losses and rates are
- * written exactly ({@link Double#toString(double)}), as in {@link ResultsCsv}.
+ * written exactly ({@link Double#toString(double)}), as in {@link ResultsCsv}, by Apache Commons
+ * CSV ({@link Csv}).
  */
 public final class SweepCsv {
 
   /** The header line. */
   public static final String HEADER = "optimizer,lr,seed,step,train_loss,heldout_loss";
+
+  private static final List<String> COLUMNS = List.of(HEADER.split(","));
 
   /**
    * One line of the sweep's log.
@@ -50,12 +54,11 @@ public final class SweepCsv {
   /** Writes the header and {@code rows} to {@code path}, replacing it. */
   public static void write(Path path, List<Row> rows) throws IOException {
     try (Writer w = Files.newBufferedWriter(path, StandardCharsets.UTF_8)) {
-      w.write(HEADER);
-      w.write('\n');
+      Csv.printRecord(w, COLUMNS);
       for (Row r : rows) {
-        w.write(r.optimizer() + "," + r.lr() + "," + r.seed() + "," + r.step() + ","
-            + ResultsCsv.formatLoss(r.trainLoss()) + "," + ResultsCsv.formatLoss(r.heldoutLoss()));
-        w.write('\n');
+        Csv.printRecord(w, List.of(r.optimizer(), Double.toString(r.lr()), Long.toString(r.seed()),
+            Long.toString(r.step()), ResultsCsv.formatLoss(r.trainLoss()),
+            ResultsCsv.formatLoss(r.heldoutLoss())));
       }
     }
   }
@@ -63,9 +66,9 @@ public final class SweepCsv {
   /** Reads a file written by {@link #write}; a malformed line is an IOException naming it. */
   public static List<Row> read(Path path) throws IOException {
     try (Reader r = Files.newBufferedReader(path, StandardCharsets.UTF_8)) {
-      return ResultsCsv.read(r, HEADER, f -> new Row(f[0], Double.parseDouble(f[1]),
-          Long.parseLong(f[2]), Long.parseLong(f[3]), ResultsCsv.parseLoss(f[4]),
-          ResultsCsv.parseLoss(f[5])));
+      return Csv.read(r, COLUMNS, f -> new Row(f.get(0), Double.parseDouble(f.get(1)),
+          Long.parseLong(f.get(2)), Long.parseLong(f.get(3)), ResultsCsv.parseLoss(f.get(4)),
+          ResultsCsv.parseLoss(f.get(5))));
     } catch (IOException e) {
       throw new IOException(path + ": " + e.getMessage(), e);
     }

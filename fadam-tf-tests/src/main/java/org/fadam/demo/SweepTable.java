@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
+import org.fadam.tools.TextTable;
 
 /**
  * The sweep's summary: for each optimizer, the final held-out loss at every learning rate over the
@@ -238,12 +239,12 @@ public final class SweepTable {
 
   /** Plain text, columns separated by two spaces. */
   public String toText() {
-    return TextTable.render(cells(), false);
+    return TextTable.text(cells());
   }
 
   /** A GitHub Markdown table of the summary. */
   public String toMarkdown() {
-    return TextTable.render(cells(), true);
+    return TextTable.markdown(cells());
   }
 
   /** A Markdown table of every cell: one row per rate, one column per optimizer (mean ± sd). */
@@ -271,7 +272,7 @@ public final class SweepTable {
       }
       cells.add(line);
     });
-    return TextTable.render(cells, true);
+    return TextTable.markdown(cells);
   }
 
   @Override

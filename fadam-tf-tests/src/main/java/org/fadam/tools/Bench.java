@@ -10,7 +10,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import org.fadam.tools.BenchCase.Algorithm;
+import org.fadam.tools.BenchCase.Candidate;
 import org.tensorflow.ndarray.Shape;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -100,9 +100,15 @@ public final class Bench extends Tool {
     static final String CSV_HEADER =
         "optimizer,path,params,variables,ns_per_param,ratio_to_adam,state_bytes_per_param,bandwidth_fraction";
 
-    String csv() {
-      return String.format(Locale.ROOT, "%s,%s,%d,%d,%.4f,%.4f,%.4f,%.4f", optimizer, path, params,
-          variables, nsPerParam, ratioToAdam, stateBytesPerParam, bandwidthFraction);
+    /** The CSV fields: the numbers with 4 decimals. */
+    List<String> csvFields() {
+      return List.of(optimizer, path, Long.toString(params), Integer.toString(variables),
+          decimals4(nsPerParam), decimals4(ratioToAdam), decimals4(stateBytesPerParam),
+          decimals4(bandwidthFraction));
+    }
+
+    private static String decimals4(double v) {
+      return String.format(Locale.ROOT, "%.4f", v);
     }
   }
 
@@ -118,7 +124,7 @@ public final class Bench extends Tool {
       boolean quick,
       java.nio.file.Path csv,
       List<Group> groups,
-      List<Algorithm> optimizers,
+      List<Candidate> optimizers,
       List<BenchCase.Path> paths,
       int rounds,
       double sampleSeconds) {}
@@ -142,12 +148,12 @@ public final class Bench extends Tool {
     if (w > 0) {
       groups.add(new Group("model-like", modelLike(w, modelBlocks != null ? modelBlocks : quick ? 2 : 8)));
     }
-    List<Algorithm> opt = new ArrayList<>();
+    List<Candidate> opt = new ArrayList<>();
     if (optimizers == null) {
-      opt.addAll(Arrays.asList(Algorithm.values()));
+      opt.addAll(Arrays.asList(Candidate.values()));
     } else {
       for (String s : optimizers) {
-        opt.add(Algorithm.parse(s.trim()));
+        opt.add(Candidate.parse(s.trim()));
       }
     }
     List<BenchCase.Path> p = new ArrayList<>();
@@ -220,29 +226,25 @@ public final class Bench extends Tool {
   }
 
   /**
-   * Bytes per parameter of the algorithm's minimum passes in one whole step: the loss reads θ once,
-   * (not in optimizer-only rows), then each pass the algorithm needs reads its inputs once and
-   * writes its outputs once (FAdam:
-   * Σg²; f with Σḡ² and Σḡw²; m and θ. The paper's Adam: m, f with Σḡ²; θ. GD and ApplyAdam: one).
+   * Bytes per parameter of the minimum passes of one whole step: the loss reads θ once (4 B; the
+   * optimizer-only rows leave it out), then the optimizer's step, the gradient given. For the
+   * paper's algorithms that is {@link org.fadam.Algorithm#minimumBytesPerParameter} at the
+   * defaults the bench runs with (float32 parameters), the same figure {@code scripts/gpu-replay}
+   * reads from the replay's manifest; the framework baselines keep their own: GradientDescent
+   * reads g, θ and writes θ (12), ApplyAdam reads g, θ, m, v and writes θ, m, v (28).
    */
-  static double minimumBytesPerParam(Algorithm a, List<Shape> shapes) {
+  static double minimumBytesPerParam(Candidate c, List<Shape> shapes) {
     double total = 0;
     for (Shape s : shapes) {
-      double b = switch (a) {
+      double b = switch (c) {
         case GD_FRAMEWORK -> 12; // read g, θ; write θ
         case ADAM_FRAMEWORK -> 28; // read g, θ, m, v; write θ, m, v
-        case ADAM_PAPER -> 20 + 16; // read g, m, f, write m, f (Σḡ²); read m, f, θ, write θ
-        case FADAM -> 4 + 16 + 24; // Σg²; read g, f, θ, write f (Σḡ², Σḡw²); read g, f, θ, m, write m, θ
-        case FADAFACTOR, ADAFACTOR_PAPER -> factored(s) ? 4 + 8 + 20 : 44; // no full-size f when factored
+        case FADAM, FADAFACTOR, ADAM_PAPER, ADAFACTOR_PAPER ->
+            c.algorithm.minimumBytesPerParameter(s, c.algorithm.defaultOptions(), 4);
       };
       total += (4 + b) * s.size(); // + the loss's read of θ
     }
     return total / shapes.stream().mapToLong(Shape::size).sum();
-  }
-
-  private static boolean factored(Shape s) {
-    int r = s.numDimensions();
-    return r >= 2 && s.get(r - 1) >= 128 && s.get(r - 2) >= 128; // FisherOptions default
   }
 
   @Override
@@ -277,17 +279,17 @@ public final class Bench extends Tool {
     List<Row> rows = new ArrayList<>();
     List<Double> adamAll = new ArrayList<>();
     List<Case> cases = new ArrayList<>();
-    if (s.optimizers().contains(Algorithm.GD_FRAMEWORK)) {
-      cases.add(new Case(Algorithm.GD_FRAMEWORK, BenchCase.Path.FUSED_KERNEL));
+    if (s.optimizers().contains(Candidate.GD_FRAMEWORK)) {
+      cases.add(new Case(Candidate.GD_FRAMEWORK, BenchCase.Path.FUSED_KERNEL));
     }
-    for (Algorithm a : s.optimizers()) {
+    for (Candidate a : s.optimizers()) {
       if (!a.framework()) {
         for (BenchCase.Path p : s.paths()) {
           cases.add(new Case(a, p));
         }
       }
     }
-    try (BenchCase adam = BenchCase.create(Algorithm.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes());
+    try (BenchCase adam = BenchCase.create(Candidate.ADAM_FRAMEWORK, BenchCase.Path.FUSED_KERNEL, g.shapes());
         BenchCase adamApply = s.paths().contains(BenchCase.Path.XLA_APPLY)
             ? BenchCase.adamApplyOnly(g.shapes()) : null) {
       int adamBatch = warmUp(adam, s.sampleSeconds());
@@ -344,7 +346,7 @@ public final class Bench extends Tool {
     return median(t);
   }
 
-  private record Case(Algorithm a, BenchCase.Path p) {}
+  private record Case(Candidate a, BenchCase.Path p) {}
 
   private static Row row(BenchCase c, double secondsPerStep, double ratio, double triad, boolean loss) {
     double bytes = (minimumBytesPerParam(c.optimizer, c.shapes) - (loss ? 0 : 4)) * c.params();
@@ -380,26 +382,34 @@ public final class Bench extends Tool {
   }
 
   static String table(List<Row> rows) {
-    StringBuilder b = new StringBuilder();
-    b.append(String.format(Locale.ROOT, "%-20s %-13s %10s %5s %9s %9s %8s %8s %7s%n", "optimizer",
-        "path", "params", "vars", "ms/step", "ns/param", "x Adam", "state B", "BW frac"));
+    List<List<String>> cells = new ArrayList<>();
+    cells.add(List.of("optimizer", "path", "params", "vars", "ms/step", "ns/param", "x Adam",
+        "state B", "BW frac"));
     for (Row r : rows) {
-      b.append(String.format(Locale.ROOT, "%-20s %-13s %10d %5d %9.3f %9.3f %8.2f %8.2f %7.3f%n",
-          r.optimizer(), r.path(), r.params(), r.variables(), r.msPerStep(), r.nsPerParam(),
-          r.ratioToAdam(), r.stateBytesPerParam(), r.bandwidthFraction()));
+      cells.add(List.of(r.optimizer(), r.path(), Long.toString(r.params()),
+          Integer.toString(r.variables()), fmt("%.3f", r.msPerStep()), fmt("%.3f", r.nsPerParam()),
+          fmt("%.2f", r.ratioToAdam()), fmt("%.2f", r.stateBytesPerParam()),
+          fmt("%.3f", r.bandwidthFraction())));
     }
-    return b.toString();
+    // single spaces; optimizer and path left-aligned; the widths the table has always had
+    return TextTable.text(cells, " ", 2, 20, 13, 10, 5, 9, 9, 8, 8, 7);
+  }
+
+  private static String fmt(String format, double v) {
+    return String.format(Locale.ROOT, format, v);
   }
 
   static void writeCsv(java.nio.file.Path file, List<Row> rows) throws IOException {
-    List<String> lines = new ArrayList<>();
-    lines.add(Row.CSV_HEADER);
-    rows.forEach(r -> lines.add(r.csv()));
     java.nio.file.Path parent = file.toAbsolutePath().getParent();
     if (parent != null) {
       Files.createDirectories(parent);
     }
-    Files.write(file, lines, StandardCharsets.UTF_8);
+    try (java.io.Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
+      Csv.printRecord(w, List.of(Row.CSV_HEADER.split(",")));
+      for (Row r : rows) {
+        Csv.printRecord(w, r.csvFields());
+      }
+    }
   }
 
   /** What the machine is, as far as the JVM can tell. */

@@ -10,6 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import org.fadam.Algorithm;
 import org.fadam.FAdam;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
@@ -250,7 +251,7 @@ public final class PythonInterop extends Tool {
       Demo.Settings demo = Demo.Options.defaults(Path.of("unused")).settings();
       DemoModel.Config config = new DemoModel.Config(MarkovSource.DEFAULT_VOCAB_SIZE, demo.embed(),
           demo.hidden(), demo.learningRate(), demo.seed(), true);
-      this.model = DemoModel.create(DemoModel.Optimizer.FADAM, config);
+      this.model = DemoModel.create(Algorithm.FADAM, config);
       int[] stream = MarkovSource.createDefault().sample(demo.seed(), 1 << 14);
       this.sampler = new Batches(stream, DEMO_BATCH, DemoModel.CONTEXT, demo.seed());
     }

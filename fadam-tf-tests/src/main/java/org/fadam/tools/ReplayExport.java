@@ -19,8 +19,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.OptionalInt;
 import java.util.Random;
 import java.util.stream.Stream;
+import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.ResourceVariable;
@@ -80,13 +82,32 @@ public final class ReplayExport {
    *
    * @param name file stem and manifest key
    * @param model what the step trains
-   * @param optimizer the update rule
+   * @param algorithm the update rule
    * @param dtype the parameters' dtype (float32 or bfloat16; the demo is float32)
    * @param shape the variable's shape (OPTIMIZER), ignored for DEMO
    * @param checked whether the CPU's inputs and outputs after steps 1 and 3 are exported (small
    *     steps) or only the HLO (benchmark sizes, timed with random inputs)
    */
-  public record Config(String name, Model model, DemoModel.Optimizer optimizer, String dtype, long[] shape, boolean checked) {}
+  public record Config(String name, Model model, Algorithm algorithm, String dtype, long[] shape, boolean checked) {
+
+    /**
+     * The bytes per parameter that the optimizer-only step must at least move ({@link
+     * Algorithm#minimumBytesPerParameter} at the paper's defaults), or empty for the demo's whole
+     * step, which has no such figure. {@code scripts/gpu-replay} reads it from the manifest.
+     */
+    public OptionalInt minimumBytesPerParameter() {
+      if (model != Model.OPTIMIZER) {
+        return OptionalInt.empty();
+      }
+      int parameterBytes = switch (dtype) {
+        case "float32" -> 4;
+        case "bfloat16" -> 2;
+        default -> throw new IllegalArgumentException("no replay of " + dtype + " parameters");
+      };
+      return OptionalInt.of(algorithm.minimumBytesPerParameter(
+          Shape.of(shape), algorithm.defaultOptions(), parameterBytes));
+    }
+  }
 
   /** The small, checked optimizer steps' shape: both dimensions ≥ 128, so FAdafactor factors. */
   static final long[] CHECK_SHAPE = {128, 256};
@@ -94,23 +115,23 @@ public final class ReplayExport {
   static final long[] BENCH_SHAPE = {4096, 4096};
 
   /** The optimizers of the {@code ci} set; the {@code gpu} set has every one (the baselines too). */
-  static final List<DemoModel.Optimizer> CI_OPTIMIZERS = List.of(DemoModel.Optimizer.FADAM, DemoModel.Optimizer.FADAFACTOR);
+  static final List<Algorithm> CI_OPTIMIZERS = List.of(Algorithm.FADAM, Algorithm.FADAFACTOR);
 
   /** The named sets: {@code ci} (checked steps), {@code gpu} (those plus the benchmark sizes). */
   public static List<Config> set(String name) {
     List<Config> checked = new ArrayList<>(); // FAdam and FAdafactor: the ci set
     List<Config> extra = new ArrayList<>(); // the baselines, checked too, on the GPU machine only
     List<Config> timed = new ArrayList<>();
-    for (DemoModel.Optimizer o : DemoModel.Optimizer.values()) {
+    for (Algorithm o : Algorithm.values()) {
       for (String dtype : List.of("float32", "bfloat16")) {
         String d = dtype.equals("float32") ? "f32" : "bf16";
-        (CI_OPTIMIZERS.contains(o) ? checked : extra).add(new Config(o.flagName() + "_" + d + "_" + dims(CHECK_SHAPE), Model.OPTIMIZER, o, dtype, CHECK_SHAPE, true));
-        timed.add(new Config(o.flagName() + "_" + d + "_" + dims(BENCH_SHAPE), Model.OPTIMIZER, o, dtype, BENCH_SHAPE, false));
+        (CI_OPTIMIZERS.contains(o) ? checked : extra).add(new Config(o.cliName() + "_" + d + "_" + dims(CHECK_SHAPE), Model.OPTIMIZER, o, dtype, CHECK_SHAPE, true));
+        timed.add(new Config(o.cliName() + "_" + d + "_" + dims(BENCH_SHAPE), Model.OPTIMIZER, o, dtype, BENCH_SHAPE, false));
       }
     }
-    for (DemoModel.Optimizer o : DemoModel.Optimizer.values()) {
+    for (Algorithm o : Algorithm.values()) {
       (CI_OPTIMIZERS.contains(o) ? checked : extra)
-          .add(new Config("demo_" + o.flagName(), Model.DEMO, o, "float32", new long[0], true));
+          .add(new Config("demo_" + o.cliName(), Model.DEMO, o, "float32", new long[0], true));
     }
     return switch (name) {
       case "ci" -> checked;
@@ -411,9 +432,10 @@ public final class ReplayExport {
       JsonObject e = new JsonObject();
       e.addProperty("name", c.name());
       e.addProperty("model", c.model().name().toLowerCase(Locale.ROOT));
-      e.addProperty("optimizer", c.optimizer().flagName());
+      e.addProperty("algorithm", c.algorithm().cliName());
       e.addProperty("dtype", c.dtype());
       e.addProperty("parameters", parameterCount());
+      c.minimumBytesPerParameter().ifPresent(b -> e.addProperty("min_bytes_per_param", b));
       e.addProperty("hlo", c.name() + ".hlo.pb");
       e.addProperty("hlo_module", hlo.name());
       if (c.checked()) {
@@ -556,15 +578,10 @@ public final class ReplayExport {
     Ops init = tf.withInitScope();
     Operand<TFloat32> theta32 = init.constant(shape, DataBuffers.of(normal(rng, shape.size(), 1.0), false, false));
     ResourceVariable<? extends TType> theta = ResourceVariable.create(tf, "theta", init.dtypes.cast(theta32, type));
-    FisherTrainStep.Builder b = FisherTrainStep.builder(graph);
-    FisherOptions paper = FisherOptions.defaults();
     double lr = FisherOptions.exact(FisherOptions.LEARNING_RATE_DEFAULT);
-    switch (c.optimizer()) {
-      case FADAM -> b.fadam(lr, paper);
-      case FADAFACTOR -> b.fadafactor(lr, paper);
-      case ADAM -> b.adam(lr, paper);
-    }
-    FisherTrainStep step = b.input("grad", type, shape)
+    FisherTrainStep step = FisherTrainStep.builder(graph)
+        .algorithm(c.algorithm(), lr, c.algorithm().defaultOptions()) // the paper's defaults
+        .input("grad", type, shape)
         .variables(List.of(theta))
         .loss((ops, in, v) -> ops.reduceSum(ops.math.mul(
             ops.dtypes.cast(in.get("grad"), TFloat32.class), ops.dtypes.cast(v.get("theta"), TFloat32.class)),
@@ -631,7 +648,7 @@ public final class ReplayExport {
     Demo.Settings s = Demo.Options.defaults(Path.of(".")).settings();
     DemoModel.Config config = new DemoModel.Config(MarkovSource.DEFAULT_VOCAB_SIZE, s.embed(),
         s.hidden(), s.learningRate(), s.seed(), true);
-    DemoModel model = DemoModel.create(c.optimizer(), config);
+    DemoModel model = DemoModel.create(c.algorithm(), config);
     Batches batches = new Batches(MarkovSource.createDefault().sample(s.seed(), 4096), s.batch(), DemoModel.CONTEXT, s.seed());
     return new Stepper() {
       @Override

@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.ResourceVariable;
@@ -34,7 +35,7 @@ public final class ResumeProbe {
 
   public static void main(String[] args) throws Exception {
     if (args.length == 6 && args[0].equals("run")) {
-      run(args[1], Boolean.parseBoolean(args[2]), Integer.parseInt(args[3]), Integer.parseInt(args[4]), Path.of(args[5]));
+      run(Algorithm.parse(args[1]), Boolean.parseBoolean(args[2]), Integer.parseInt(args[3]), Integer.parseInt(args[4]), Path.of(args[5]));
     } else if (args.length == 4 && args[0].equals("resume")) {
       resume(Path.of(args[1]), Integer.parseInt(args[2]), Integer.parseInt(args[3]));
     } else {
@@ -44,12 +45,12 @@ public final class ResumeProbe {
   }
 
   /** Builds the model's train step in {@code graph}. */
-  public static FisherTrainStep build(Graph graph, String optimizer, boolean jit) {
+  public static FisherTrainStep build(Graph graph, Algorithm optimizer, boolean jit) {
     return build(graph, optimizer, jit, FisherOptions.NonFinitePolicy.SKIP);
   }
 
   /** Builds the model's train step in {@code graph} with a non-finite policy. */
-  public static FisherTrainStep build(Graph graph, String optimizer, boolean jit,
+  public static FisherTrainStep build(Graph graph, Algorithm optimizer, boolean jit,
       FisherOptions.NonFinitePolicy policy) {
     Ops tf = Ops.create(graph);
     Random rnd = new Random(11);
@@ -62,15 +63,8 @@ public final class ResumeProbe {
     var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(w0));
     var b = ResourceVariable.create(tf, "b", tf.withInitScope().constant(new float[CLASSES]));
     FisherOptions o = FisherOptions.builder().factoredMinDim(4).nonFinite(policy).build();
-    var builder = FisherTrainStep.builder(graph);
-    switch (optimizer) {
-      case "fadam" -> builder.fadam(0.05, o);
-      case "fadafactor" -> builder.fadafactor(0.05, o);
-      case "adam" -> builder.adam(0.05, o);
-      case "adafactor" -> builder.adafactor(0.05, o);
-      default -> throw new IllegalArgumentException("unknown optimizer " + optimizer);
-    }
-    return builder
+    return FisherTrainStep.builder(graph)
+        .algorithm(optimizer, 0.05, o)
         .input("x", TFloat32.class, Shape.of(-1, FEATURES))
         .input("y", TFloat32.class, Shape.of(-1, CLASSES))
         .variables(List.of(w, b))
@@ -110,7 +104,7 @@ public final class ResumeProbe {
   }
 
   /** Trains {@code steps} steps and returns the losses; exports after {@code exportAt} (0: never). */
-  public static List<Float> run(String optimizer, boolean jit, int steps, int exportAt, Path dir) throws Exception {
+  public static List<Float> run(Algorithm optimizer, boolean jit, int steps, int exportAt, Path dir) throws Exception {
     List<Float> losses = new ArrayList<>();
     try (Graph g = new Graph()) {
       FisherTrainStep step = build(g, optimizer, jit);

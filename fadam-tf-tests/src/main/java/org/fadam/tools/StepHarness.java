@@ -2,14 +2,10 @@ package org.fadam.tools;
 
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
-import org.fadam.FAdafactor;
-import org.fadam.FAdam;
+import org.fadam.Algorithm;
 import org.fadam.FisherOptimizer;
 import org.fadam.FisherOptions;
-import org.fadam.PaperAdafactor;
-import org.fadam.PaperAdam;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
 import org.tensorflow.Session;
@@ -31,21 +27,17 @@ import org.tensorflow.types.family.TType;
  */
 public final class StepHarness implements AutoCloseable {
 
-  /** The optimizers the harness knows, by their trace-tool names. */
-  public enum Kind {
-    FADAM,
-    FADAFACTOR,
-    ADAM,
-    ADAFACTOR;
-
-    /** Parses "fadam", "fadafactor", "adam" or "adafactor". */
-    public static Kind parse(String s) {
-      try {
-        return valueOf(s.toUpperCase(Locale.ROOT));
-      } catch (IllegalArgumentException e) {
-        throw new IllegalArgumentException(
-            "`optimizer` must be one of fadam, fadafactor, adam, adafactor; got " + s, e);
-      }
+  /**
+   * The algorithm of a trace-tool name: "fadam", "fadafactor", "adam" or "adafactor" (any case).
+   *
+   * @throws IllegalArgumentException naming the four
+   */
+  public static Algorithm algorithm(String s) {
+    try {
+      return Algorithm.parse(s);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(
+          "`optimizer` must be one of fadam, fadafactor, adam, adafactor; got " + s, e);
     }
   }
 
@@ -57,7 +49,7 @@ public final class StepHarness implements AutoCloseable {
   private final Map<String, Operand<TFloat64>> fetches = new LinkedHashMap<>();
 
   /**
-   * @param kind the optimizer
+   * @param algorithm the optimizer's algorithm
    * @param dtype the variable's dtype: float32, float64, float16 or bfloat16
    * @param lr the learning rate
    * @param options every other hyperparameter
@@ -65,7 +57,7 @@ public final class StepHarness implements AutoCloseable {
    * @param theta the variable's initial value, row-major
    */
   public StepHarness(
-      Kind kind, String dtype, double lr, FisherOptions options, long[] shape, double[] theta) {
+      Algorithm algorithm, String dtype, double lr, FisherOptions options, long[] shape, double[] theta) {
     this.shape = Shape.of(shape);
     if (this.shape.size() != theta.length) {
       throw new IllegalArgumentException(
@@ -77,12 +69,7 @@ public final class StepHarness implements AutoCloseable {
     Variable<? extends TType> var = tf.withName("theta").variable(tf.dtypes.cast(init, type));
     grad = tf.withName("grad").placeholder(TFloat64.class);
     FisherOptimizer opt =
-        switch (kind) {
-          case FADAM -> new FAdam(graph, FAdam.DEFAULT_NAME, lr, options);
-          case FADAFACTOR -> new FAdafactor(graph, FAdafactor.DEFAULT_NAME, lr, options);
-          case ADAM -> new PaperAdam(graph, PaperAdam.DEFAULT_NAME, lr, options);
-          case ADAFACTOR -> new PaperAdafactor(graph, PaperAdafactor.DEFAULT_NAME, lr, options);
-        };
+        FisherOptimizer.create(algorithm, graph, algorithm.displayName(), lr, options);
     train = opt.applyGradients(List.of(pair(tf.dtypes.cast(grad, type), var)), "train");
     fetches.put("theta", tf.dtypes.cast(var, TFloat64.class));
     for (String slot :

@@ -17,6 +17,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Parameters;
@@ -82,7 +83,7 @@ public final class TraceTool extends Tool {
         throw new IllegalArgumentException("unknown key \"" + key + "\" in the case");
       }
     }
-    StepHarness.Kind kind = StepHarness.Kind.parse(string(c, "optimizer", "fadam"));
+    Algorithm algorithm = StepHarness.algorithm(string(c, "optimizer", "fadam"));
     String dtype = string(c, "dtype", "float32");
     StepHarness.dtypeClass(dtype);
     JsonObject hp = c.has("hparams") ? c.getAsJsonObject("hparams") : new JsonObject();
@@ -91,7 +92,7 @@ public final class TraceTool extends Tool {
         throw new IllegalArgumentException("unknown hparam \"" + key + "\"; known: " + HPARAMS);
       }
     }
-    boolean adafactor = kind == StepHarness.Kind.ADAFACTOR;
+    boolean adafactor = algorithm == Algorithm.ADAFACTOR;
     for (String unused : List.of("eps2", "rho")) {
       if (adafactor && hp.has(unused)) {
         throw new IllegalArgumentException(
@@ -130,7 +131,7 @@ public final class TraceTool extends Tool {
     JsonArray thetas = new JsonArray();
     Map<String, JsonArray> slots = new LinkedHashMap<>();
     try (StepHarness h =
-        new StepHarness(kind, dtype, lr, options, shape, toArray(thetaList))) {
+        new StepHarness(algorithm, dtype, lr, options, shape, toArray(thetaList))) {
       for (int i = 0; i < grads.size(); i++) {
         List<Long> gShape = new ArrayList<>();
         List<Double> g = new ArrayList<>();

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
+import org.fadam.Algorithm;
 import org.fadam.demo.Batches;
 import org.fadam.demo.Demo;
 import org.fadam.demo.DemoModel;
@@ -47,8 +48,8 @@ public final class XlaDump extends Tool {
   private Path out;
 
   @Option(names = "--optimizer", paramLabel = "NAME", defaultValue = "fadam",
-      converter = Demo.OptimizerConverter.class, description = "fadam, fadafactor or adam")
-  private DemoModel.Optimizer optimizer;
+      converter = Demo.OptimizerConverter.class, description = "fadam, fadafactor, adam or adafactor")
+  private Algorithm optimizer;
 
   @Option(names = "--replay", paramLabel = "SET",
       description = "ci or gpu: export steps for scripts/gpu-replay (see above)")

@@ -16,7 +16,7 @@ import java.util.List;
 import java.util.Map;
 import javax.imageio.ImageIO;
 import org.fadam.FisherTrainStep;
-import org.fadam.demo.DemoModel.Optimizer;
+import org.fadam.Algorithm;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
@@ -71,7 +71,7 @@ class DemoTest {
     return run(new ByteArrayOutputStream(), args);
   }
 
-  private static List<ResultsCsv.Row> rowsOf(List<ResultsCsv.Row> rows, Optimizer o) {
+  private static List<ResultsCsv.Row> rowsOf(List<ResultsCsv.Row> rows, Algorithm o) {
     return rows.stream().filter(r -> r.optimizer().equals(o.displayName())).toList();
   }
 
@@ -79,7 +79,7 @@ class DemoTest {
   void writesTheCsvPlotTableAndSavedModel() throws IOException {
     List<ResultsCsv.Row> csv = ResultsCsv.read(oneGoOut.resolve(Demo.CSV));
     assertEquals(oneGo.rows(), csv);
-    List<Long> steps = rowsOf(csv, Optimizer.FADAM).stream().map(ResultsCsv.Row::step).toList();
+    List<Long> steps = rowsOf(csv, Algorithm.FADAM).stream().map(ResultsCsv.Row::step).toList();
     assertEquals(List.of(0L, 5L, 10L, 15L, 20L), steps);
     for (ResultsCsv.Row r : csv) {
       assertTrue(Double.isFinite(r.trainLoss()) && Double.isFinite(r.heldoutLoss()), r.toString());
@@ -110,9 +110,9 @@ class DemoTest {
   void sameSeedSameNumbers() throws Exception {
     Demo.Report again = run("--steps", "20", "--optimizers", "fadam",
         "--out", tmp.resolve("again").toString());
-    assertEquals(rowsOf(oneGo.rows(), Optimizer.FADAM), again.rows());
-    assertArrayEquals(oneGo.trainLosses().get(Optimizer.FADAM),
-        again.trainLosses().get(Optimizer.FADAM));
+    assertEquals(rowsOf(oneGo.rows(), Algorithm.FADAM), again.rows());
+    assertArrayEquals(oneGo.trainLosses().get(Algorithm.FADAM),
+        again.trainLosses().get(Algorithm.FADAM));
   }
 
   @Test
@@ -125,11 +125,11 @@ class DemoTest {
         "--out", out.toString());
 
     float[] losses = new float[20];
-    System.arraycopy(first.trainLosses().get(Optimizer.FADAM), 0, losses, 0, 10);
-    System.arraycopy(second.trainLosses().get(Optimizer.FADAM), 0, losses, 10, 10);
-    assertArrayEquals(oneGo.trainLosses().get(Optimizer.FADAM), losses);
+    System.arraycopy(first.trainLosses().get(Algorithm.FADAM), 0, losses, 0, 10);
+    System.arraycopy(second.trainLosses().get(Algorithm.FADAM), 0, losses, 10, 10);
+    assertArrayEquals(oneGo.trainLosses().get(Algorithm.FADAM), losses);
     // The resumed run appended its rows to the first run's CSV: together, the 20-step run's rows.
-    assertEquals(rowsOf(oneGo.rows(), Optimizer.FADAM), ResultsCsv.read(out.resolve(Demo.CSV)));
+    assertEquals(rowsOf(oneGo.rows(), Algorithm.FADAM), ResultsCsv.read(out.resolve(Demo.CSV)));
   }
 
   @Test
@@ -171,9 +171,9 @@ class DemoTest {
         "--seed", "-5", "--out", "o", "--no-xla", "--save", "s", "--batch", "32", "--lr", "0.01",
         "--eval-every", "3", "--embed", "4", "--hidden", "8", "--progress", "--tfrecord", "t.tfrecord");
     assertEquals(new Demo.Options(new Demo.Settings(-5, 32, 0.01, 4, 8), 12,
-        List.of(Optimizer.ADAM, Optimizer.FADAM), Path.of("o"), false, Path.of("s"), null, 3, true,
+        List.of(Algorithm.ADAM, Algorithm.FADAM), Path.of("o"), false, Path.of("s"), null, 3, true,
         Path.of("t.tfrecord")), o);
     assertEquals(Demo.Options.defaults(Path.of("demo-out")), Demo.parse());
-    assertEquals(List.of(Optimizer.FADAM), Demo.parse("--resume", "r").optimizers());
+    assertEquals(List.of(Algorithm.FADAM), Demo.parse("--resume", "r").optimizers());
   }
 }

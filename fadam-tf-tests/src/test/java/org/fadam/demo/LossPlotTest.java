@@ -78,10 +78,99 @@ class LossPlotTest {
     assertEquals(LossPlot.DEFAULT_WIDTH, image.getWidth());
   }
 
+  /**
+   * Rendering needs no display: a JVM started with {@code DISPLAY} naming a display that does not
+   * exist (where AWT, unless headless, fails with "Can't connect to X11 window server") draws
+   * {@link LossPlotProbe}'s two straight lines. The PNG read back has the size asked for, and the
+   * pixels of each line's colour lie where its losses put them: A (4 down to 2) falls, straight,
+   * three times faster than B (3.5 down to 3), starts above B and ends below it, and the dashed
+   * floor at 1.5 runs below both, where A's own scale puts 1.5.
+   */
   @Test
-  void renderingIsHeadless() {
-    LossPlot.chart(List.of(), FLOOR, "t", null);
-    assertEquals("true", System.getProperty("java.awt.headless"));
+  void renderingIsHeadless(@TempDir Path dir) throws Exception {
+    Path png = dir.resolve("probe.png");
+    ProcessBuilder pb = new ProcessBuilder(ProcessHandle.current().info().command().orElse("java"),
+        "-cp", System.getProperty("java.class.path"), LossPlotProbe.class.getName(), png.toString(),
+        "800", "500").redirectErrorStream(true);
+    pb.environment().put("DISPLAY", ":99");
+    Process p = pb.start();
+    String output = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+    assertEquals(0, p.waitFor(), output);
+    BufferedImage image = ImageIO.read(png.toFile());
+    assertEquals(800, image.getWidth());
+    assertEquals(500, image.getHeight());
+
+    int blue = 0x1f77b4; // the palette's first colour: series A
+    int orange = 0xff7f0e; // the second: series B
+    int[] span = columns(image, blue);
+    assertTrue(span[1] - span[0] > 400, "A's line spans most of the width: " + span[0] + ".." + span[1]);
+    // Columns at fractions of A's steps 0..1000; the legend (centred under the plot) is left out.
+    double[] f = {0.1, 0.3, 0.7, 0.9};
+    double[] ya = new double[f.length];
+    double[] yb = new double[f.length];
+    for (int i = 0; i < f.length; i++) {
+      int x = (int) Math.round(span[0] + f[i] * (span[1] - span[0]));
+      ya[i] = medianRow(image, blue, x);
+      yb[i] = medianRow(image, orange, x);
+    }
+    for (int i = 1; i < f.length; i++) {
+      assertTrue(ya[i] > ya[i - 1] && yb[i] > yb[i - 1], "both fall: A " + java.util.Arrays.toString(ya)
+          + ", B " + java.util.Arrays.toString(yb));
+    }
+    assertEquals(ya[1] - ya[0], ya[3] - ya[2], 2.0, "A is a straight line");
+    assertEquals(0.25, (yb[3] - yb[0]) / (ya[3] - ya[0]), 0.03, "B falls a quarter as fast as A");
+    assertTrue(ya[0] < yb[0] && ya[3] > yb[3], "A starts above B and ends below it");
+    // A's pixels give the chart's scale: loss l at y = y0 + k·(l − A(step)).
+    double k = (ya[3] - ya[0]) / (LossPlotProbe.a(900) - LossPlotProbe.a(100));
+    assertEquals(k * (LossPlotProbe.b(100) - LossPlotProbe.a(100)), yb[0] - ya[0], 3.0,
+        "B's distance from A at step 100, in A's scale");
+    double floorRow = ya[0] + k * (LossPlotProbe.FLOOR - LossPlotProbe.a(100));
+    int dark = 0;
+    for (int x = span[0]; x <= span[1]; x++) {
+      for (int y = (int) floorRow - 2; y <= (int) floorRow + 2; y++) {
+        if (isDark(image.getRGB(x, y))) {
+          dark++;
+          break;
+        }
+      }
+    }
+    assertTrue(dark > 0.4 * (span[1] - span[0]), "the dashed floor at row " + floorRow + ": " + dark
+        + " dark columns of " + (span[1] - span[0]));
+  }
+
+  /** The leftmost and rightmost columns holding the colour. */
+  private static int[] columns(BufferedImage image, int rgb) {
+    int lo = Integer.MAX_VALUE;
+    int hi = -1;
+    for (int y = 0; y < image.getHeight(); y++) {
+      for (int x = 0; x < image.getWidth(); x++) {
+        if ((image.getRGB(x, y) & 0xffffff) == rgb) {
+          lo = Math.min(lo, x);
+          hi = Math.max(hi, x);
+        }
+      }
+    }
+    assertTrue(hi >= 0, String.format("no pixel of colour %06x", rgb));
+    return new int[] {lo, hi};
+  }
+
+  /** The median row of the colour's pixels in three columns around x. */
+  private static double medianRow(BufferedImage image, int rgb, int x) {
+    List<Integer> rows = new ArrayList<>();
+    for (int c = x - 1; c <= x + 1; c++) {
+      for (int y = 0; y < image.getHeight(); y++) {
+        if ((image.getRGB(c, y) & 0xffffff) == rgb) {
+          rows.add(y);
+        }
+      }
+    }
+    assertTrue(!rows.isEmpty(), String.format("no pixel of colour %06x near column %d", rgb, x));
+    rows.sort(null);
+    return rows.get(rows.size() / 2);
+  }
+
+  private static boolean isDark(int argb) {
+    return ((argb >> 16) & 0xff) < 0x60 && ((argb >> 8) & 0xff) < 0x60 && (argb & 0xff) < 0x60;
   }
 
   @Test

@@ -10,7 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import javax.imageio.ImageIO;
-import org.fadam.demo.DemoModel.Optimizer;
+import org.fadam.Algorithm;
 import org.fadam.tools.Tool;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -69,19 +69,24 @@ class SweepTest {
 
   @Test
   void commandLine() {
+    // The documented defaults (scripts/demo --help, docs/demo.md), written out: every optimizer,
+    // a log grid of rates, 3 seeds, 1000 steps evaluated every 500 (the plain demo: 4000, 200),
+    // batch 256, embedding 64, hidden 384, XLA on, 2 workers, out demo-out.
     Sweep.Options d = Demo.parseSweep("--sweep");
-    assertEquals(Sweep.Options.defaults(Path.of("demo-out")), d);
-    assertEquals(List.of(Optimizer.values()), d.optimizers());
-    assertEquals(List.of(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), d.lrs());
-    assertEquals(3, d.seeds());
-    assertTrue(d.steps() < Demo.DEFAULT_STEPS, "fewer steps than the default run");
+    assertEquals(new Sweep.Options(
+        List.of(Algorithm.FADAM, Algorithm.FADAFACTOR, Algorithm.ADAM, Algorithm.ADAFACTOR),
+        List.of(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2), 3, 1000, 500, 256, 64, 384, true, 2,
+        Path.of("demo-out")), d);
+    assertEquals(List.of("fadam", "fadafactor", "adam", "adafactor"),
+        d.optimizers().stream().map(Algorithm::cliName).toList());
+    assertEquals(4000, Demo.parse().steps(), "the plain demo's default steps, more than the sweep's");
     Sweep.Options o = Demo.parseSweep("--sweep", "--lrs", "0.01,1e-3,0.01", "--seeds", "5",
         "--steps", "40", "--eval-every", "7", "--optimizers", "adam", "--workers", "1",
         "--out", "o", "--no-xla", "--batch", "8", "--embed", "4", "--hidden", "6");
-    assertEquals(new Sweep.Options(List.of(Optimizer.ADAM), List.of(1e-3, 0.01), 5, 40, 7, 8, 4, 6,
+    assertEquals(new Sweep.Options(List.of(Algorithm.ADAM), List.of(1e-3, 0.01), 5, 40, 7, 8, 4, 6,
         false, 1, Path.of("o")), o);
-    assertEquals(new Demo.Options(new Demo.Settings(3, 8, 0.01, 4, 6), 40, List.of(Optimizer.ADAM),
-        Path.of("o"), false, null, null, 7, false, null), o.point(Optimizer.ADAM, 0.01, 3),
+    assertEquals(new Demo.Options(new Demo.Settings(3, 8, 0.01, 4, 6), 40, List.of(Algorithm.ADAM),
+        Path.of("o"), false, null, null, 7, false, null), o.point(Algorithm.ADAM, 0.01, 3),
         "a point is the plain demo's run with --lr and --seed");
     for (String[] args : List.of(
         new String[] {"--sweep", "--seed", "2"},

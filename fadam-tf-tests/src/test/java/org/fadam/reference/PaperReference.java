@@ -3,12 +3,16 @@ package org.fadam.reference;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import org.fadam.Algorithm;
 
 /**
  * Float64 reference of the four optimizers of the FAdam paper (arXiv 2405.12807v2): Algorithm 1
  * (FAdam), Algorithm 2 (FAdafactor), Algorithm 3 (Adam) and Algorithm 4 (Adafactor), with the
  * numerical conventions of docs/design.md, "Numerical conventions" where the paper is silent. It is the test oracle the
  * TensorFlow optimizers are compared against, so every line of a step cites its Algorithm line.
+ * An algorithm is named by the library's {@link Algorithm} constant, the one switch over
+ * algorithms in the project, but only its name is used: which algorithms factor, the initial
+ * values and every line of the math are written here again, independently of the library.
  *
  * <p>Symbols:
  *
@@ -50,18 +54,6 @@ public final class PaperReference {
   public static final String FIM_COL = "fim_col";
 
   private PaperReference() {}
-
-  /** The four algorithms of the paper. */
-  public enum Algorithm {
-    /** Algorithm 1. */
-    FADAM,
-    /** Algorithm 2. */
-    FADAFACTOR,
-    /** Algorithm 3. */
-    ADAM,
-    /** Algorithm 4. */
-    ADAFACTOR
-  }
 
   /**
    * Hyperparameters, doubles. Validated on construction; every check also fails on NaN.
@@ -214,7 +206,11 @@ public final class PaperReference {
     requireNonNull(alg, "alg");
     checkShape(shape);
     requireNonNull(h, "h");
-    if (alg != Algorithm.FADAFACTOR && alg != Algorithm.ADAFACTOR) {
+    boolean factors = switch (alg) {
+      case FADAM, ADAM -> false; // Alg. 1, 3: the full diagonal f always
+      case FADAFACTOR, ADAFACTOR -> true; // Alg. 2, 4: R and C for large matrices
+    };
+    if (!factors) {
       return false;
     }
     int r = shape.length;
@@ -253,7 +249,10 @@ public final class PaperReference {
     State s = new State(shape, theta); // Alg.1-4 l.2: θ0, t ← 0
     s.slots.put(M, new double[n]); // Alg.1-4 l.2: m0 ← 0
     // FAdam and FAdafactor initialize the FIM to 1 (Section 3.4.4), Adam and Adafactor to 0.
-    double f0 = (alg == Algorithm.FADAM || alg == Algorithm.FADAFACTOR) ? 1.0 : 0.0;
+    double f0 = switch (alg) {
+      case FADAM, FADAFACTOR -> 1.0;
+      case ADAM, ADAFACTOR -> 0.0;
+    };
     if (isFactored(alg, shape, h)) {
       s.slots.put(FIM_ROW, filled(size(rowShape(shape)), f0)); // Alg.2/4 l.2: R0 ← 1n / 0n
       s.slots.put(FIM_COL, filled(size(colShape(shape)), f0)); // Alg.2/4 l.2: C0 ← 1m / 0m
@@ -291,13 +290,13 @@ public final class PaperReference {
     } else {
       requireSlot(alg, s, FIM, n, factored);
     }
-    switch (alg) {
-      case FADAM -> fisherAdamStep(s, grad, h, false);
-      case FADAFACTOR -> fisherAdamStep(s, grad, h, factored);
-      case ADAM -> adamStep(s, grad, h);
-      case ADAFACTOR -> adafactorStep(s, grad, h, factored);
-      default -> throw new IllegalArgumentException("unknown algorithm " + alg);
-    }
+    Runnable rule = switch (alg) {
+      case FADAM -> () -> fisherAdamStep(s, grad, h, false);
+      case FADAFACTOR -> () -> fisherAdamStep(s, grad, h, factored);
+      case ADAM -> () -> adamStep(s, grad, h);
+      case ADAFACTOR -> () -> adafactorStep(s, grad, h, factored);
+    };
+    rule.run();
   }
 
   /** Algorithm 1 (factored = false) and Algorithm 2 (factored = true): they differ only in f. */

@@ -11,7 +11,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import java.util.Arrays;
 import java.util.Set;
 import java.util.stream.Stream;
-import org.fadam.reference.PaperReference.Algorithm;
+import org.fadam.Algorithm;
 import org.fadam.reference.PaperReference.Hyper;
 import org.fadam.reference.PaperReference.State;
 import org.junit.jupiter.api.Nested;

@@ -1,6 +1,5 @@
 package org.fadam.tools;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -9,45 +8,149 @@ import com.google.protobuf.ByteString;
 import com.google.protobuf.CodedOutputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The HLO reader on modules written here field by field (xla/service/hlo.proto numbering), as
- * XLA writes them: proto3 leaves zero fields out (parameter 0 has no parameter_number), the
- * parameters are in no particular order, other computations have parameters of their own.
+ * The HLO reader on a real dump: a child JVM trains the small softmax model of {@link ResumeProbe}
+ * with the fused FAdam step under XLA, with {@code XLA_FLAGS=--xla_dump_to=DIR
+ * --xla_dump_hlo_as_text --xla_dump_hlo_as_proto}, and the reader's view of the binary module is
+ * compared with what XLA printed of the same module in its text dump (its name, the entry
+ * computation's layout and its input/output aliasing) and with what the model is: inputs x and y
+ * of a 16-row batch, two variables with three slots each (m, f, step), two counters. The error
+ * cases, which no real dump shows, are written by hand below (xla/service/hlo.proto numbering).
  */
 class HloModuleInfoTest {
 
-  private static final int PRED = 1;
-  private static final int S64 = 5;
   private static final int F32 = 11;
-  private static final int BF16 = 16;
   private static final int TUPLE = 13;
 
+  /** One line of the text dump's header: "HloModule NAME, input_output_alias={...}, ..." */
+  private static final Pattern MODULE = Pattern.compile("^HloModule ([^,\\s]+)");
+  private static final Pattern ALIAS = Pattern.compile("\\{(\\d+)\\}: \\((\\d+), \\{\\}, (?:may|must)-alias\\)");
+  private static final Pattern ARRAY = Pattern.compile("(\\w+)\\[([\\d,]*)\\](?:\\{[\\d,]*\\})?");
+  private static final Pattern ENTRY_PARAMETER = Pattern.compile("^\\s*(\\S+) = \\S+ parameter\\((\\d+)\\)");
+
   @Test
-  void readsTheEntryComputationsParametersOutputsAndAliases() throws IOException {
-    byte[] module = module(List.of(
-        // a reduction computation: its parameters are not the module's
-        computation(3, "add", 9, instruction(8, "x", "parameter", shape(F32), -1),
-            instruction(9, "sum", "add", shape(F32), -1)),
-        computation(7, "train_step", 30,
-            instruction(21, "arg1.2", "parameter", shape(BF16, 4, 5), 1),
-            instruction(22, "arg2.3", "parameter", shape(S64), 2),
-            instruction(20, "arg0.1", "parameter", shape(F32, 4, 5), 0),
-            instruction(30, "tuple", "tuple",
-                tuple(shape(F32), shape(PRED, 1), shape(BF16, 4, 5), shape(S64)), -1))),
-        7, aliases(new int[][] {{2, 1}, {3, 2}}));
-    HloModuleInfo info = HloModuleInfo.fromHloProto(hloProto(module));
-    assertEquals("m", info.name());
-    assertEquals(List.of("arg0.1", "arg1.2", "arg2.3"), info.parameters().stream().map(HloModuleInfo.Value::name).toList());
-    assertEquals(List.of("float32", "bfloat16", "int64"), info.parameters().stream().map(HloModuleInfo.Value::dtype).toList());
-    assertArrayEquals(new long[] {4, 5}, info.parameters().get(1).shape());
-    assertArrayEquals(new long[0], info.parameters().get(2).shape());
-    assertEquals(List.of("float32", "bool", "bfloat16", "int64"), info.outputs().stream().map(HloModuleInfo.Value::dtype).toList());
-    assertEquals(Map.of(2, 1, 3, 2), info.aliases());
-    assertArrayEquals(module, info.moduleProto());
+  void readsTheEntryComputationsParametersOutputsAndAliases(@TempDir Path tmp) throws Exception {
+    Path dump = tmp.resolve("dump");
+    List<String> cmd = List.of(ProcessHandle.current().info().command().orElse("java"), "-cp",
+        System.getProperty("java.class.path"), ResumeProbe.class.getName(), "run", "fadam", "true", "2",
+        "0", tmp.resolve("unused").toString());
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
+    pb.environment().put("XLA_FLAGS", "--xla_dump_to=" + dump + " --xla_dump_hlo_as_text --xla_dump_hlo_as_proto");
+    pb.environment().put("TF_CPP_MIN_LOG_LEVEL", "2");
+    Process p = pb.start();
+    String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertEquals(0, p.waitFor(), output);
+    List<Path> modules;
+    try (var files = Files.list(dump)) {
+      modules = files.filter(f -> f.getFileName().toString()
+          .matches("module_\\d+\\.train_step_.*\\.before_optimizations\\.hlo\\.pb")).toList();
+    }
+    assertEquals(1, modules.size(), "one module of the train step: " + modules);
+    HloModuleInfo info = HloModuleInfo.fromHloProto(Files.readAllBytes(modules.get(0)));
+    String proto = modules.get(0).getFileName().toString();
+    List<String> text = Files.readAllLines(
+        modules.get(0).resolveSibling(proto.substring(0, proto.length() - ".hlo.pb".length()) + ".txt"));
+
+    // XLA's text of the same module: its name, the layout of the entry computation, the aliasing.
+    String header = text.get(0);
+    Matcher name = MODULE.matcher(header);
+    assertTrue(name.find(), header);
+    assertEquals(name.group(1), info.name());
+    assertTrue(info.name().startsWith("train_step_"), "the step's function (FisherTrainStep's default name): " + info.name());
+    String layout = header.substring(header.indexOf("entry_computation_layout={(") + "entry_computation_layout={(".length());
+    int arrow = layout.indexOf(")->(");
+    List<String> params = arrays(layout.substring(0, arrow));
+    List<String> results = arrays(layout.substring(arrow + 4));
+    assertEquals(params, info.parameters().stream().map(HloModuleInfoTest::describe).toList(), "parameters");
+    assertEquals(results, info.outputs().stream().map(HloModuleInfoTest::describe).toList(), "outputs");
+    Map<Integer, Integer> aliases = new TreeMap<>();
+    String aliasText = header.substring(0, header.indexOf("entry_computation_layout"));
+    for (Matcher m = ALIAS.matcher(aliasText); m.find(); ) {
+      aliases.put(Integer.parseInt(m.group(1)), Integer.parseInt(m.group(2)));
+    }
+    assertEquals(aliases, new TreeMap<>(info.aliases()), "output -> parameter aliases");
+    Map<Integer, String> names = new TreeMap<>();
+    boolean entry = false;
+    for (String line : text) {
+      if (line.startsWith("ENTRY ")) {
+        entry = true;
+      } else if (entry && line.equals("}")) {
+        break;
+      }
+      Matcher m = ENTRY_PARAMETER.matcher(line);
+      if (entry && m.find()) {
+        names.put(Integer.parseInt(m.group(2)), m.group(1));
+      }
+    }
+    assertEquals(info.parameters().size(), names.size(), "the ENTRY computation's parameter lines");
+    assertEquals(List.copyOf(names.values()), info.parameters().stream().map(HloModuleInfo.Value::name).toList());
+
+    // What the model is: the step's arguments are the data inputs, then every variable's handle.
+    int variables = 2 + 2 * 3 + 2; // w and b; m, fim and step of each (FAdam); iterations, skipped_steps
+    assertEquals(2 + variables, info.parameters().size());
+    assertEquals("float32[16, 6]", describe(info.parameters().get(0)), "x: a batch of 16 rows of 6 features");
+    assertEquals("float32[16, 5]", describe(info.parameters().get(1)), "y: 16 one-hot rows of 5 classes");
+    List<String> variableShapes = new ArrayList<>();
+    for (HloModuleInfo.Value v : info.parameters().subList(2, info.parameters().size())) {
+      variableShapes.add(describe(v));
+    }
+    variableShapes.sort(null);
+    assertEquals(List.of("float32[5]", "float32[5]", "float32[5]", "float32[6, 5]", "float32[6, 5]",
+        "float32[6, 5]", "int64[]", "int64[]", "int64[]", "int64[]"), variableShapes);
+    assertEquals(variables, info.aliases().size(), "every variable is written back");
+    for (var e : info.aliases().entrySet()) {
+      assertEquals(describe(info.parameters().get(e.getValue())), describe(info.outputs().get(e.getKey())),
+          "output " + e.getKey() + " is parameter " + e.getValue() + "'s new value");
+      assertTrue(e.getValue() >= 2, "no data input is written back");
+    }
+    assertEquals("float32[]", describe(info.outputs().get(0)), "the loss comes first");
+  }
+
+  /** "float32[6, 5]": a value as the text dump's layout names it, in numpy's words. */
+  private static String describe(HloModuleInfo.Value v) {
+    return v.dtype() + java.util.Arrays.toString(v.shape());
+  }
+
+  /** The arrays of a layout list such as "f32[16,6]{1,0}, s64[], pred[2]{0}" (index comments dropped), described. */
+  private static List<String> arrays(String list) {
+    List<String> out = new ArrayList<>();
+    String rest = list.replaceAll("/\\*[^*]*\\*/", "");
+    int end = rest.indexOf(")}");
+    if (end >= 0) {
+      rest = rest.substring(0, end);
+    }
+    for (Matcher m = ARRAY.matcher(rest); m.find(); ) {
+      String dtype = switch (m.group(1)) {
+        case "f32" -> "float32";
+        case "f64" -> "float64";
+        case "f16" -> "float16";
+        case "bf16" -> "bfloat16";
+        case "s32" -> "int32";
+        case "s64" -> "int64";
+        case "pred" -> "bool";
+        default -> "xla_" + m.group(1);
+      };
+      List<Long> dims = new ArrayList<>();
+      for (String d : m.group(2).split(",")) {
+        if (!d.isEmpty()) {
+          dims.add(Long.parseLong(d));
+        }
+      }
+      out.add(dtype + dims);
+    }
+    return out;
   }
 
   @Test
@@ -141,21 +244,6 @@ class HloModuleInfoTest {
       o.writeEnum(2, TUPLE);
       for (byte[] e : elements) {
         o.writeBytes(4, ByteString.copyFrom(e));
-      }
-    });
-  }
-
-  private static byte[] aliases(int[][] outputToParameter) throws IOException {
-    return message(o -> {
-      for (int[] a : outputToParameter) {
-        byte[] entry = message(e -> {
-          e.writeBytes(1, ByteString.copyFrom(message(p -> p.writeInt64NoTag(a[0]))));
-          if (a[1] != 0) {
-            e.writeInt64(2, a[1]);
-          }
-          e.writeEnum(4, 1);
-        });
-        o.writeBytes(1, ByteString.copyFrom(entry));
       }
     });
   }

@@ -11,7 +11,7 @@ import com.google.gson.JsonParser;
 import java.util.ArrayList;
 import java.util.List;
 import org.fadam.reference.PaperReference;
-import org.fadam.reference.PaperReference.Algorithm;
+import org.fadam.Algorithm;
 import org.fadam.reference.PaperReference.Hyper;
 import org.junit.jupiter.api.Test;
 
