@@ -13,6 +13,8 @@ import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -20,12 +22,14 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
+import java.util.Set;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.TfRecordWriter;
 import org.fadam.demo.DemoModel.Optimizer;
+import org.fadam.tools.StopSignal;
 import org.fadam.tools.Tool;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.ITypeConverter;
@@ -119,6 +123,10 @@ public final class Demo {
 
     static SavedRun load(Path dir) throws IOException {
       Path file = dir.resolve(RUN_PROPERTIES);
+      if (!Files.exists(dir)) {
+        throw new IllegalArgumentException("no saved demo run at " + dir + ": the directory does"
+            + " not exist (--save DIR writes one when the FAdam run ends or is stopped)");
+      }
       if (!Files.isRegularFile(file)) {
         throw new IllegalArgumentException(
             dir + " is not a saved demo run (no " + RUN_PROPERTIES + "); save one with --save DIR");
@@ -332,8 +340,10 @@ public final class Demo {
         return 0;
       }
       Options o = options();
-      Demo.run(o, System.out, Progress.toStderr(o.progress()));
-      return 0;
+      // Ctrl-C or SIGTERM: finish the step under way, write every output, say how to continue.
+      StopSignal stop = StopSignal.install("demo", System.err);
+      Demo.run(o, System.out, System.err, Progress.toStderr(o.progress()), stop);
+      return stop.requested() ? stop.exitStatus() : 0;
     }
   }
 
@@ -452,11 +462,30 @@ public final class Demo {
   public record Report(List<ResultsCsv.Row> rows, ResultsTable table,
       Map<Optimizer, float[]> trainLosses, Optional<Path> savedModel) {}
 
-  /** One optimizer's run. */
-  record Run(ResultsTable.Row result, float[] losses) {}
+  /**
+   * One optimizer's run.
+   *
+   * @param result its row of the results table
+   * @param losses its training loss at every step it took, in order
+   * @param lastStep the step it reached
+   * @param stopped whether a stop request ended it before its last step
+   */
+  record Run(ResultsTable.Row result, float[] losses, long lastStep, boolean stopped) {}
 
   /** Runs the demo: trains, writes every output file, prints the table and the paths to {@code out}. */
   public static Report run(Options o, PrintStream out, Progress progress) throws IOException {
+    return run(o, out, System.err, progress, StopSignal.none());
+  }
+
+  /**
+   * Runs the demo as {@link #run(Options, PrintStream, Progress)} does, stopping early when
+   * {@code stop} is requested: the step under way finishes, the optimizer it belongs to is
+   * evaluated at that step, the FAdam run is exported (to --out and --save) when it took a step,
+   * every output file is written (each atomically: a file or directory holds the old content or
+   * the new, whole), and {@code err} says where the run stopped and how to continue it.
+   */
+  public static Report run(Options o, PrintStream out, PrintStream err, Progress progress,
+      StopSignal stop) throws IOException {
     SavedRun saved = o.resume() == null ? null : SavedRun.load(o.resume());
     Settings s = saved == null ? o.settings() : saved.settings();
     Files.createDirectories(o.out());
@@ -478,56 +507,73 @@ public final class Demo {
         + " %.4f on the %d held-out tokens)%n", "order-2 Markov chain over "
         + data.source.vocabSize() + " tokens", data.floor(), data.heldOutTrueLoss(), HELDOUT_ROWS);
 
-    // The CSV: kept rows of an earlier run when resuming, then this run's rows as they come.
+    // The CSV: kept rows of an earlier run when resuming, then this run's rows.
     Path csvPath = o.out().resolve(CSV);
     List<ResultsCsv.Row> rows = new ArrayList<>();
     if (saved != null && Files.exists(csvPath)) {
-      for (ResultsCsv.Row r : ResultsCsv.read(csvPath)) {
-        // Rows of the FAdam run after the saved step belong to another continuation: replaced.
-        if (!(r.optimizer().equals(Optimizer.FADAM.displayName()) && r.step() > saved.step())) {
-          rows.add(r);
-        }
-      }
+      rows.addAll(keptRows(ResultsCsv.read(csvPath), saved.step()));
     }
     List<ResultsTable.Row> results = new ArrayList<>();
     Map<Optimizer, float[]> losses = new LinkedHashMap<>();
     Optional<Path> savedModel = Optional.empty();
-    try (ResultsCsv.Appender csv = ResultsCsv.open(csvPath)) {
-      rows.forEach(csv::append);
-      for (Optimizer opt : o.optimizers()) {
-        try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
-          Run run = train(model, o, s.batch(), saved, data, row -> {
-            rows.add(row);
-            csv.append(row);
-          }, progress);
-          results.add(run.result());
-          losses.put(opt, run.losses());
-          out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f (%+.4f from"
-              + " the floor)%n", opt.displayName(), run.losses().length,
-              run.result().stepsPerSecond(), run.result().heldoutLoss(),
-              run.result().heldoutLoss() - data.floor());
-          if (opt == Optimizer.FADAM) {
-            savedModel = Optional.of(savedModelDir);
-            export(model, s, savedModelDir, out);
-            if (o.save() != null) {
-              export(model, s, o.save(), out);
-            }
+    String stoppedAt = null; // where a stop request ended the run, for the message
+    Run fadam = null;
+    for (Optimizer opt : o.optimizers()) {
+      if (stop.requested()) {
+        stoppedAt = "before " + opt.displayName();
+        break;
+      }
+      List<ResultsCsv.Row> mine = new ArrayList<>();
+      Run run;
+      try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
+        run = train(model, o, s.batch(), saved, data, mine::add, progress, stop);
+        long first = saved == null ? 0 : saved.step();
+        if (run.lastStep() == first) { // stopped before its first step: it leaves nothing
+          stoppedAt = "before " + opt.displayName() + "'s first step";
+          break;
+        }
+        rows.addAll(mine);
+        results.add(run.result());
+        losses.put(opt, run.losses());
+        out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f (%+.4f from"
+            + " the floor)%s%n", opt.displayName(), run.losses().length,
+            run.result().stepsPerSecond(), run.result().heldoutLoss(),
+            run.result().heldoutLoss() - data.floor(),
+            run.stopped() ? " (stopped at step " + run.lastStep() + ")" : "");
+        if (opt == Optimizer.FADAM) {
+          fadam = run;
+          savedModel = Optional.of(savedModelDir);
+          export(model, s, savedModelDir, out);
+          if (o.save() != null) {
+            export(model, s, o.save(), out);
           }
         }
+      }
+      // After every optimizer, so that a run killed later keeps the rows of those that finished.
+      AtomicFile.write(csvPath, tmp -> ResultsCsv.write(tmp, rows));
+      if (run.stopped()) {
+        stoppedAt = opt.displayName() + " at step " + run.lastStep() + " of "
+            + (run.lastStep() - run.losses().length + o.steps());
+        break;
       }
     }
 
     ResultsTable table = new ResultsTable(data.floor(), results);
+    if (results.isEmpty()) { // stopped before anything was trained: nothing to write
+      err.println("demo: stopped by " + stop.signal() + " " + stoppedAt + "; nothing written");
+      return new Report(List.copyOf(rows), table, losses, savedModel);
+    }
     String subtitle = String.format(Locale.ROOT, "order-2 Markov source, V=%d · model %d-%d-%d-%d,"
         + " batch %d, lr %s for all, paper defaults · seed %d", data.source.vocabSize(),
         DemoModel.CONTEXT * s.embed(), s.hidden(), s.hidden(), data.source.vocabSize(), s.batch(),
         num(s.learningRate()), s.seed());
-    LossPlot.write(o.out().resolve(PNG), rows, data.floor(),
-        "Held-out loss vs step: " + String.join(", ",
-            o.optimizers().stream().map(Optimizer::displayName).toList()), subtitle, LossPlot.DEFAULT_WIDTH,
-        LossPlot.DEFAULT_HEIGHT);
-    Files.writeString(o.out().resolve(MARKDOWN), markdown(table, o, s, data),
-        StandardCharsets.UTF_8);
+    String title = "Held-out loss vs step: " + String.join(", ",
+        o.optimizers().stream().map(Optimizer::displayName).toList());
+    AtomicFile.write(o.out().resolve(PNG), tmp -> LossPlot.write(tmp, rows, data.floor(), title,
+        subtitle, LossPlot.DEFAULT_WIDTH, LossPlot.DEFAULT_HEIGHT));
+    String stoppedNote = stoppedAt == null ? null : "Stopped by " + stop.signal() + " " + stoppedAt;
+    AtomicFile.write(o.out().resolve(MARKDOWN), tmp -> Files.writeString(tmp,
+        markdown(table, o, s, data, stoppedNote), StandardCharsets.UTF_8));
 
     out.println();
     out.print(table.toText());
@@ -538,16 +584,67 @@ public final class Demo {
     savedModel.ifPresent(p -> out.println("wrote " + p + " (SavedModel: signatures "
         + String.join(", ", FisherTrainStep.TRAIN, FisherTrainStep.GRADIENTS,
             FisherTrainStep.APPLY_GRADIENTS, FisherTrainStep.SERVE) + ")"));
-    if (o.save() != null) {
+    if (o.save() != null && savedModel.isPresent()) {
       out.println("saved the FAdam run to " + o.save() + "; continue it with --resume "
           + o.save());
+    }
+    out.flush();
+    if (stoppedAt != null) {
+      err.println("demo: stopped by " + stop.signal() + " (" + stoppedAt + "); "
+          + continuation(o, fadam));
     }
     return new Report(List.copyOf(rows), table, losses, savedModel);
   }
 
-  /** Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes. */
+  /** How to go on after a stop: which run can be resumed, and the command line. */
+  private static String continuation(Options o, Run fadam) {
+    if (fadam == null) {
+      return "no FAdam run to continue (--resume continues FAdam only)";
+    }
+    Path from = o.save() != null ? o.save() : o.out().resolve(SAVED_MODEL);
+    String command = "scripts/demo --resume " + from
+        + (fadam.stopped() ? " --steps " + (o.steps() - fadam.losses().length) : "")
+        + (o.out().equals(Path.of("demo-out")) ? "" : " --out " + o.out())
+        + (o.xla() ? "" : " --no-xla");
+    return fadam.stopped()
+        ? "the FAdam run is saved at step " + fadam.lastStep() + " in " + from
+            + ": continue it with " + command
+        : "the FAdam run had finished and is saved in " + from + " (" + command
+            + " trains it further)";
+  }
+
+  /**
+   * The rows of an earlier run's CSV that a run resumed at {@code step} keeps: every row but the
+   * FAdam run's after that step (they belong to another continuation), and but those of an
+   * optimizer with a row at step 0 only (a run stopped before its first step left it; it would
+   * put an optimizer that never trained into the plot's legend).
+   */
+  static List<ResultsCsv.Row> keptRows(List<ResultsCsv.Row> earlier, long step) {
+    Set<String> trained = new HashSet<>();
+    for (ResultsCsv.Row r : earlier) {
+      if (r.step() > 0) {
+        trained.add(r.optimizer());
+      }
+    }
+    return earlier.stream()
+        .filter(r -> !(r.optimizer().equals(Optimizer.FADAM.displayName()) && r.step() > step))
+        .filter(r -> trained.contains(r.optimizer())
+            || r.optimizer().equals(Optimizer.FADAM.displayName()))
+        .toList();
+  }
+
+  /** Trains as {@link #train(DemoModel, Options, int, SavedRun, Data, Consumer, Progress, StopSignal)}, to the end. */
   static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
       Consumer<ResultsCsv.Row> sink, Progress progress) {
+    return train(model, o, batch, saved, data, sink, progress, StopSignal.none());
+  }
+
+  /**
+   * Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes;
+   * a stop request ends it after the step under way, evaluated there.
+   */
+  static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
+      Consumer<ResultsCsv.Row> sink, Progress progress, StopSignal stop) {
     String name = model.optimizer().displayName();
     long start = 0;
     if (saved != null) {
@@ -565,12 +662,17 @@ public final class Demo {
     double heldOut = Double.NaN;
     double trainLoss = Double.NaN;
     long timedNanos = 0;
-    for (long k = start + 1; k <= end; k++) {
+    long timedSteps = 0;
+    long k = start;
+    long evaluated = saved == null ? 0 : -1;
+    while (k < end && !stop.requested()) {
+      k++;
       Batches.Batch b = data.batch(k);
       long t0 = System.nanoTime();
       FisherTrainStep.Result r = model.train(b);
       if (k > start + 1 || o.steps() == 1) { // the first step also compiles: not throughput
         timedNanos += System.nanoTime() - t0;
+        timedSteps++;
       }
       if (r.step() != k) {
         throw new IllegalStateException("the train step reports step " + r.step() + ", expected " + k);
@@ -584,15 +686,24 @@ public final class Demo {
         ResultsCsv.Row row = evaluate(model, name, k, data);
         heldOut = row.heldoutLoss();
         trainLoss = row.trainLoss();
+        evaluated = k;
         sink.accept(row);
       }
     }
-    progress.end();
-    long timed = o.steps() == 1 ? 1 : o.steps() - 1;
-    double stepsPerSecond = timedNanos > 0 ? timed / (timedNanos / 1e9) : Double.NaN;
+    if (k > start) {
+      progress.end();
+    }
+    boolean stopped = k < end;
+    if (stopped && k > start && evaluated != k) { // the last step taken, for the table and plot
+      ResultsCsv.Row row = evaluate(model, name, k, data);
+      heldOut = row.heldoutLoss();
+      trainLoss = row.trainLoss();
+      sink.accept(row);
+    }
+    double stepsPerSecond = timedNanos > 0 ? timedSteps / (timedNanos / 1e9) : Double.NaN;
     double stateBytes = model.step().optimizerStateBytes() / (double) model.step().parameterCount();
     return new Run(new ResultsTable.Row(name, trainLoss, heldOut, stepsPerSecond, stateBytes),
-        losses);
+        Arrays.copyOf(losses, (int) (k - start)), k, stopped);
   }
 
   private static ResultsCsv.Row evaluate(DemoModel model, String name, long step, Data data) {
@@ -633,7 +744,8 @@ public final class Demo {
     }
   }
 
-  private static String markdown(ResultsTable table, Options o, Settings s, Data data) {
+  private static String markdown(ResultsTable table, Options o, Settings s, Data data,
+      String stoppedNote) {
     FisherOptions paper = FisherOptions.defaults();
     String when = ZonedDateTime.now(ZoneOffset.UTC).truncatedTo(ChronoUnit.SECONDS)
         .format(DateTimeFormatter.ISO_INSTANT);
@@ -655,6 +767,9 @@ public final class Demo {
         num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
         num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),
         num(paper.rho()), num(paper.adafactorEpsilon()), o.xla() ? "on" : "off", s.seed()));
+    if (stoppedNote != null) {
+      md.append(stoppedNote).append(": the last row of each optimizer is where it stood.\n\n");
+    }
     md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%n",
         System.getProperty("os.name"), System.getProperty("os.arch"),
         Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when));
