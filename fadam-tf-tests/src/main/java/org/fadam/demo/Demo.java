@@ -6,7 +6,12 @@ import java.io.Reader;
 import java.io.Writer;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
 import java.nio.file.Path;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
@@ -488,13 +493,18 @@ public final class Demo {
       StopSignal stop) throws IOException {
     SavedRun saved = o.resume() == null ? null : SavedRun.load(o.resume());
     Settings s = saved == null ? o.settings() : saved.settings();
-    Files.createDirectories(o.out());
+    // Fail now, not after minutes of training.
+    writableDirectory(o.out());
     Path savedModelDir = o.out().resolve(SAVED_MODEL);
-    if (o.optimizers().contains(Optimizer.FADAM)) { // fail now, not after minutes of training
+    if (o.optimizers().contains(Optimizer.FADAM)) {
       checkReplaceable(savedModelDir);
       if (o.save() != null) {
         checkReplaceable(o.save());
+        writableDirectory(o.save().toAbsolutePath().getParent());
       }
+    }
+    if (o.tfrecord() != null) {
+      writableDirectory(o.tfrecord().toAbsolutePath().getParent());
     }
     Data data = new Data(s.seed(), s.batch());
     if (o.tfrecord() != null) {
@@ -724,6 +734,57 @@ public final class Demo {
     }
     long step = model.iterations();
     model.exportReplacing(dir, tmp -> s.store(tmp.resolve(RUN_PROPERTIES), step));
+  }
+
+  /**
+   * Creates {@code dir} if needed and checks that files can be made in it, failing with a message
+   * that says what failed and why (a bare IOException names only the path).
+   */
+  static void writableDirectory(Path dir) throws IOException {
+    try {
+      Files.createDirectories(dir);
+    } catch (IOException e) {
+      throw new IOException("cannot create directory " + dir + ": " + reason(e, dir), e);
+    }
+    try {
+      Files.delete(Files.createTempFile(dir, ".demo-write-check-", ""));
+    } catch (IOException e) {
+      throw new IOException("cannot write in directory " + dir + ": " + reason(e, dir), e);
+    }
+  }
+
+  /**
+   * Why a file operation on {@code about} failed, in the words of the system's error (Java's
+   * exceptions for the common ones carry only the path), after the path that failed when it is
+   * neither {@code about} nor inside it.
+   */
+  static String reason(IOException e, Path about) {
+    String why;
+    if (e instanceof FileSystemException f && f.getReason() != null) {
+      why = f.getReason();
+    } else if (e instanceof NoSuchFileException) {
+      why = "No such file or directory";
+    } else if (e instanceof AccessDeniedException) {
+      why = "Permission denied";
+    } else if (e instanceof FileAlreadyExistsException) {
+      why = "it exists and is not a directory";
+    } else if (e instanceof NotDirectoryException) {
+      why = "Not a directory";
+    } else {
+      why = e.getMessage() == null ? e.toString() : firstLine(e.getMessage());
+    }
+    if (e instanceof FileSystemException f && f.getFile() != null) {
+      Path failed = Path.of(f.getFile()).toAbsolutePath().normalize();
+      if (!failed.startsWith(about.toAbsolutePath().normalize())) {
+        return f.getFile() + ": " + why;
+      }
+    }
+    return why;
+  }
+
+  private static String firstLine(String s) {
+    int nl = s.indexOf('\n');
+    return nl < 0 ? s : s.substring(0, nl);
   }
 
   /** Fails unless {@code dir} is absent, empty, or a SavedModel (never delete anything else). */
