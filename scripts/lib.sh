@@ -27,7 +27,9 @@ fadam_classpath() {
 }
 
 # Drops TensorFlow's absl INFO lines ("I0000 ..." and absl's preamble), which TF_CPP_MIN_LOG_LEVEL
-# does not reach. A line ending in a carriage return (a progress line) passes through at once.
+# does not reach, and its "OP_REQUIRES failed at" warnings: the op's error also reaches the caller,
+# which reports it in one line (a truncated checkpoint: "... is truncated or corrupt"). A line
+# ending in a carriage return (a progress line) passes through at once.
 # It ignores SIGINT and SIGTERM: Ctrl-C reaches every process of the terminal's foreground group,
 # and the tool, which handles them (the demo writes its outputs, then says how to resume), must
 # still be heard; the filter ends when the tool closes its stderr.
@@ -38,7 +40,7 @@ fadam_quiet_filter() {
   fi
   exec perl -e '
     $| = 1;
-    my $noise = qr/^(?:WARNING: All log messages before absl::InitializeLog|I\d{4} [\d:.]+ +\d+ \S+:\d+\] |\d{4}-\d\d-\d\d [\d:.]+: I |To enable the following instructions)/;
+    my $noise = qr/^(?:WARNING: All log messages before absl::InitializeLog|I\d{4} [\d:.]+ +\d+ \S+:\d+\] |\d{4}-\d\d-\d\d [\d:.]+: I |To enable the following instructions|(?:\d{4}-\d\d-\d\d [\d:.]+: W |W\d{4} [\d:.]+ +\d+ )\S*op_kernel\.cc:\d+\] OP_REQUIRES failed at )/;
     my $buf = "";
     while (sysread(STDIN, my $chunk, 65536)) {
       $buf .= $chunk;

@@ -1,6 +1,7 @@
 package org.fadam.demo;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.io.Reader;
 import java.io.Writer;
@@ -133,8 +134,11 @@ public final class Demo {
             + " not exist (--save DIR writes one when the FAdam run ends or is stopped)");
       }
       if (!Files.isRegularFile(file)) {
-        throw new IllegalArgumentException(
-            dir + " is not a saved demo run (no " + RUN_PROPERTIES + "); save one with --save DIR");
+        Optional<Path> inside = savedRunInside(dir);
+        throw new IllegalArgumentException(inside
+            .map(in -> dir + " is not a saved demo run, but " + in + " is: --resume " + in)
+            .orElse(dir + " is not a saved demo run (no " + RUN_PROPERTIES + "): --save DIR"
+                + " writes one, and every run that trains FAdam one in OUT/" + SAVED_MODEL));
       }
       Properties p = new Properties();
       try (Reader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
@@ -144,9 +148,54 @@ public final class Demo {
         Settings s = new Settings(Long.parseLong(get(p, file, "seed")),
             Integer.parseInt(get(p, file, "batch")), Double.parseDouble(get(p, file, "lr")),
             Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")));
-        return new SavedRun(s, Long.parseLong(get(p, file, "step")));
+        SavedRun run = new SavedRun(s, Long.parseLong(get(p, file, "step")));
+        checkExport(dir);
+        return run;
       } catch (NumberFormatException e) {
         throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+      }
+    }
+
+    /** A saved run one level down ({@code OUT/fadam-savedmodel} first), if there is one. */
+    private static Optional<Path> savedRunInside(Path dir) throws IOException {
+      if (Files.isRegularFile(dir.resolve(SAVED_MODEL).resolve(RUN_PROPERTIES))) {
+        return Optional.of(dir.resolve(SAVED_MODEL));
+      }
+      if (!Files.isDirectory(dir)) {
+        return Optional.empty();
+      }
+      try (Stream<Path> entries = Files.list(dir)) {
+        return entries.filter(d -> Files.isRegularFile(d.resolve(RUN_PROPERTIES))).sorted()
+            .findFirst();
+      }
+    }
+
+    /**
+     * Checks the export's graph file, which a resumed run does not read (it rebuilds the graph and
+     * restores only the variables): a truncated or corrupt copy fails here, naming the file,
+     * instead of resuming from a directory that no other program could load.
+     */
+    private static void checkExport(Path dir) {
+      Path pb = dir.resolve("saved_model.pb");
+      if (!Files.isRegularFile(pb)) {
+        throw new IllegalArgumentException(dir + " is not a complete saved demo run: " + pb
+            + " is missing");
+      }
+      org.tensorflow.proto.SavedModel model;
+      try (InputStream in = Files.newInputStream(pb)) {
+        model = org.tensorflow.proto.SavedModel.parseFrom(in);
+      } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+        throw new IllegalArgumentException(pb + " is truncated or corrupt (not a SavedModel: "
+            + firstLine(e.getMessage()) + ")", e);
+      } catch (IOException e) {
+        throw new IllegalArgumentException("cannot read " + pb + ": " + reason(e, pb), e);
+      }
+      boolean complete = model.getMetaGraphsList().stream().anyMatch(g ->
+          g.getGraphDef().getNodeCount() > 0
+              && g.getSignatureDefMap().containsKey(FisherTrainStep.TRAIN));
+      if (!complete) {
+        throw new IllegalArgumentException(pb + " is truncated or corrupt (it holds no graph with"
+            + " a " + FisherTrainStep.TRAIN + " signature)");
       }
     }
 
@@ -658,7 +707,7 @@ public final class Demo {
     String name = model.optimizer().displayName();
     long start = 0;
     if (saved != null) {
-      model.restore(o.resume());
+      restore(model, o.resume());
       start = model.iterations();
       if (start != saved.step()) {
         throw new IllegalArgumentException(o.resume() + ": the checkpoint holds step " + start
@@ -714,6 +763,45 @@ public final class Demo {
     double stateBytes = model.step().optimizerStateBytes() / (double) model.step().parameterCount();
     return new Run(new ResultsTable.Row(name, trainLoss, heldOut, stepsPerSecond, stateBytes),
         Arrays.copyOf(losses, (int) (k - start)), k, stopped);
+  }
+
+  /** Restores a saved run, naming the file when TensorFlow finds one truncated or corrupt. */
+  private static void restore(DemoModel model, Path dir) {
+    try {
+      model.restore(dir);
+    } catch (IllegalArgumentException e) {
+      Throwable tf = e.getCause();
+      String why = tf == null || tf.getMessage() == null ? "" : firstLine(tf.getMessage());
+      Optional<Path> damaged = damagedCheckpointFile(dir.resolve("variables"), tf, why);
+      if (damaged.isPresent()) {
+        throw new IllegalArgumentException(damaged.get() + " is truncated or corrupt"
+            + " (TensorFlow: " + why + ")", e);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * The file of a checkpoint ({@code variables/variables.index} and {@code .data-*}) that a
+   * restore error says is damaged: the index when TensorFlow cannot read it as a table, the data
+   * (its one shard, or the shards' pattern) when a read ends early or a checksum fails.
+   */
+  static Optional<Path> damagedCheckpointFile(Path variables, Throwable tf, String why) {
+    if (why.contains("sstable")) {
+      return Optional.of(variables.resolve("variables.index"));
+    }
+    if (tf instanceof org.tensorflow.exceptions.TFOutOfRangeException
+        || why.contains("Checksum does not match") || why.contains("Read less bytes")) {
+      try (Stream<Path> files = Files.list(variables)) {
+        List<Path> shards = files.filter(f -> f.getFileName().toString()
+            .startsWith("variables.data-")).sorted().toList();
+        return Optional.of(shards.size() == 1 ? shards.get(0)
+            : variables.resolve("variables.data-*"));
+      } catch (IOException e) {
+        return Optional.of(variables.resolve("variables.data-*"));
+      }
+    }
+    return Optional.empty();
   }
 
   private static ResultsCsv.Row evaluate(DemoModel model, String name, long step, Data data) {
