@@ -67,8 +67,9 @@ def parse_args(argv=None):
                    help="rows per step over all replicas (a multiple of the number of replicas)")
     p.add_argument("--steps", type=int, required=True,
                    help="steps to reach, counting those of a resumed checkpoint")
-    p.add_argument("--checkpoint-dir", help="where the chief writes checkpoints and every worker"
-                   " resumes from (shared by all workers); none: no checkpoints")
+    p.add_argument("--checkpoint-dir", default="none",
+                   help="where the chief writes checkpoints and every worker resumes from (shared"
+                   " by all workers; default none: no checkpoints; a folder named none: ./none)")
     p.add_argument("--checkpoint-every", type=int, default=100,
                    help="steps between checkpoints (default 100; one is also written at the end)")
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept (default 3)")
@@ -82,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--progress", action="store_true",
                    help="show the progress line even when stderr is not a terminal")
     args = p.parse_args(argv)
+    if args.checkpoint_dir == "none":
+        args.checkpoint_dir = None
     for name in ("global_batch", "steps", "checkpoint_every", "keep", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")

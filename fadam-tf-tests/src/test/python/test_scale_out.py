@@ -242,3 +242,14 @@ def test_help_and_usage_errors(tmp_path):
                           "--global-batch", "0", "--steps", "1"], capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert bad.returncode == 2 and "--global-batch must be >= 1; got 0" in bad.stderr
+
+
+# --- what a careless user hits -----------------------------------------------------------------
+
+
+def test_checkpoint_dir_none_writes_no_checkpoints(demo, tmp_path):
+    args = launcher_args(demo, tmp_path / "final", "--checkpoint-dir", "none", "--checkpoint-every", 2)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [e for e in events(done.stdout) if e.get("event") == "checkpoint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
