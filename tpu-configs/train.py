@@ -27,7 +27,8 @@ TensorFlow requires: NFS, GCS). A checkpoint holds every variable of the model a
 step count, which also says where in the data to continue.
 
 Prints one log line per --log-every steps (step, loss, examples/s) and, on a terminal, a progress
-line. Exit status 0 on success, 1 on an error, 2 on a usage error.
+line. Exit status 0 on success, 1 on an error (an unreadable export or data among them: one line
+naming the file), 2 on a usage error.
 """
 
 import argparse
@@ -82,7 +83,7 @@ def parse_args(argv=None):
                    help="after the last step, write every variable to DIR/task-<i>.npz (checks)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress line even when stderr is not a terminal")
-    args = p.parse_args(argv)
+    args = parse_reporting_unknown_first(p, argv)
     if args.checkpoint_dir == "none":
         args.checkpoint_dir = None
     for name in ("global_batch", "steps", "checkpoint_every", "keep", "log_every"):
@@ -91,6 +92,22 @@ def parse_args(argv=None):
     if args.cpu_replicas and args.strategy != "mirrored":
         p.error("--cpu-replicas is for --strategy mirrored")
     return args
+
+
+def parse_reporting_unknown_first(parser, argv):
+    """parser.parse_args, but an unknown flag is reported even when a required one is missing
+    (argparse would report only the missing one)."""
+    required = [a for a in parser._actions if a.required]
+    for a in required:
+        a.required = False
+    try:
+        _, unknown = parser.parse_known_args(argv)
+    finally:
+        for a in required:
+            a.required = True
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return parser.parse_args(argv)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -159,7 +176,10 @@ def load_model(path):
     """(loaded, gradients fn, apply_gradients fn, {name: variable}), checked."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(path)
+    try:
+        loaded = load_savedmodel(tf, path)
+    except ExportError as e:
+        raise ValueError(str(e)) from None
     missing = [s for s in (GRADIENTS, APPLY_GRADIENTS) if s not in loaded.signatures]
     if missing:
         raise ValueError(f"{path}: the SavedModel has no {' or '.join(missing)} signature; export"
@@ -177,6 +197,59 @@ def load_model(path):
         raise ValueError(f"{path}: gradients outputs {grad_keys} do not match apply_gradients"
                          f" inputs {apply_keys}")
     return loaded, grads_fn, apply_fn, variables
+
+
+class ExportError(Exception):
+    """A SavedModel that cannot be read: one line naming the file and the cause."""
+
+
+def load_savedmodel(tf, path):
+    """tf.saved_model.load(path), with an unreadable, truncated or corrupt export as an ExportError
+    (one line naming the file and the cause) instead of TensorFlow's traceback. A copy of
+    tpu_check.py's: each file may be copied alone onto a TPU VM."""
+    pb = os.path.join(path, "saved_model.pb")
+    try:
+        with open(pb, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ExportError(f"cannot read {pb}: {e.strerror or e}") from None
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved_model_pb2.SavedModel.FromString(data)
+    except Exception as e:  # protobuf's DecodeError (its module differs between implementations)
+        raise ExportError(f"{pb} is truncated or corrupt (not a SavedModel: {_first_line(e)})") from None
+    try:
+        return tf.saved_model.load(path)
+    except tf.errors.OpError as e:  # restoring the variables: a short read, a bad checksum, ...
+        raise ExportError(f"{_damaged_variables_file(path, e)} is truncated or corrupt "
+                          f"(TensorFlow: {op_error_reason(e)})") from None
+    except Exception as e:
+        raise ExportError(f"cannot load the SavedModel at {path}: {_first_line(e)}") from None
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def op_error_reason(e):
+    """The cause in a TensorFlow op error's text: the last paragraph's first line (the paragraphs
+    before it say where the op was defined)."""
+    text = (e.message if hasattr(e, "message") else str(e)).strip()
+    last = text.split("\n\n")[-1].strip()
+    return last.splitlines()[0] if last else type(e).__name__
+
+
+def _damaged_variables_file(path, e):
+    """The checkpoint file a restore error points at: the index when it is not a table, else the
+    data (its one shard, or the shards' pattern)."""
+    variables = os.path.join(path, "variables")
+    if "sstable" in op_error_reason(e):
+        return os.path.join(variables, "variables.index")
+    shards = sorted(f for f in os.listdir(variables) if f.startswith("variables.data-")) \
+        if os.path.isdir(variables) else []
+    return os.path.join(variables, shards[0] if len(shards) == 1 else "variables.data-*")
 
 
 def fingerprint(variables):
@@ -415,8 +488,14 @@ def main(argv=None):
         print(f"train.py: {e}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError, OSError) as e:
-        print(f"train.py: {e}", file=sys.stderr)
+        print(f"train.py: {_first_line(e)}", file=sys.stderr)
         return 1
+    except Exception as e:
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and isinstance(e, tf.errors.OpError):  # one line, not TF's op trace
+            print(f"train.py: {type(e).__name__}: {op_error_reason(e)}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -253,3 +253,27 @@ def test_checkpoint_dir_none_writes_no_checkpoints(demo, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert not [e for e in events(done.stdout) if e.get("event") == "checkpoint"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_a_truncated_export_is_one_line_naming_the_file(demo, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(demo / "start", copy)
+    pb = copy / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+    args = launcher_args(demo, tmp_path / "final")
+    args[args.index("--savedmodel") + 1] = str(copy)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    line = [x for x in done.stderr.splitlines() if x.startswith("train.py:")]
+    assert line == [f"train.py: {pb} is truncated or corrupt (not a SavedModel: Error parsing message"
+                    " with type 'tensorflow.SavedModel')"], done.stderr[-2000:]
+
+
+def test_an_unknown_flag_is_reported_before_missing_ones():
+    done = subprocess.run([sys.executable, str(LAUNCHER), "--bogus"], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "train.py: error: unrecognized arguments: --bogus"
