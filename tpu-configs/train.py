@@ -20,6 +20,9 @@ train inputs (int64 features for integer inputs, float features for float ones),
 k*G ... k*G+G-1; replica r of R takes rows k*G + r*G/R ... of it, so each worker parses only its
 own rows, and the average of the replicas' mean gradients is the gradient of the whole batch.
 
+Local --data files are counted before anything else (record headers only): data that cannot
+cover --steps global batches, or a truncated file, fails at once instead of after training.
+
 Checkpoints: the chief alone writes them (tf.train.CheckpointManager, the last --keep kept) into
 --checkpoint-dir every --checkpoint-every steps and after the last step; every worker resumes
 from the latest one by itself on start (the directory must be shared by all workers, as
@@ -32,10 +35,13 @@ naming the file), 2 on a usage error.
 """
 
 import argparse
+import glob
 import hashlib
 import json
+import mmap
 import os
 import re
+import struct
 import sys
 import time
 
@@ -283,6 +289,57 @@ def data_files(patterns):
     return files
 
 
+def count_records(path):
+    """The records of an uncompressed TFRecord file, from their headers (8-byte length, 4-byte
+    CRC, data, 4-byte CRC; nothing is parsed); a record cut short is an error naming the file."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    count, offset = 0, 0
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        while offset < size:
+            if offset + 12 > size:
+                break
+            (length,) = struct.unpack_from("<Q", m, offset)
+            if offset + 16 + length > size:
+                break
+            offset += 16 + length
+            count += 1
+    if offset != size:
+        raise ValueError(f"{path} is truncated or corrupt: a TFRecord after record {count}"
+                         f" (byte {offset}) runs past the end of the file ({size} bytes)")
+    return count
+
+
+def local_records(patterns):
+    """The records of --data when every pattern is a local path (None if one is remote: gs://
+    ..., not counted); a pattern matching nothing is an error."""
+    if any("://" in p for p in patterns):
+        return None
+    total = 0
+    for p in patterns:
+        matched = sorted(glob.glob(p))
+        if not matched:
+            raise ValueError(f"--data {p}: no such file")
+        for f in matched:
+            try:
+                total += count_records(f)
+            except OSError as e:
+                raise ValueError(f"cannot read {f}: {e.strerror or e}") from None
+    return total
+
+
+def check_data_covers_steps(args):
+    """Fails before any TensorFlow work when local --data holds fewer than --steps global batches.
+    Returns the number of records (None: remote data, not counted)."""
+    records = local_records(args.data)
+    if records is not None and records // args.global_batch < args.steps:
+        raise ValueError(f"--data holds {records} rows: {records // args.global_batch} global batches"
+                         f" of {args.global_batch}, fewer than --steps {args.steps}; give more data,"
+                         " fewer --steps or a smaller --global-batch")
+    return records
+
+
 def worker_batches(files, specs, global_batch, worker, workers, skip):
     """This worker's rows of every global batch from step `skip` on, parsed, as a tf.data.Dataset."""
     import tensorflow as tf
@@ -334,8 +391,10 @@ def log(msg):
 
 
 def train(args):
-    strategy = make_strategy(args)  # before any other TF work
+    records = check_data_covers_steps(args)  # before importing TensorFlow: fails in a moment
     import tensorflow as tf
+
+    strategy = make_strategy(args)  # before any other TF work
 
     worker, workers, chief = task_info(strategy)
     replicas = 1 if strategy is None else strategy.num_replicas_in_sync
@@ -410,7 +469,7 @@ def train(args):
     pause_at = int(os.environ.get("FADAM_TRAIN_PAUSE_AT_STEP", "0"))  # crash tests only
     log(json.dumps({"event": "start", "strategy": args.strategy, "worker": worker,
                     "workers": workers, "replicas": replicas, "global_batch": args.global_batch,
-                    "start_step": start, "steps": args.steps}))
+                    "start_step": start, "steps": args.steps, "data_rows": records}))
     data = iter(worker_batches(files, specs, args.global_batch, worker, workers, start))
     t0, timed = None, 0  # the clock starts after the first step (which also compiles)
     step = start

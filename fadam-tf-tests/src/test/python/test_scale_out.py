@@ -277,3 +277,25 @@ def test_an_unknown_flag_is_reported_before_missing_ones():
                           timeout=TIMEOUT)
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == "train.py: error: unrecognized arguments: --bogus"
+
+
+
+def test_data_that_cannot_cover_the_steps_fails_before_training(demo, tmp_path):
+    args = launcher_args(demo, tmp_path, "--strategy", "one")
+    args[args.index("--steps") + 1] = str(STEPS + 1)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stderr == (f"train.py: --data holds {STEPS * BATCH} rows: {STEPS} global batches of {BATCH},"
+                           f" fewer than --steps {STEPS + 1}; give more data, fewer --steps or a smaller"
+                           " --global-batch\n")
+    assert events(done.stdout) == []  # not started
+    # A file cut short is named, also before training.
+    short = tmp_path / "short.tfrecord"
+    short.write_bytes((demo / "train.tfrecord").read_bytes()[:-3])
+    args = launcher_args(demo, tmp_path)
+    args[args.index("--data") + 1] = str(short)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"train.py: {short} is truncated or corrupt: a TFRecord after record"
+                                  f" {STEPS * BATCH - 1} ")
+    assert done.stderr.count("\n") == 1
