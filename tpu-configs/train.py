@@ -29,6 +29,14 @@ from the latest one by itself on start (the directory must be shared by all work
 TensorFlow requires: NFS, GCS). A checkpoint holds every variable of the model and the launcher's
 step count, which also says where in the data to continue.
 
+A multiworker worker waits for the others of TF_CONFIG's cluster (TensorFlow blocks until all
+have joined): it logs a "waiting" event naming the peers every 30 s, and gives up after
+--connect-timeout with one line (exit status 1). TensorFlow blocks in C++ holding Python's lock,
+and its coordination service takes SIGTERM over (as a preemption notice), so a multiworker
+worker runs as two processes: this one, which only watches, and the trainer it starts; SIGINT
+or SIGTERM to the watcher ends the trainer (SIGKILL) with one line saying where it stood (exit
+status 128 + the signal's number), and the trainer dies with the watcher (PR_SET_PDEATHSIG).
+
 Prints one log line per --log-every steps (step, loss, examples/s) and, on a terminal, a progress
 line. Exit status 0 on success, 1 on an error (an unreadable export or data among them: one line
 naming the file), 2 on a usage error.
@@ -41,7 +49,10 @@ import json
 import mmap
 import os
 import re
+import signal
+import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -89,9 +100,14 @@ def parse_args(argv=None):
                    help="after the last step, write every variable to DIR/task-<i>.npz (checks)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress line even when stderr is not a terminal")
+    p.add_argument("--connect-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="multiworker only: give up when the other workers of TF_CONFIG have not"
+                   " all joined within this many seconds (default 600)")
     args = parse_reporting_unknown_first(p, argv)
     if args.checkpoint_dir == "none":
         args.checkpoint_dir = None
+    if not args.connect_timeout > 0:
+        p.error(f"--connect-timeout must be > 0; got {args.connect_timeout:g}")
     for name in ("global_batch", "steps", "checkpoint_every", "keep", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -114,6 +130,142 @@ def parse_reporting_unknown_first(parser, argv):
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return parser.parse_args(argv)
+
+
+# -------------------------------------------------------------------------------------------------
+# A multiworker worker: a watcher process and the trainer it starts. TensorFlow waits for the other
+# workers (in the strategy's creation, in every collective) in C++ without releasing Python's
+# lock, so no thread of the trainer can log, time out or take a signal meanwhile; the watcher can.
+
+TRAINER_ENV = "FADAM_TRAIN_STATUS_FD"  # set in the trainer: the pipe it reports its progress on
+WAIT_LOG_SECONDS = 30.0
+
+
+def cluster_peers():
+    """This worker's description and the addresses of the other workers in TF_CONFIG."""
+    try:
+        config = json.loads(os.environ["TF_CONFIG"])
+        cluster, task = config["cluster"], config["task"]
+        me = cluster[task["type"]][task["index"]]
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise UsageError(f"TF_CONFIG is not a cluster with this task in it ({type(e).__name__}: {e});"
+                         " see README.md, Scaling out") from None
+    peers = [a for kind in ("chief", "worker") for a in cluster.get(kind, []) if a != me]
+    return f"{task['type']} {task['index']} ({me})", peers
+
+
+def answers(address, timeout=1.0):
+    """Whether something accepts a TCP connection at host:port (a worker's server is up)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def watch(argv, args):
+    """The watcher of a multiworker worker: starts the trainer (this program again) and waits for
+    it, logging while it waits for its peers, giving up after --connect-timeout, and ending it on
+    SIGINT or SIGTERM. Returns the exit status."""
+    me, peers = cluster_peers()
+    read, write = os.pipe()
+    env = {**os.environ, TRAINER_ENV: str(write), "FADAM_TRAIN_WATCHER_PID": str(os.getpid())}
+    trainer = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv], env=env,
+                               pass_fds=(write,))
+    os.close(write)
+    os.set_blocking(read, False)
+    caught = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda number, frame: caught.append(number))
+    where = f"while {me} waited for the other workers ({', '.join(peers)})"
+    joined = not peers
+    waiting_since = None  # when the trainer started connecting
+    next_log = None
+    pending = b""
+
+    def end(status, message):
+        trainer.kill()
+        trainer.wait()
+        sys.stdout.flush()
+        print(f"train.py: {message}", file=sys.stderr, flush=True)
+        return status
+
+    try:
+        while True:
+            try:
+                chunk = os.read(read, 65536)
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    kind, _, text = line.decode().partition(" ")
+                    if kind == "connecting":
+                        waiting_since = time.monotonic()
+                        next_log = waiting_since + min(WAIT_LOG_SECONDS, args.connect_timeout / 3)
+                    elif kind == "joined":
+                        joined = True
+                    elif kind == "at":
+                        where = "at " + text
+            if caught:
+                name = signal.Signals(caught[0]).name
+                return end(128 + caught[0], f"stopped by {name} {where}")
+            status = trainer.poll()
+            if status is not None:
+                return status if status >= 0 else 128 - status
+            if not joined and waiting_since is not None:
+                now = time.monotonic()
+                if now - waiting_since >= args.connect_timeout:
+                    silent = [p for p in peers if not answers(p)]
+                    who = (f"{', '.join(silent)} not answering" if silent
+                           else f"{', '.join(peers)} answering but not joining")
+                    return end(1, f"gave up after {args.connect_timeout:g} s waiting for the other"
+                               f" workers of {me}: {who}; start every worker of TF_CONFIG's"
+                               " cluster, or raise --connect-timeout")
+                if now >= next_log:
+                    next_log += min(WAIT_LOG_SECONDS, args.connect_timeout / 3)
+                    log(json.dumps({"event": "waiting", "worker": me, "for": peers,
+                                    "not_answering": [p for p in peers if not answers(p)],
+                                    "waited_s": round(now - waiting_since),
+                                    "timeout_s": args.connect_timeout}))
+            time.sleep(0.05)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+
+
+class Status:
+    """The trainer's reports to its watcher (nothing when there is no watcher)."""
+
+    def __init__(self):
+        fd = os.environ.get(TRAINER_ENV)
+        self.out = os.fdopen(int(fd), "w", buffering=1) if fd else None
+        if fd:
+            die_with_the_watcher()
+
+    def say(self, line):
+        if self.out:
+            try:
+                self.out.write(line + "\n")
+            except OSError:
+                pass  # the watcher is gone: so will this process be
+
+
+def die_with_the_watcher():
+    """Asks Linux to SIGKILL this process when the watcher ends (a kill -9 of the watcher must
+    not leave a trainer holding its port and its place in the cluster); Ctrl-C is the watcher's."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the trainer may outlive a killed watcher
+    if str(os.getppid()) != os.environ.get("FADAM_TRAIN_WATCHER_PID"):
+        os._exit(1)  # the watcher ended before the request
 
 
 # -------------------------------------------------------------------------------------------------
@@ -394,6 +546,8 @@ def train(args):
     records = check_data_covers_steps(args)  # before importing TensorFlow: fails in a moment
     import tensorflow as tf
 
+    status = Status()
+    status.say("connecting")
     strategy = make_strategy(args)  # before any other TF work
 
     worker, workers, chief = task_info(strategy)
@@ -430,7 +584,9 @@ def train(args):
             log(json.dumps({"event": "resumed", "path": manager.latest_checkpoint,
                             "step": int(step_var.numpy())}))
     start = int(step_var.numpy())
-    check_identical(strategy, [c[3] for c in copies], workers)
+    check_identical(strategy, [c[3] for c in copies], workers)  # the first collective
+    status.say("joined")
+    status.say(f"at step {start}")
 
     @tf.function
     def one_step(batch):
@@ -488,6 +644,8 @@ def train(args):
                 raise RuntimeError(f"the replicas' copies count different steps: {steps.numpy()}")
         step += 1
         step_var.assign(step)
+        status.say(f"at step {step}" + (f" (last checkpoint {manager.latest_checkpoint})"
+                                         if manager and manager.latest_checkpoint else ""))
         loss = float(loss.numpy())
         if t0 is None:
             t0 = time.perf_counter()
@@ -539,8 +697,14 @@ def check_identical(strategy, copies, workers):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse_args(argv)
+        if args.strategy == "multiworker" and TRAINER_ENV not in os.environ:
+            if "TF_CONFIG" not in os.environ:
+                raise UsageError("--strategy multiworker needs the TF_CONFIG environment variable"
+                                 " (see README.md, Scaling out)")
+            return watch(argv, args)
         train(args)
         return 0
     except UsageError as e:
@@ -549,6 +713,9 @@ def main(argv=None):
     except (ValueError, RuntimeError, OSError) as e:
         print(f"train.py: {_first_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("train.py: stopped by SIGINT", file=sys.stderr)
+        return 130
     except Exception as e:
         tf = sys.modules.get("tensorflow")
         if tf is not None and isinstance(e, tf.errors.OpError):  # one line, not TF's op trace

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -299,3 +300,45 @@ def test_data_that_cannot_cover_the_steps_fails_before_training(demo, tmp_path):
     assert done.stderr.startswith(f"train.py: {short} is truncated or corrupt: a TFRecord after record"
                                   f" {STEPS * BATCH - 1} ")
     assert done.stderr.count("\n") == 1
+
+
+def lone_worker(demo, out, *extra):
+    """Worker 0 of a two-worker cluster whose worker 1 never starts: (process, own address, peer)."""
+    own, peer = (f"127.0.0.1:{p}" for p in free_ports(2))
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": [own, peer]},
+                                                  "task": {"type": "worker", "index": 0}})}
+    proc = subprocess.Popen(launcher_args(demo, out, "--strategy", "multiworker", *extra), env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, own, peer
+
+
+def test_a_lone_worker_says_it_waits_for_its_peer_and_gives_up_after_the_timeout(demo, tmp_path):
+    proc, own, peer = lone_worker(demo, tmp_path, "--connect-timeout", 6)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 1, err[-2000:]
+    waiting = [e for e in events(out) if e.get("event") == "waiting"]
+    assert waiting, out
+    assert all(e["for"] == [peer] and e["not_answering"] == [peer] for e in waiting), waiting
+    assert "Traceback" not in err
+    gave_up = [line for line in err.splitlines() if line.startswith("train.py:")]
+    assert gave_up == [f"train.py: gave up after 6 s waiting for the other workers of worker 0 ({own}):"
+                       f" {peer} not answering; start every worker of TF_CONFIG's cluster, or raise"
+                       " --connect-timeout"], err[-2000:]
+    assert not train.answers(own), "the trainer outlived its watcher"
+
+
+def test_a_lone_worker_stops_on_sigterm(demo, tmp_path):
+    proc, own, peer = lone_worker(demo, tmp_path)  # the default timeout: 10 minutes
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not train.answers(own):  # its server is up: it waits for the peer in TensorFlow
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.splitlines()[-1] == (f"train.py: stopped by SIGTERM while worker 0 ({own}) waited for the"
+                                    f" other workers ({peer})")
+    assert not train.answers(own), "the trainer outlived its watcher"
