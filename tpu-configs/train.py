@@ -75,6 +75,10 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0] + " See the top of this file and README.md"
         " (Scaling out) for the details.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit status: 0 done; 1 an error, in one line (an unreadable export or --data names\n"
+        "the file; data that cannot cover --steps, and a multiworker worker whose peers did not\n"
+        "join within --connect-timeout, fail before training); 2 a usage error; 128 + N when\n"
+        "stopped by signal N (SIGINT 130, SIGTERM 143).",
     )
     p.add_argument("--strategy", choices=STRATEGIES, default="one",
                    help="how to distribute (default: one)")

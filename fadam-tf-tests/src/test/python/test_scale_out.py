@@ -237,8 +237,9 @@ def test_help_and_usage_errors(tmp_path):
                           text=True, timeout=TIMEOUT)
     assert done.returncode == 0
     for flag in ("--strategy", "--savedmodel", "--data", "--global-batch", "--steps",
-                 "--checkpoint-dir", "--checkpoint-every", "--keep"):
+                 "--checkpoint-dir", "--checkpoint-every", "--keep", "--connect-timeout"):
         assert flag in done.stdout
+    assert "Exit status: 0 done; 1 an error" in done.stdout
     bad = subprocess.run([sys.executable, str(LAUNCHER), "--savedmodel", "x", "--data", "y",
                           "--global-batch", "0", "--steps", "1"], capture_output=True, text=True,
                          timeout=TIMEOUT)
