@@ -27,14 +27,20 @@ fadam_classpath() {
 }
 
 # Drops TensorFlow's absl INFO lines ("I0000 ..." and absl's preamble), which TF_CPP_MIN_LOG_LEVEL
-# does not reach. A line ending in a carriage return (a progress line) passes through at once.
+# does not reach, and its "OP_REQUIRES failed at" warnings: the op's error also reaches the caller,
+# which reports it in one line (a truncated checkpoint: "... is truncated or corrupt"). A line
+# ending in a carriage return (a progress line) passes through at once.
+# It ignores SIGINT and SIGTERM: Ctrl-C reaches every process of the terminal's foreground group,
+# and the tool, which handles them (the demo writes its outputs, then says how to resume), must
+# still be heard; the filter ends when the tool closes its stderr.
 fadam_quiet_filter() {
+  trap '' INT TERM
   if ! command -v perl >/dev/null 2>&1; then
     exec cat
   fi
   exec perl -e '
     $| = 1;
-    my $noise = qr/^(?:WARNING: All log messages before absl::InitializeLog|I\d{4} [\d:.]+ +\d+ \S+:\d+\] |\d{4}-\d\d-\d\d [\d:.]+: I |To enable the following instructions)/;
+    my $noise = qr/^(?:WARNING: All log messages before absl::InitializeLog|I\d{4} [\d:.]+ +\d+ \S+:\d+\] |\d{4}-\d\d-\d\d [\d:.]+: I |To enable the following instructions|(?:\d{4}-\d\d-\d\d [\d:.]+: W |W\d{4} [\d:.]+ +\d+ )\S*op_kernel\.cc:\d+\] OP_REQUIRES failed at )/;
     my $buf = "";
     while (sysread(STDIN, my $chunk, 65536)) {
       $buf .= $chunk;
@@ -69,9 +75,38 @@ fadam_run() {
     exec java ${FADAM_JAVA_OPTS:-} -cp "$cp" "$main" "$@"
   fi
   export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-1}"
-  # stdout goes straight to where it went (fd 3); stderr goes through the filter. The pipeline
-  # waits for both, so the last bytes print before the prompt; its status is the JVM's.
+  # stdout goes straight to where it went; stderr goes through the filter; the status is the
+  # JVM's. SIGINT and SIGTERM reach the JVM (the demo handles them: it writes its outputs, then
+  # says how to resume) whether they are sent to the process group (Ctrl-C, timeout(1)) or to
+  # this script alone (kill PID): the JVM runs as a background job that bash waits for and passes
+  # them on to (a signal sent to both arrives twice within a moment, which the JVM takes as one).
+  # A background job starts with SIGINT ignored; env --default-signal (GNU coreutils 8.31 or
+  # later) restores it. Without that, or without process substitution's $! (bash 4.4), the JVM
+  # runs in the foreground: then a signal sent to this script alone waits until it ends.
   set +e
+  if env --default-signal=INT true 2>/dev/null && [ "${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}" -ge 44 ]; then
+    local filter pid status
+    exec 4> >(fadam_quiet_filter >&2)
+    filter=$!
+    env --default-signal=INT java ${FADAM_JAVA_OPTS:-} -cp "$cp" "$main" "$@" <&0 2>&4 4>&- &
+    pid=$!
+    exec 4>&-
+    local trapped
+    trap 'trapped=1; kill -INT "$pid" 2>/dev/null' INT
+    trap 'trapped=1; kill -TERM "$pid" 2>/dev/null' TERM
+    while :; do
+      trapped=0
+      wait "$pid"
+      status=$?
+      # A trapped signal ends the wait, not the JVM: wait again for its status.
+      [ "$trapped" = 1 ] && kill -0 "$pid" 2>/dev/null || break
+    done
+    trap - INT TERM
+    # The filter prints the JVM's last lines before the prompt comes back (bash 5.1 waits for a
+    # process substitution; older ones return at once).
+    wait "$filter" 2>/dev/null
+    exit "$status"
+  fi
   { java ${FADAM_JAVA_OPTS:-} -cp "$cp" "$main" "$@" 2>&1 1>&3 3>&- \
       | fadam_quiet_filter >&2; } 3>&1
   exit "${PIPESTATUS[0]}"

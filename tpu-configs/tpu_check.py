@@ -18,7 +18,8 @@ signature function and every function it calls:
               nothing runs, no variable changes)
 
 Prints PASS or FAIL per signature with each offending op type and its nodes; exit status 0 when
-every signature passes, 1 when one fails, 2 for a usage error (no SavedModel, no step signature).
+every signature passes, 1 when one fails, 2 for a usage error (no SavedModel, an unreadable one,
+no step signature), with one line on stderr that names the file and the cause.
 """
 
 import argparse
@@ -59,19 +60,27 @@ def project_version():
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="tpu-check",
+        usage="%(prog)s [-h] [-V] [--batch-size N] [--signature NAME] SAVEDMODEL",
         description="Check that a SavedModel's train step (train, gradients, apply_gradients "
                     "signatures) can run on a Cloud TPU: variables, XLA kernels, dtypes, "
                     "host-only and stateful random ops, static shapes, and that XLA compiles it.",
-        epilog="Exit status: 0 every step signature passes, 1 one fails, 2 usage error.")
+        epilog="Exit status: 0 every step signature passes, 1 one fails, 2 usage error (no SavedModel,"
+               " a truncated or corrupt one, no step signature).")
     parser.add_argument("-V", "--version", action="version",
                         version=f"tpu-check (fadam-tf {project_version()})")
-    parser.add_argument("savedmodel", metavar="SAVEDMODEL", help="the SavedModel directory")
+    parser.add_argument("savedmodel", metavar="SAVEDMODEL", nargs="?", help="the SavedModel directory")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
                         help="rows of the batch XLA compiles the step for (default 8)")
     parser.add_argument("--signature", action="append", metavar="NAME",
                         help="check only this signature (repeatable; default: every one of "
                              + ", ".join(STEP_SIGNATURES) + " the export has)")
-    args = parser.parse_args(argv)
+    # Unknown flags first: argparse would report a missing SAVEDMODEL and stop there.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}"
+                     + ("" if args.savedmodel else " (and SAVEDMODEL is missing)"))
+    if not args.savedmodel:
+        parser.error("the following arguments are required: SAVEDMODEL")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1; got {args.batch_size}")
     if not os.path.isfile(os.path.join(args.savedmodel, "saved_model.pb")):
@@ -81,7 +90,11 @@ def main(argv=None):
     import tensorflow as tf  # after argument parsing: --help and usage errors stay fast
 
     _register_xla_kernels(tf)
-    loaded = tf.saved_model.load(args.savedmodel)
+    try:
+        loaded = load_savedmodel(tf, args.savedmodel)
+    except ExportError as e:
+        print(f"tpu-check: {e}", file=sys.stderr)
+        return 2
     names = args.signature or [s for s in STEP_SIGNATURES if s in loaded.signatures]
     missing = [s for s in names if s not in loaded.signatures]
     if not names or missing:
@@ -97,6 +110,59 @@ def main(argv=None):
         for line in problems:
             print(f"  {line}")
     return 1 if failed else 0
+
+
+class ExportError(Exception):
+    """A SavedModel that cannot be read: one line naming the file and the cause."""
+
+
+def load_savedmodel(tf, path):
+    """tf.saved_model.load(path), with an unreadable, truncated or corrupt export as an ExportError
+    (one line naming the file and the cause) instead of TensorFlow's traceback. Shared, as a copy,
+    with train.py: each file may be copied alone onto a TPU VM."""
+    pb = os.path.join(path, "saved_model.pb")
+    try:
+        with open(pb, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ExportError(f"cannot read {pb}: {e.strerror or e}") from None
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved_model_pb2.SavedModel.FromString(data)
+    except Exception as e:  # protobuf's DecodeError (its module differs between implementations)
+        raise ExportError(f"{pb} is truncated or corrupt (not a SavedModel: {_first_line(e)})") from None
+    try:
+        return tf.saved_model.load(path)
+    except tf.errors.OpError as e:  # restoring the variables: a short read, a bad checksum, ...
+        raise ExportError(f"{_damaged_variables_file(path, e)} is truncated or corrupt "
+                          f"(TensorFlow: {_op_error_reason(e)})") from None
+    except Exception as e:
+        raise ExportError(f"cannot load the SavedModel at {path}: {_first_line(e)}") from None
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _op_error_reason(e):
+    """The cause in a TensorFlow op error's text: the last paragraph's first line (the paragraphs
+    before it say where the op was defined)."""
+    text = (e.message if hasattr(e, "message") else str(e)).strip()
+    last = text.split("\n\n")[-1].strip()
+    return last.splitlines()[0] if last else type(e).__name__
+
+
+def _damaged_variables_file(path, e):
+    """The checkpoint file a restore error points at: the index when it is not a table, else the
+    data (its one shard, or the shards' pattern)."""
+    variables = os.path.join(path, "variables")
+    if "sstable" in _op_error_reason(e):
+        return os.path.join(variables, "variables.index")
+    shards = sorted(f for f in os.listdir(variables) if f.startswith("variables.data-")) \
+        if os.path.isdir(variables) else []
+    return os.path.join(variables, shards[0] if len(shards) == 1 else "variables.data-*")
 
 
 def _register_xla_kernels(tf):

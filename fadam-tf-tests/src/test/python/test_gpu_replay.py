@@ -141,3 +141,18 @@ def test_the_tolerances():
     demo = {"model": "demo"}
     assert r.acceptable(demo, 0.01, 1, 1000) and not r.acceptable(demo, 0.03, 1, 1000)
     assert not r.acceptable(demo, 0.01, 11, 1000) and not r.acceptable({"model": "optimizer"}, 1e-4, 1, 1000)
+
+
+@pytest.mark.parametrize("text, cause", [
+    ('{"configs": [{"name": "demo_fadam", "hlo": "demo_fadam.hlo', "Unterminated string"),
+    ('{"configs": [{"name": "demo_fadam"}]}', "no hlo in a configuration"),
+    ("[]", "list indices must be integers"),
+])
+def test_a_damaged_manifest_is_one_line_naming_it(tmp_path, text, cause):
+    (tmp_path / "manifest.json").write_text(text)
+    done = run_replay(tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    manifest = tmp_path / "manifest.json"
+    assert done.stderr.startswith(f"gpu-replay: {manifest} is truncated or corrupt ({cause}"), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -236,9 +237,109 @@ def test_help_and_usage_errors(tmp_path):
                           text=True, timeout=TIMEOUT)
     assert done.returncode == 0
     for flag in ("--strategy", "--savedmodel", "--data", "--global-batch", "--steps",
-                 "--checkpoint-dir", "--checkpoint-every", "--keep"):
+                 "--checkpoint-dir", "--checkpoint-every", "--keep", "--connect-timeout"):
         assert flag in done.stdout
+    assert "Exit status: 0 done; 1 an error" in done.stdout
     bad = subprocess.run([sys.executable, str(LAUNCHER), "--savedmodel", "x", "--data", "y",
                           "--global-batch", "0", "--steps", "1"], capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert bad.returncode == 2 and "--global-batch must be >= 1; got 0" in bad.stderr
+
+
+# --- what a careless user hits -----------------------------------------------------------------
+
+
+def test_checkpoint_dir_none_writes_no_checkpoints(demo, tmp_path):
+    args = launcher_args(demo, tmp_path / "final", "--checkpoint-dir", "none", "--checkpoint-every", 2)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [e for e in events(done.stdout) if e.get("event") == "checkpoint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_a_truncated_export_is_one_line_naming_the_file(demo, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(demo / "start", copy)
+    pb = copy / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+    args = launcher_args(demo, tmp_path / "final")
+    args[args.index("--savedmodel") + 1] = str(copy)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    line = [x for x in done.stderr.splitlines() if x.startswith("train.py:")]
+    assert line == [f"train.py: {pb} is truncated or corrupt (not a SavedModel: Error parsing message"
+                    " with type 'tensorflow.SavedModel')"], done.stderr[-2000:]
+
+
+def test_an_unknown_flag_is_reported_before_missing_ones():
+    done = subprocess.run([sys.executable, str(LAUNCHER), "--bogus"], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "train.py: error: unrecognized arguments: --bogus"
+
+
+
+def test_data_that_cannot_cover_the_steps_fails_before_training(demo, tmp_path):
+    args = launcher_args(demo, tmp_path, "--strategy", "one")
+    args[args.index("--steps") + 1] = str(STEPS + 1)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stderr == (f"train.py: --data holds {STEPS * BATCH} rows: {STEPS} global batches of {BATCH},"
+                           f" fewer than --steps {STEPS + 1}; give more data, fewer --steps or a smaller"
+                           " --global-batch\n")
+    assert events(done.stdout) == []  # not started
+    # A file cut short is named, also before training.
+    short = tmp_path / "short.tfrecord"
+    short.write_bytes((demo / "train.tfrecord").read_bytes()[:-3])
+    args = launcher_args(demo, tmp_path)
+    args[args.index("--data") + 1] = str(short)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"train.py: {short} is truncated or corrupt: a TFRecord after record"
+                                  f" {STEPS * BATCH - 1} ")
+    assert done.stderr.count("\n") == 1
+
+
+def lone_worker(demo, out, *extra):
+    """Worker 0 of a two-worker cluster whose worker 1 never starts: (process, own address, peer)."""
+    own, peer = (f"127.0.0.1:{p}" for p in free_ports(2))
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": [own, peer]},
+                                                  "task": {"type": "worker", "index": 0}})}
+    proc = subprocess.Popen(launcher_args(demo, out, "--strategy", "multiworker", *extra), env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, own, peer
+
+
+def test_a_lone_worker_says_it_waits_for_its_peer_and_gives_up_after_the_timeout(demo, tmp_path):
+    proc, own, peer = lone_worker(demo, tmp_path, "--connect-timeout", 6)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 1, err[-2000:]
+    waiting = [e for e in events(out) if e.get("event") == "waiting"]
+    assert waiting, out
+    assert all(e["for"] == [peer] and e["not_answering"] == [peer] for e in waiting), waiting
+    assert "Traceback" not in err
+    gave_up = [line for line in err.splitlines() if line.startswith("train.py:")]
+    assert gave_up == [f"train.py: gave up after 6 s waiting for the other workers of worker 0 ({own}):"
+                       f" {peer} not answering; start every worker of TF_CONFIG's cluster, or raise"
+                       " --connect-timeout"], err[-2000:]
+    assert not train.answers(own), "the trainer outlived its watcher"
+
+
+def test_a_lone_worker_stops_on_sigterm(demo, tmp_path):
+    proc, own, peer = lone_worker(demo, tmp_path)  # the default timeout: 10 minutes
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not train.answers(own):  # its server is up: it waits for the peer in TensorFlow
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.splitlines()[-1] == (f"train.py: stopped by SIGTERM while worker 0 ({own}) waited for the"
+                                    f" other workers ({peer})")
+    assert not train.answers(own), "the trainer outlived its watcher"

@@ -91,3 +91,45 @@ def test_the_script_answers_help_and_the_poms_version(tmp_path):
     assert usage.returncode == 0 and "SAVEDMODEL" in usage.stdout and "--batch-size" in usage.stdout
     bad = subprocess.run([script, "--no-such-flag", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "unrecognized arguments: --no-such-flag" in bad.stderr
+
+
+def damaged_copy(exports, tmp_path, relative):
+    """A copy of the demo export with the file at `relative` cut to half its length."""
+    copy = tmp_path / "damaged"
+    shutil.copytree(exports["demo"].model_dir, copy)
+    if relative == "variables/variables.data":
+        relative = next(p.relative_to(copy) for p in (copy / "variables").glob("variables.data-*"))
+    target = copy / relative
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    return copy, target
+
+
+@pytest.mark.parametrize("relative, cause", [
+    ("saved_model.pb", "not a SavedModel: Error parsing message"),
+    ("variables/variables.data", "TensorFlow: Read less bytes than requested"),
+    ("variables/variables.index", "TensorFlow: "),
+])
+def test_a_truncated_export_is_one_line_naming_the_file(exports, capsys, tmp_path, relative, cause):
+    copy, target = damaged_copy(exports, tmp_path, relative)
+    status = tpu_check.main([str(copy)])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert captured.err.startswith(f"tpu-check: {target} is truncated or corrupt ({cause}"), captured.err
+    assert captured.err.count("\n") == 1, captured.err
+
+
+def test_the_script_says_so_in_one_line_without_a_traceback(exports, tmp_path):
+    copy, target = damaged_copy(exports, tmp_path, "variables/variables.data")
+    done = subprocess.run([str(ROOT / "scripts" / "tpu-check"), str(copy)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == (f"tpu-check: {target} is truncated or corrupt"
+                           " (TensorFlow: Read less bytes than requested)\n")
+
+
+def test_an_unknown_flag_is_reported_with_or_without_a_path(tmp_path):
+    script = str(ROOT / "scripts" / "tpu-check")
+    alone = subprocess.run([script, "--bogus"], capture_output=True, text=True)
+    assert alone.returncode == 2
+    assert "tpu-check: error: unrecognized arguments: --bogus (and SAVEDMODEL is missing)" in alone.stderr
+    assert "Traceback" not in alone.stderr

@@ -1,18 +1,26 @@
 package org.fadam.demo;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.PrintStream;
 import java.io.Reader;
 import java.io.Writer;
 import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
 import java.nio.file.Path;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -20,12 +28,14 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Properties;
+import java.util.Set;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
 import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.TfRecordWriter;
+import org.fadam.tools.StopSignal;
 import org.fadam.tools.Tool;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.ITypeConverter;
@@ -119,9 +129,16 @@ public final class Demo {
 
     static SavedRun load(Path dir) throws IOException {
       Path file = dir.resolve(RUN_PROPERTIES);
+      if (!Files.exists(dir)) {
+        throw new IllegalArgumentException("no saved demo run at " + dir + ": the directory does"
+            + " not exist (--save DIR writes one when the FAdam run ends or is stopped)");
+      }
       if (!Files.isRegularFile(file)) {
-        throw new IllegalArgumentException(
-            dir + " is not a saved demo run (no " + RUN_PROPERTIES + "); save one with --save DIR");
+        Optional<Path> inside = savedRunInside(dir);
+        throw new IllegalArgumentException(inside
+            .map(in -> dir + " is not a saved demo run, but " + in + " is: --resume " + in)
+            .orElse(dir + " is not a saved demo run (no " + RUN_PROPERTIES + "): --save DIR"
+                + " writes one, and every run that trains FAdam one in OUT/" + SAVED_MODEL));
       }
       Properties p = new Properties();
       try (Reader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
@@ -131,9 +148,54 @@ public final class Demo {
         Settings s = new Settings(Long.parseLong(get(p, file, "seed")),
             Integer.parseInt(get(p, file, "batch")), Double.parseDouble(get(p, file, "lr")),
             Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")));
-        return new SavedRun(s, Long.parseLong(get(p, file, "step")));
+        SavedRun run = new SavedRun(s, Long.parseLong(get(p, file, "step")));
+        checkExport(dir);
+        return run;
       } catch (NumberFormatException e) {
         throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+      }
+    }
+
+    /** A saved run one level down ({@code OUT/fadam-savedmodel} first), if there is one. */
+    private static Optional<Path> savedRunInside(Path dir) throws IOException {
+      if (Files.isRegularFile(dir.resolve(SAVED_MODEL).resolve(RUN_PROPERTIES))) {
+        return Optional.of(dir.resolve(SAVED_MODEL));
+      }
+      if (!Files.isDirectory(dir)) {
+        return Optional.empty();
+      }
+      try (Stream<Path> entries = Files.list(dir)) {
+        return entries.filter(d -> Files.isRegularFile(d.resolve(RUN_PROPERTIES))).sorted()
+            .findFirst();
+      }
+    }
+
+    /**
+     * Checks the export's graph file, which a resumed run does not read (it rebuilds the graph and
+     * restores only the variables): a truncated or corrupt copy fails here, naming the file,
+     * instead of resuming from a directory that no other program could load.
+     */
+    private static void checkExport(Path dir) {
+      Path pb = dir.resolve("saved_model.pb");
+      if (!Files.isRegularFile(pb)) {
+        throw new IllegalArgumentException(dir + " is not a complete saved demo run: " + pb
+            + " is missing");
+      }
+      org.tensorflow.proto.SavedModel model;
+      try (InputStream in = Files.newInputStream(pb)) {
+        model = org.tensorflow.proto.SavedModel.parseFrom(in);
+      } catch (com.google.protobuf.InvalidProtocolBufferException e) {
+        throw new IllegalArgumentException(pb + " is truncated or corrupt (not a SavedModel: "
+            + firstLine(e.getMessage()) + ")", e);
+      } catch (IOException e) {
+        throw new IllegalArgumentException("cannot read " + pb + ": " + reason(e, pb), e);
+      }
+      boolean complete = model.getMetaGraphsList().stream().anyMatch(g ->
+          g.getGraphDef().getNodeCount() > 0
+              && g.getSignatureDefMap().containsKey(FisherTrainStep.TRAIN));
+      if (!complete) {
+        throw new IllegalArgumentException(pb + " is truncated or corrupt (it holds no graph with"
+            + " a " + FisherTrainStep.TRAIN + " signature)");
       }
     }
 
@@ -332,8 +394,10 @@ public final class Demo {
         return 0;
       }
       Options o = options();
-      Demo.run(o, System.out, Progress.toStderr(o.progress()));
-      return 0;
+      // Ctrl-C or SIGTERM: finish the step under way, write every output, say how to continue.
+      StopSignal stop = StopSignal.install("demo", System.err);
+      Demo.run(o, System.out, System.err, Progress.toStderr(o.progress()), stop);
+      return stop.requested() ? stop.exitStatus() : 0;
     }
   }
 
@@ -453,20 +517,44 @@ public final class Demo {
   public record Report(List<ResultsCsv.Row> rows, ResultsTable table,
       Map<Algorithm, float[]> trainLosses, Optional<Path> savedModel) {}
 
-  /** One optimizer's run. */
-  record Run(ResultsTable.Row result, float[] losses) {}
+  /**
+   * One optimizer's run.
+   *
+   * @param result its row of the results table
+   * @param losses its training loss at every step it took, in order
+   * @param lastStep the step it reached
+   * @param stopped whether a stop request ended it before its last step
+   */
+  record Run(ResultsTable.Row result, float[] losses, long lastStep, boolean stopped) {}
 
   /** Runs the demo: trains, writes every output file, prints the table and the paths to {@code out}. */
   public static Report run(Options o, PrintStream out, Progress progress) throws IOException {
+    return run(o, out, System.err, progress, StopSignal.none());
+  }
+
+  /**
+   * Runs the demo as {@link #run(Options, PrintStream, Progress)} does, stopping early when
+   * {@code stop} is requested: the step under way finishes, the optimizer it belongs to is
+   * evaluated at that step, the FAdam run is exported (to --out and --save) when it took a step,
+   * every output file is written (each atomically: a file or directory holds the old content or
+   * the new, whole), and {@code err} says where the run stopped and how to continue it.
+   */
+  public static Report run(Options o, PrintStream out, PrintStream err, Progress progress,
+      StopSignal stop) throws IOException {
     SavedRun saved = o.resume() == null ? null : SavedRun.load(o.resume());
     Settings s = saved == null ? o.settings() : saved.settings();
-    Files.createDirectories(o.out());
+    // Fail now, not after minutes of training.
+    writableDirectory(o.out());
     Path savedModelDir = o.out().resolve(SAVED_MODEL);
-    if (o.optimizers().contains(Algorithm.FADAM)) { // fail now, not after minutes of training
+    if (o.optimizers().contains(Algorithm.FADAM)) {
       checkReplaceable(savedModelDir);
       if (o.save() != null) {
         checkReplaceable(o.save());
+        writableDirectory(o.save().toAbsolutePath().getParent());
       }
+    }
+    if (o.tfrecord() != null) {
+      writableDirectory(o.tfrecord().toAbsolutePath().getParent());
     }
     Data data = new Data(s.seed(), s.batch());
     if (o.tfrecord() != null) {
@@ -479,56 +567,73 @@ public final class Demo {
         + " %.4f on the %d held-out tokens)%n", "order-2 Markov chain over "
         + data.source.vocabSize() + " tokens", data.floor(), data.heldOutTrueLoss(), HELDOUT_ROWS);
 
-    // The CSV: kept rows of an earlier run when resuming, then this run's rows as they come.
+    // The CSV: kept rows of an earlier run when resuming, then this run's rows.
     Path csvPath = o.out().resolve(CSV);
     List<ResultsCsv.Row> rows = new ArrayList<>();
     if (saved != null && Files.exists(csvPath)) {
-      for (ResultsCsv.Row r : ResultsCsv.read(csvPath)) {
-        // Rows of the FAdam run after the saved step belong to another continuation: replaced.
-        if (!(r.optimizer().equals(Algorithm.FADAM.displayName()) && r.step() > saved.step())) {
-          rows.add(r);
-        }
-      }
+      rows.addAll(keptRows(ResultsCsv.read(csvPath), saved.step()));
     }
     List<ResultsTable.Row> results = new ArrayList<>();
     Map<Algorithm, float[]> losses = new LinkedHashMap<>();
     Optional<Path> savedModel = Optional.empty();
-    try (ResultsCsv.Appender csv = ResultsCsv.open(csvPath)) {
-      rows.forEach(csv::append);
-      for (Algorithm opt : o.optimizers()) {
-        try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
-          Run run = train(model, o, s.batch(), saved, data, row -> {
-            rows.add(row);
-            csv.append(row);
-          }, progress);
-          results.add(run.result());
-          losses.put(opt, run.losses());
-          out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f (%+.4f from"
-              + " the floor)%n", opt.displayName(), run.losses().length,
-              run.result().stepsPerSecond(), run.result().heldoutLoss(),
-              run.result().heldoutLoss() - data.floor());
-          if (opt == Algorithm.FADAM) {
-            savedModel = Optional.of(savedModelDir);
-            export(model, s, savedModelDir, out);
-            if (o.save() != null) {
-              export(model, s, o.save(), out);
-            }
+    String stoppedAt = null; // where a stop request ended the run, for the message
+    Run fadam = null;
+    for (Algorithm opt : o.optimizers()) {
+      if (stop.requested()) {
+        stoppedAt = "before " + opt.displayName();
+        break;
+      }
+      List<ResultsCsv.Row> mine = new ArrayList<>();
+      Run run;
+      try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
+        run = train(model, o, s.batch(), saved, data, mine::add, progress, stop);
+        long first = saved == null ? 0 : saved.step();
+        if (run.lastStep() == first) { // stopped before its first step: it leaves nothing
+          stoppedAt = "before " + opt.displayName() + "'s first step";
+          break;
+        }
+        rows.addAll(mine);
+        results.add(run.result());
+        losses.put(opt, run.losses());
+        out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f (%+.4f from"
+            + " the floor)%s%n", opt.displayName(), run.losses().length,
+            run.result().stepsPerSecond(), run.result().heldoutLoss(),
+            run.result().heldoutLoss() - data.floor(),
+            run.stopped() ? " (stopped at step " + run.lastStep() + ")" : "");
+        if (opt == Algorithm.FADAM) {
+          fadam = run;
+          savedModel = Optional.of(savedModelDir);
+          export(model, s, savedModelDir, out);
+          if (o.save() != null) {
+            export(model, s, o.save(), out);
           }
         }
+      }
+      // After every optimizer, so that a run killed later keeps the rows of those that finished.
+      AtomicFile.write(csvPath, tmp -> ResultsCsv.write(tmp, rows));
+      if (run.stopped()) {
+        stoppedAt = opt.displayName() + " at step " + run.lastStep() + " of "
+            + (run.lastStep() - run.losses().length + o.steps());
+        break;
       }
     }
 
     ResultsTable table = new ResultsTable(data.floor(), results);
+    if (results.isEmpty()) { // stopped before anything was trained: nothing to write
+      err.println("demo: stopped by " + stop.signal() + " " + stoppedAt + "; nothing written");
+      return new Report(List.copyOf(rows), table, losses, savedModel);
+    }
     String subtitle = String.format(Locale.ROOT, "order-2 Markov source, V=%d · model %d-%d-%d-%d,"
         + " batch %d, lr %s for all, paper defaults · seed %d", data.source.vocabSize(),
         DemoModel.CONTEXT * s.embed(), s.hidden(), s.hidden(), data.source.vocabSize(), s.batch(),
         num(s.learningRate()), s.seed());
-    LossPlot.write(o.out().resolve(PNG), rows, data.floor(),
-        "Held-out loss vs step: " + String.join(", ",
-            o.optimizers().stream().map(Algorithm::displayName).toList()), subtitle, LossPlot.DEFAULT_WIDTH,
-        LossPlot.DEFAULT_HEIGHT);
-    Files.writeString(o.out().resolve(MARKDOWN), markdown(table, o, s, data),
-        StandardCharsets.UTF_8);
+    String title = "Held-out loss vs step: " + String.join(", ",
+        o.optimizers().stream().map(Algorithm::displayName).toList());
+    AtomicFile.write(o.out().resolve(PNG), tmp -> LossPlot.write(tmp, rows, data.floor(), title,
+        subtitle, LossPlot.DEFAULT_WIDTH, LossPlot.DEFAULT_HEIGHT));
+    String stoppedNote = stoppedAt == null ? null : "Stopped by " + stop.signal() + " " + stoppedAt;
+    AtomicFile.write(o.out().resolve(MARKDOWN), tmp -> Files.writeString(tmp,
+        markdown(table, o, s, data, stoppedNote), StandardCharsets.UTF_8));
 
     out.println();
     out.print(table.toText());
@@ -539,20 +644,71 @@ public final class Demo {
     savedModel.ifPresent(p -> out.println("wrote " + p + " (SavedModel: signatures "
         + String.join(", ", FisherTrainStep.TRAIN, FisherTrainStep.GRADIENTS,
             FisherTrainStep.APPLY_GRADIENTS, FisherTrainStep.SERVE) + ")"));
-    if (o.save() != null) {
+    if (o.save() != null && savedModel.isPresent()) {
       out.println("saved the FAdam run to " + o.save() + "; continue it with --resume "
           + o.save());
+    }
+    out.flush();
+    if (stoppedAt != null) {
+      err.println("demo: stopped by " + stop.signal() + " (" + stoppedAt + "); "
+          + continuation(o, fadam));
     }
     return new Report(List.copyOf(rows), table, losses, savedModel);
   }
 
-  /** Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes. */
+  /** How to go on after a stop: which run can be resumed, and the command line. */
+  private static String continuation(Options o, Run fadam) {
+    if (fadam == null) {
+      return "no FAdam run to continue (--resume continues FAdam only)";
+    }
+    Path from = o.save() != null ? o.save() : o.out().resolve(SAVED_MODEL);
+    String command = "scripts/demo --resume " + from
+        + (fadam.stopped() ? " --steps " + (o.steps() - fadam.losses().length) : "")
+        + (o.out().equals(Path.of("demo-out")) ? "" : " --out " + o.out())
+        + (o.xla() ? "" : " --no-xla");
+    return fadam.stopped()
+        ? "the FAdam run is saved at step " + fadam.lastStep() + " in " + from
+            + ": continue it with " + command
+        : "the FAdam run had finished and is saved in " + from + " (" + command
+            + " trains it further)";
+  }
+
+  /**
+   * The rows of an earlier run's CSV that a run resumed at {@code step} keeps: every row but the
+   * FAdam run's after that step (they belong to another continuation), and but those of an
+   * optimizer with a row at step 0 only (a run stopped before its first step left it; it would
+   * put an optimizer that never trained into the plot's legend).
+   */
+  static List<ResultsCsv.Row> keptRows(List<ResultsCsv.Row> earlier, long step) {
+    Set<String> trained = new HashSet<>();
+    for (ResultsCsv.Row r : earlier) {
+      if (r.step() > 0) {
+        trained.add(r.optimizer());
+      }
+    }
+    return earlier.stream()
+        .filter(r -> !(r.optimizer().equals(Algorithm.FADAM.displayName()) && r.step() > step))
+        .filter(r -> trained.contains(r.optimizer())
+            || r.optimizer().equals(Algorithm.FADAM.displayName()))
+        .toList();
+  }
+
+  /** Trains as {@link #train(DemoModel, Options, int, SavedRun, Data, Consumer, Progress, StopSignal)}, to the end. */
   static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
       Consumer<ResultsCsv.Row> sink, Progress progress) {
+    return train(model, o, batch, saved, data, sink, progress, StopSignal.none());
+  }
+
+  /**
+   * Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes;
+   * a stop request ends it after the step under way, evaluated there.
+   */
+  static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
+      Consumer<ResultsCsv.Row> sink, Progress progress, StopSignal stop) {
     String name = model.optimizer().displayName();
     long start = 0;
     if (saved != null) {
-      model.restore(o.resume());
+      restore(model, o.resume());
       start = model.iterations();
       if (start != saved.step()) {
         throw new IllegalArgumentException(o.resume() + ": the checkpoint holds step " + start
@@ -566,12 +722,17 @@ public final class Demo {
     double heldOut = Double.NaN;
     double trainLoss = Double.NaN;
     long timedNanos = 0;
-    for (long k = start + 1; k <= end; k++) {
+    long timedSteps = 0;
+    long k = start;
+    long evaluated = saved == null ? 0 : -1;
+    while (k < end && !stop.requested()) {
+      k++;
       Batches.Batch b = data.batch(k);
       long t0 = System.nanoTime();
       FisherTrainStep.Result r = model.train(b);
       if (k > start + 1 || o.steps() == 1) { // the first step also compiles: not throughput
         timedNanos += System.nanoTime() - t0;
+        timedSteps++;
       }
       if (r.step() != k) {
         throw new IllegalStateException("the train step reports step " + r.step() + ", expected " + k);
@@ -585,15 +746,63 @@ public final class Demo {
         ResultsCsv.Row row = evaluate(model, name, k, data);
         heldOut = row.heldoutLoss();
         trainLoss = row.trainLoss();
+        evaluated = k;
         sink.accept(row);
       }
     }
-    progress.end();
-    long timed = o.steps() == 1 ? 1 : o.steps() - 1;
-    double stepsPerSecond = timedNanos > 0 ? timed / (timedNanos / 1e9) : Double.NaN;
+    if (k > start) {
+      progress.end();
+    }
+    boolean stopped = k < end;
+    if (stopped && k > start && evaluated != k) { // the last step taken, for the table and plot
+      ResultsCsv.Row row = evaluate(model, name, k, data);
+      heldOut = row.heldoutLoss();
+      trainLoss = row.trainLoss();
+      sink.accept(row);
+    }
+    double stepsPerSecond = timedNanos > 0 ? timedSteps / (timedNanos / 1e9) : Double.NaN;
     double stateBytes = model.step().optimizerStateBytes() / (double) model.step().parameterCount();
     return new Run(new ResultsTable.Row(name, trainLoss, heldOut, stepsPerSecond, stateBytes),
-        losses);
+        Arrays.copyOf(losses, (int) (k - start)), k, stopped);
+  }
+
+  /** Restores a saved run, naming the file when TensorFlow finds one truncated or corrupt. */
+  private static void restore(DemoModel model, Path dir) {
+    try {
+      model.restore(dir);
+    } catch (IllegalArgumentException e) {
+      Throwable tf = e.getCause();
+      String why = tf == null || tf.getMessage() == null ? "" : firstLine(tf.getMessage());
+      Optional<Path> damaged = damagedCheckpointFile(dir.resolve("variables"), tf, why);
+      if (damaged.isPresent()) {
+        throw new IllegalArgumentException(damaged.get() + " is truncated or corrupt"
+            + " (TensorFlow: " + why + ")", e);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * The file of a checkpoint ({@code variables/variables.index} and {@code .data-*}) that a
+   * restore error says is damaged: the index when TensorFlow cannot read it as a table, the data
+   * (its one shard, or the shards' pattern) when a read ends early or a checksum fails.
+   */
+  static Optional<Path> damagedCheckpointFile(Path variables, Throwable tf, String why) {
+    if (why.contains("sstable")) {
+      return Optional.of(variables.resolve("variables.index"));
+    }
+    if (tf instanceof org.tensorflow.exceptions.TFOutOfRangeException
+        || why.contains("Checksum does not match") || why.contains("Read less bytes")) {
+      try (Stream<Path> files = Files.list(variables)) {
+        List<Path> shards = files.filter(f -> f.getFileName().toString()
+            .startsWith("variables.data-")).sorted().toList();
+        return Optional.of(shards.size() == 1 ? shards.get(0)
+            : variables.resolve("variables.data-*"));
+      } catch (IOException e) {
+        return Optional.of(variables.resolve("variables.data-*"));
+      }
+    }
+    return Optional.empty();
   }
 
   private static ResultsCsv.Row evaluate(DemoModel model, String name, long step, Data data) {
@@ -616,6 +825,57 @@ public final class Demo {
     model.exportReplacing(dir, tmp -> s.store(tmp.resolve(RUN_PROPERTIES), step));
   }
 
+  /**
+   * Creates {@code dir} if needed and checks that files can be made in it, failing with a message
+   * that says what failed and why (a bare IOException names only the path).
+   */
+  static void writableDirectory(Path dir) throws IOException {
+    try {
+      Files.createDirectories(dir);
+    } catch (IOException e) {
+      throw new IOException("cannot create directory " + dir + ": " + reason(e, dir), e);
+    }
+    try {
+      Files.delete(Files.createTempFile(dir, ".demo-write-check-", ""));
+    } catch (IOException e) {
+      throw new IOException("cannot write in directory " + dir + ": " + reason(e, dir), e);
+    }
+  }
+
+  /**
+   * Why a file operation on {@code about} failed, in the words of the system's error (Java's
+   * exceptions for the common ones carry only the path), after the path that failed when it is
+   * neither {@code about} nor inside it.
+   */
+  static String reason(IOException e, Path about) {
+    String why;
+    if (e instanceof FileSystemException f && f.getReason() != null) {
+      why = f.getReason();
+    } else if (e instanceof NoSuchFileException) {
+      why = "No such file or directory";
+    } else if (e instanceof AccessDeniedException) {
+      why = "Permission denied";
+    } else if (e instanceof FileAlreadyExistsException) {
+      why = "it exists and is not a directory";
+    } else if (e instanceof NotDirectoryException) {
+      why = "Not a directory";
+    } else {
+      why = e.getMessage() == null ? e.toString() : firstLine(e.getMessage());
+    }
+    if (e instanceof FileSystemException f && f.getFile() != null) {
+      Path failed = Path.of(f.getFile()).toAbsolutePath().normalize();
+      if (!failed.startsWith(about.toAbsolutePath().normalize())) {
+        return f.getFile() + ": " + why;
+      }
+    }
+    return why;
+  }
+
+  private static String firstLine(String s) {
+    int nl = s.indexOf('\n');
+    return nl < 0 ? s : s.substring(0, nl);
+  }
+
   /** Fails unless {@code dir} is absent, empty, or a SavedModel (never delete anything else). */
   private static void checkReplaceable(Path dir) throws IOException {
     if (Files.exists(dir) && !isEmptyDirectory(dir)
@@ -634,7 +894,8 @@ public final class Demo {
     }
   }
 
-  private static String markdown(ResultsTable table, Options o, Settings s, Data data) {
+  private static String markdown(ResultsTable table, Options o, Settings s, Data data,
+      String stoppedNote) {
     FisherOptions paper = FisherOptions.defaults();
     String when = ZonedDateTime.now(ZoneOffset.UTC).truncatedTo(ChronoUnit.SECONDS)
         .format(DateTimeFormatter.ISO_INSTANT);
@@ -656,6 +917,9 @@ public final class Demo {
         num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
         num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),
         num(paper.rho()), num(paper.adafactorEpsilon()), o.xla() ? "on" : "off", s.seed()));
+    if (stoppedNote != null) {
+      md.append(stoppedNote).append(": the last row of each optimizer is where it stood.\n\n");
+    }
     md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%n",
         System.getProperty("os.name"), System.getProperty("os.arch"),
         Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when));
