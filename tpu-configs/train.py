@@ -107,8 +107,8 @@ def parse_args(argv=None):
                    help="steps between checkpoints (default 100; one is also written at the end)")
     p.add_argument("--keep", type=int, default=3, help="checkpoints kept (default 3)")
     p.add_argument("--export", metavar="DIR",
-                   help="after the last step, write the SavedModel with the trained values to DIR"
-                   " (replacing it; written beside, then renamed), for Java to continue")
+                   help="after the last step, write the SavedModel with the trained values to the"
+                   " local directory DIR (replacing it; written beside, then renamed), for Java")
     p.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
     p.add_argument("--connect-timeout", type=float, default=600, metavar="SECONDS",
                    help="give up when the cluster (multiworker: every TF_CONFIG worker; tpu: the"
@@ -131,6 +131,8 @@ def parse_args(argv=None):
         p.error("--cpu-replicas is for --strategy mirrored")
     if args.checkpoint_dir == "none":
         args.checkpoint_dir = None
+    if args.export and "://" in args.export:
+        p.error(f"--export needs a local directory (it is renamed into place); got {args.export}")
     return args
 
 
@@ -284,15 +286,17 @@ def make_strategy(args):
 
 
 def task_info(strategy):
-    """(this worker's index, number of workers, whether it is the chief)."""
+    """(this worker's index, number of workers, whether it is the chief). A TPUStrategy job is one
+    process (the client) driving every host of the slice: one worker, the chief."""
+    import tensorflow as tf
+
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict() or resolver.task_type is None:
+    if isinstance(strategy, tf.distribute.TPUStrategy) or resolver is None \
+            or not resolver.cluster_spec().as_dict() or resolver.task_type is None:
         return 0, 1, True
     spec = resolver.cluster_spec().as_dict()
     kind, index = resolver.task_type, resolver.task_id
     kinds = [k for k in ("chief", "worker") if k in spec]
-    if kind not in kinds:  # a TPU cluster: one host drives the job
-        return 0, 1, True
     position = 0
     for k in kinds:
         if k == kind:
@@ -755,7 +759,12 @@ def train(args):
         # The same Python for every replica: no replica id, no per-replica state.
         ctx = tf.distribute.get_replica_context()
         out = gradients_fn(batch, {n: variables[n].read_value() for n in model.parameters})
-        mean = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, out)
+        # bfloat16 and float16 gradients are averaged in float32 and rounded once (the update's
+        # working dtype is float32 for them anyway), not summed in 16 bits replica by replica.
+        wide = {k: tf.cast(g, tf.float32) if g.dtype in (tf.bfloat16, tf.float16) else g
+                for k, g in out.items()}
+        mean = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, wide)
+        mean = {k: tf.cast(v, out[k].dtype) for k, v in mean.items()}
         loss = mean.pop(LOSS)
         new, stop, sums_finite = apply_fn({n: v.read_value() for n, v in variables.items()}, mean)
         for n, v in variables.items():

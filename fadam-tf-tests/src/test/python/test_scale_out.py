@@ -293,3 +293,7 @@ def test_help_and_usage_errors(tmp_path):
                           "--global-batch", "0", "--steps", "1"], capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert bad.returncode == 2 and "--global-batch must be >= 1; got 0" in bad.stderr
+    remote = subprocess.run([sys.executable, str(LAUNCHER), "--savedmodel", "x", "--data", "y",
+                             "--global-batch", "2", "--steps", "1", "--export", "gs://b/m"],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert remote.returncode == 2 and "--export needs a local directory" in remote.stderr
