@@ -9,6 +9,7 @@ Every run here is a subprocess with a timeout, on 127.0.0.1 with ports chosen fr
   - a worker killed with kill -9 in the middle of the run: the restarted job resumes from the
     chief's last checkpoint and reaches exactly the state of the uninterrupted job;
   - workers started from different exports refuse to train;
+  - each of four replicas takes its documented rows of every global batch;
   - --export writes a SavedModel that Java loads and continues: Java's own losses.
 """
 
@@ -280,6 +281,35 @@ def test_an_export_continues_in_java(exports, java, tmp_path, name):
     print(f"{name}: Java continuing the launcher's export vs Java's own run, {len(steps) - half}"
           f" losses: worst relative {worst:.3g}")
     assert_javas_losses(losses, export.losses[half:])
+
+
+ROWS_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
+strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(4)])
+sys.path.insert(0, sys.argv[1])
+import train
+specs = {"labels": tf.TensorSpec([None], tf.int32)}
+data = strategy.distribute_datasets_from_function(
+    train.dataset_fn([sys.argv[2]], specs, global_batch=16, replicas=4, skip=1))
+print(json.dumps([[x.numpy().tolist() for x in strategy.experimental_local_results(b["labels"])]
+                  for b in data]))
+"""
+
+
+def test_each_replica_takes_its_rows_of_every_global_batch(tmp_path):
+    """The documented order: global batch k is rows 16k ... 16k+15, replica r of 4 takes rows
+    16k + 4r ... 16k + 4r + 3 (here after skipping one batch, as a resumed job does)."""
+    write_tfrecord(tmp_path / "rows.tfrecord", {"labels": np.arange(64)})
+    done = subprocess.run([sys.executable, "-c", ROWS_SCRIPT, str(LAUNCHER.parent),
+                           str(tmp_path / "rows.tfrecord")], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert rows == [[list(range(16 * k + 4 * r, 16 * k + 4 * r + 4)) for r in range(4)]
+                    for k in (1, 2, 3)]
 
 
 def test_help_and_usage_errors(tmp_path):
