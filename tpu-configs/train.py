@@ -74,7 +74,8 @@ FINITE = "finite"
 STRATEGIES = ("one", "mirrored", "multiworker", "tpu")
 # The process that trains: set (to the write end of the watchdog's pipe) in the child's environment.
 CHILD_ENV = "FADAM_TRAIN_CHILD_FD"
-WAIT_LOG_EVERY = 30.0  # seconds between "waiting" log lines while the cluster assembles
+# Seconds between "waiting" log lines while the cluster assembles (the variable: tests only).
+WAIT_LOG_EVERY = float(os.environ.get("FADAM_TRAIN_WAIT_LOG_EVERY", "30"))
 # Calls of each traced Python body, by name: the replica step must trace once per shape.
 TRACES = {}
 

@@ -197,11 +197,12 @@ def test_a_non_finite_gradient_under_skip_is_skipped_and_logged(exports, tmp_pat
     assert logged[1]["loss"] is None  # NaN: not a JSON number
 
 
-def _lone_worker(*extra):
+def _lone_worker(*extra, env=None):
     """Worker 1 of a two-worker cluster whose worker 0 never starts."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})}
+    env = {**os.environ, **(env or {}),
+           "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})}
     args = [sys.executable, str(LAUNCHER), "--strategy", "multiworker", "--savedmodel", "unused",
             "--data", "unused", "--global-batch", 2, "--steps", 1, *extra]
     proc = subprocess.Popen([str(a) for a in args], env=env, text=True, stdout=subprocess.PIPE,
@@ -215,7 +216,8 @@ def _first_event(proc):
 
 
 def test_a_lone_worker_logs_whom_it_waits_for_and_gives_up(tmp_path):
-    proc, workers = _lone_worker("--connect-timeout", 2)
+    # A waiting line at once, then every FADAM_TRAIN_WAIT_LOG_EVERY seconds (30 by default).
+    proc, workers = _lone_worker("--connect-timeout", 2.5, env={"FADAM_TRAIN_WAIT_LOG_EVERY": "1"})
     try:
         start = time.monotonic()
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -224,15 +226,14 @@ def test_a_lone_worker_logs_whom_it_waits_for_and_gives_up(tmp_path):
             proc.kill()
             proc.wait()
     waited = time.monotonic() - start
-    [waiting] = events(out)
-    assert waiting == {"event": "waiting", "waited_s": 0, "timeout_s": 2.0, "this": workers[1],
-                       "for": [workers[0]]}
+    assert events(out) == [{"event": "waiting", "waited_s": t, "timeout_s": 2.5, "this": workers[1],
+                            "for": [workers[0]]} for t in (0, 1, 2)]
     lines = [line for line in err.splitlines() if line.startswith("train.py:")]
     assert proc.returncode == 1
     assert lines == [f"train.py: the other workers ({workers[0]}) did not connect to this one"
-                     f" ({workers[1]}) within --connect-timeout 2 s; start every worker listed in"
+                     f" ({workers[1]}) within --connect-timeout 2.5 s; start every worker listed in"
                      " TF_CONFIG's cluster"]
-    print(f"lone worker, --connect-timeout 2: gave up after {waited:.1f} s (process start included)")
+    print(f"lone worker, --connect-timeout 2.5: gave up after {waited:.1f} s (process start included)")
 
 
 def test_sigterm_stops_a_lone_worker_at_once(tmp_path):
