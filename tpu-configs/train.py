@@ -218,11 +218,12 @@ def supervise(args, argv):
                     if args.strategy == "multiworker":
                         what = (f"the other workers ({', '.join(others) or 'none listed'}) did not"
                                 f" connect to this one ({own})")
+                        fix = "start every worker listed in TF_CONFIG's cluster"
                     else:
                         what = f"the TPU system ({args.tpu or 'local'}) did not come up"
+                        fix = "check that the TPU is READY and --tpu names it"
                     print(f"train.py: {what} within --connect-timeout {args.connect_timeout:g} s;"
-                          " start every worker listed in TF_CONFIG's cluster",
-                          file=sys.stderr, flush=True)
+                          f" {fix}", file=sys.stderr, flush=True)
                     return 1
                 if now >= next_log:
                     event = {"event": "waiting", "waited_s": round(now - waiting_since),
