@@ -1,8 +1,9 @@
 """TPU-readiness check of a SavedModel's train step (scripts/tpu-check runs it in .venv).
 
 It loads the SavedModel as a TPU job's Python driver would (tf.saved_model.load), takes the step
-signatures (train, and gradients / apply_gradients where the export has them) and checks, in the
-signature function and every function it calls:
+signatures (train, and gradients / apply_gradients where the export has them, and
+stateless_gradients / stateless_apply, which the launcher tpu-configs/train.py runs: an export
+without them fails) and checks, in the signature function and every function it calls:
 
   variables   the export lists its variables (the `variables` collection), so the loader lifts
               every VarHandleOp out of the step; no reference variables (VariableV2)
@@ -28,7 +29,9 @@ import os
 import re
 import sys
 
-STEP_SIGNATURES = ("train", "gradients", "apply_gradients")
+STEP_SIGNATURES = ("train", "gradients", "apply_gradients", "stateless_gradients", "stateless_apply")
+# The launcher (tpu-configs/train.py) runs these two: an export without them fails the check.
+REQUIRED_SIGNATURES = ("stateless_gradients", "stateless_apply")
 TPU_DTYPES = {"float32", "bfloat16", "int32", "int64", "bool", "resource"}
 # Stateful ops a TPU step may hold: resource-variable reads and writes, function calls. (XLA
 # compiles Assert to nothing; it is allowed, and checks nothing on the device.)
@@ -61,8 +64,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="tpu-check",
         usage="%(prog)s [-h] [-V] [--batch-size N] [--signature NAME] SAVEDMODEL",
-        description="Check that a SavedModel's train step (train, gradients, apply_gradients "
-                    "signatures) can run on a Cloud TPU: variables, XLA kernels, dtypes, "
+        description="Check that a SavedModel's train step (train, gradients, apply_gradients, "
+                    "stateless_gradients, stateless_apply signatures) can run on a Cloud TPU: "
+                    "variables, XLA kernels, dtypes, "
                     "host-only and stateful random ops, static shapes, and that XLA compiles it.",
         epilog="Exit status: 0 every step signature passes, 1 one fails, 2 usage error (no SavedModel,"
                " a truncated or corrupt one, no step signature).")
@@ -109,6 +113,11 @@ def main(argv=None):
         print(f"{'FAIL' if problems else 'PASS'} {name}")
         for line in problems:
             print(f"  {line}")
+    for name in [] if args.signature else [s for s in REQUIRED_SIGNATURES if s not in loaded.signatures]:
+        failed = True
+        print(f"FAIL {name}")
+        print(f"  missing: the export has no {name} signature, which tpu-configs/train.py runs "
+              "(exported by an older fadam-tf): re-export it")
     return 1 if failed else 0
 
 

@@ -9,14 +9,18 @@ of its own that the script passes to fadam_venv).
 Fixtures here:
   exports  the models the Java tool org.fadam.tools.PythonInterop exported for this session, by
            name ("demo", "bf16": trained ones with Java's batches, losses, predictions and final
-           variable values; "float64", "print": models a TPU job cannot run), exported once.
+           variable values; "float64", "print": models a TPU job cannot run; "error": a small
+           model under the ERROR policy; "dropin": a VariableV2 model), exported once.
   python_runs  each trained export loaded in Python and trained on Java's batches, once.
   java     runs a main class of fadam-tf-tests with the project's classpath.
+Helpers for the launcher's tests (tpu-configs/train.py): LAUNCHER, write_tfrecord, free_ports,
+events.
 """
 
 import json
 import os
 import pathlib
+import socket
 import subprocess
 
 import ml_dtypes
@@ -25,6 +29,7 @@ import pytest
 import tensorflow as tf
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
+LAUNCHER = ROOT / "tpu-configs" / "train.py"
 
 
 def run_java(main, *args):
@@ -138,3 +143,40 @@ def exports(tmp_path_factory):
 @pytest.fixture(scope="session")
 def java():
     return run_java
+
+
+def write_tfrecord(path, columns):
+    """Writes {feature: array [rows, ...]} as one tf.train.Example per row (float features for
+    float arrays, int64 ones for integer arrays), in row order: what the launcher reads."""
+    rows = len(next(iter(columns.values())))
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in range(rows):
+            feature = {}
+            for name, a in columns.items():
+                v = np.asarray(a[r]).reshape(-1)
+                feature[name] = (tf.train.Feature(float_list=tf.train.FloatList(value=v)) if v.dtype.kind == "f"
+                                 else tf.train.Feature(int64_list=tf.train.Int64List(value=v)))
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return rows
+
+
+def export_batches(export, batches):
+    """{input: rows of the given batches of a trained export, concatenated in order}."""
+    return {n: np.concatenate([np.load(export.folder / f"batch{k}.{n}.npy") for k in batches])
+            for n in export.manifest["inputs"]}
+
+
+def free_ports(n):
+    """n loopback ports free now (bound, read, released)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def events(stdout):
+    """The launcher's JSON log lines."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]

@@ -1,30 +1,31 @@
-"""tpu-configs/train.py, the data-parallel launcher, on the demo model exported from Java.
+"""tpu-configs/train.py, the data-parallel launcher, on models exported from Java.
 
 Every run here is a subprocess with a timeout, on 127.0.0.1 with ports chosen free at run time:
   - --strategy one reaches the state Java's own run reaches on the same batches (the demo's
     --tfrecord stream), within float32 round-off (Python's TensorFlow build is not Java's);
-  - --strategy mirrored (two CPU replicas) and two MultiWorkerMirroredStrategy workers, half of
-    every batch each, hold bit-identical copies, equal to one process within float32 round-off;
+  - --strategy mirrored (two CPU replicas) traces each per-replica function once, and ends
+    bit-identical to two MultiWorkerMirroredStrategy workers (half of every batch each); both
+    equal one process on whole batches within float32 round-off;
   - a worker killed with kill -9 in the middle of the run: the restarted job resumes from the
     chief's last checkpoint and reaches exactly the state of the uninterrupted job;
-  - workers started from different exports refuse to train.
+  - workers started from different exports refuse to train;
+  - each of four replicas takes its documented rows of every global batch;
+  - --export writes a SavedModel that Java loads and continues: Java's own losses.
 """
 
 import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[4]
-LAUNCHER = ROOT / "tpu-configs" / "train.py"
+from conftest import LAUNCHER, TRAINED, assert_javas_losses, events, export_batches, free_ports, write_tfrecord
+
 sys.path.insert(0, str(LAUNCHER.parent))
 import train  # noqa: E402  (the launcher's own helpers: variable names, fingerprints)
 
@@ -48,28 +49,14 @@ def demo(java, tmp_path_factory):
     return d
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def launcher_args(demo, out, *extra):
     return [sys.executable, str(LAUNCHER), "--savedmodel", str(demo / "start"),
             "--data", str(demo / "train.tfrecord"), "--global-batch", str(BATCH),
             "--steps", str(STEPS), "--log-every", "2", "--write-final", str(out), *map(str, extra)]
 
 
-def events(stdout):
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
-def run_launcher(args, env=None):
-    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT,
+def run_launcher(args, env=None, cwd=None):
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd,
                           env={**os.environ, **(env or {})})
     if done.returncode != 0:
         pytest.fail(f"{' '.join(args[1:])} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-4000:]}")
@@ -145,6 +132,24 @@ def two_workers(demo, tmp_path_factory):
     return out, [events(o) for o, _ in outs]
 
 
+def children(pid):
+    """The process ids of a process's children (Linux /proc): the launcher's training process."""
+    try:
+        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def gone(pid):
+    try:
+        return pathlib.Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0
+    except OSError:
+        return True
+
+
+ONE_TRACE = {"gradients": 1, "apply": 1, "step": 1}
+
+
 def test_one_process_reaches_javas_state(demo, one):
     import tensorflow as tf
 
@@ -158,14 +163,22 @@ def test_one_process_reaches_javas_state(demo, one):
     assert mine["train_step/train_step-iterations"] == 1 + STEPS
     logged = [e for e in ev if "loss" in e]
     assert [e["step"] for e in logged] == [2, 4, 6, 8] and all(e["examples_per_s"] > 0 for e in logged[1:])
+    assert [e["model_step"] for e in logged] == [3, 5, 7, 9]
+    assert [e["skipped_steps"] for e in logged] == [0, 0, 0, 0]
+    assert ev[-1]["traces"] == ONE_TRACE
     # The chief's checkpoints: at 3, 6 and the end; the newest 2 kept.
     assert sorted(p.name for p in (out / "ckpt").glob("ckpt-*.index")) == ["ckpt-6.index", "ckpt-8.index"]
 
 
-def test_mirrored_on_two_cpus_equals_one_process(demo, one, tmp_path):
-    run_launcher(launcher_args(demo, tmp_path, "--strategy", "mirrored", "--cpu-replicas", 2))
-    worst = worst_relative(final(one[0]), final(tmp_path))
-    print(f"mirrored (2 CPU replicas) vs one process: worst relative {worst:.3g}")
+def test_mirrored_on_two_cpus_traces_once_and_equals_the_two_workers(demo, one, two_workers, tmp_path):
+    ev = run_launcher(launcher_args(demo, tmp_path, "--strategy", "mirrored", "--cpu-replicas", 2))
+    assert ev[0]["replicas"] == 2
+    # One Python trace of each per-replica XLA function (and of the step) for the two replicas.
+    assert ev[-1]["traces"] == ONE_TRACE
+    mirrored = final(tmp_path)
+    assert bit_identical(mirrored, final(two_workers[0], 0)), "mirrored differs from the two workers"
+    worst = worst_relative(final(one[0]), mirrored)
+    print(f"mirrored (2 CPU replicas) vs one process: worst relative {worst:.3g}; bit-identical to 2 MWMS workers")
     assert worst <= ROUND_OFF
 
 
@@ -174,7 +187,8 @@ def test_two_workers_hold_identical_variables_equal_to_one_process(one, two_work
     w0, w1 = final(out, 0), final(out, 1)
     assert bit_identical(w0, w1), "the two workers' variables differ"
     assert evs[0][-1]["fingerprint"] == evs[1][-1]["fingerprint"]
-    starts = [e[0] for e in evs]
+    assert evs[0][-1]["traces"] == ONE_TRACE
+    starts = [[e for e in ev if e.get("event") == "start"][0] for ev in evs]
     assert [(s["worker"], s["workers"], s["replicas"]) for s in starts] == [(0, 2, 2), (1, 2, 2)]
     worst = worst_relative(final(one[0]), w0)
     print(f"2 MWMS workers (half a batch each) vs one process on whole batches: worst relative {worst:.3g}")
@@ -188,7 +202,8 @@ def test_two_workers_hold_identical_variables_equal_to_one_process(one, two_work
 def test_a_worker_killed_mid_run_resumes_to_the_uninterrupted_state(demo, two_workers, tmp_path):
     args = launcher_args(demo, tmp_path, "--checkpoint-dir", tmp_path / "ckpt",
                          "--checkpoint-every", 2, "--keep", 2)
-    # Worker 1 stops after step 5 (the chief has written ckpt-4), and is killed there.
+    # Worker 1 stops after step 5 (the chief has written ckpt-4), and its training process is
+    # killed there with kill -9.
     procs = start_workers([args, args], envs=[{}, {"FADAM_TRAIN_PAUSE_AT_STEP": "5"}])
     timer = threading.Timer(TIMEOUT, lambda: [p.kill() for p in procs])
     timer.start()
@@ -199,12 +214,20 @@ def test_a_worker_killed_mid_run_resumes_to_the_uninterrupted_state(demo, two_wo
             if '"paused"' in line:
                 break
         assert any('"paused"' in line for line in seen), "worker 1 never paused:\n" + "".join(seen)
-        os.kill(procs[1].pid, signal.SIGKILL)
-        procs[1].wait()
-        assert procs[1].returncode == -signal.SIGKILL
-        # The chief now waits for worker 1 in the next all-reduce: the job is lost; kill it.
+        [trainer] = children(procs[1].pid)
+        os.kill(trainer, signal.SIGKILL)
+        procs[1].wait(timeout=30)
+        assert procs[1].returncode == 128 + signal.SIGKILL  # the watchdog reports the kill
+        # The chief now waits for worker 1 in the next all-reduce: the job is lost. Killing the
+        # chief's watchdog with kill -9 takes its training process with it.
+        chief = children(procs[0].pid)
         procs[0].kill()
         procs[0].wait()
+        for _ in range(100):
+            if all(gone(c) for c in chief):
+                break
+            threading.Event().wait(0.1)
+        assert all(gone(c) for c in chief), "the chief's training process outlived its watchdog"
     finally:
         timer.cancel()
         for p in procs:
@@ -229,7 +252,64 @@ def test_workers_from_different_exports_refuse_to_train(demo, tmp_path):
     b[b.index(str(demo / "start"))] = str(demo / "java-end")
     outs = finish(start_workers([a, b]), expect=1)
     for _, err in outs:
-        assert "the workers start from different variables" in err, err[-2000:]
+        assert "the workers start from different exports" in err, err[-2000:]
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_an_export_continues_in_java(exports, java, tmp_path, name):
+    """The launcher trains half of Java's steps after the export (--checkpoint-dir none) and
+    exports; Java loads that SavedModel and trains the other half with its train signature."""
+    export = exports[name]
+    steps = list(export.steps)
+    half = len(steps) // 2
+    rows = write_tfrecord(tmp_path / "data.tfrecord", export_batches(export, steps[:half]))
+    target = tmp_path / "continued"
+    target.mkdir()
+    (target / "stale").write_text("an earlier export, replaced as a whole")
+    ev = run_launcher([sys.executable, str(LAUNCHER), "--savedmodel", export.model_dir,
+                       "--data", str(tmp_path / "data.tfrecord"), "--global-batch", str(rows // half),
+                       "--steps", str(half), "--checkpoint-dir", "none", "--export", str(target)],
+                      cwd=tmp_path)
+    assert [e["step"] for e in ev if e.get("event") == "exported"] == [half]
+    assert not (tmp_path / "none").exists(), "--checkpoint-dir none wrote checkpoints"
+    assert not (target / "stale").exists() and (target / "saved_model.pb").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing left beside
+    java("org.fadam.tools.PythonInterop", "continue", "--model", name, "--from", target,
+         "--first", steps[half], "--steps", len(steps) - half, "--out", tmp_path / "losses.npy")
+    losses = np.load(tmp_path / "losses.npy")
+    worst = float(np.max(np.abs(losses - export.losses[half:]) / np.abs(export.losses[half:])))
+    print(f"{name}: Java continuing the launcher's export vs Java's own run, {len(steps) - half}"
+          f" losses: worst relative {worst:.3g}")
+    assert_javas_losses(losses, export.losses[half:])
+
+
+ROWS_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
+strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(4)])
+sys.path.insert(0, sys.argv[1])
+import train
+specs = {"labels": tf.TensorSpec([None], tf.int32)}
+data = strategy.distribute_datasets_from_function(
+    train.dataset_fn([sys.argv[2]], specs, global_batch=16, replicas=4, skip=1))
+print(json.dumps([[x.numpy().tolist() for x in strategy.experimental_local_results(b["labels"])]
+                  for b in data]))
+"""
+
+
+def test_each_replica_takes_its_rows_of_every_global_batch(tmp_path):
+    """The documented order: global batch k is rows 16k ... 16k+15, replica r of 4 takes rows
+    16k + 4r ... 16k + 4r + 3 (here after skipping one batch, as a resumed job does)."""
+    write_tfrecord(tmp_path / "rows.tfrecord", {"labels": np.arange(64)})
+    done = subprocess.run([sys.executable, "-c", ROWS_SCRIPT, str(LAUNCHER.parent),
+                           str(tmp_path / "rows.tfrecord")], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert rows == [[list(range(16 * k + 4 * r, 16 * k + 4 * r + 4)) for r in range(4)]
+                    for k in (1, 2, 3)]
 
 
 def test_help_and_usage_errors(tmp_path):
@@ -237,109 +317,13 @@ def test_help_and_usage_errors(tmp_path):
                           text=True, timeout=TIMEOUT)
     assert done.returncode == 0
     for flag in ("--strategy", "--savedmodel", "--data", "--global-batch", "--steps",
-                 "--checkpoint-dir", "--checkpoint-every", "--keep", "--connect-timeout"):
+                 "--checkpoint-dir", "--checkpoint-every", "--keep", "--export", "--connect-timeout"):
         assert flag in done.stdout
-    assert "Exit status: 0 done; 1 an error" in done.stdout
     bad = subprocess.run([sys.executable, str(LAUNCHER), "--savedmodel", "x", "--data", "y",
                           "--global-batch", "0", "--steps", "1"], capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert bad.returncode == 2 and "--global-batch must be >= 1; got 0" in bad.stderr
-
-
-# --- what a careless user hits -----------------------------------------------------------------
-
-
-def test_checkpoint_dir_none_writes_no_checkpoints(demo, tmp_path):
-    args = launcher_args(demo, tmp_path / "final", "--checkpoint-dir", "none", "--checkpoint-every", 2)
-    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert not [e for e in events(done.stdout) if e.get("event") == "checkpoint"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
-
-
-def test_a_truncated_export_is_one_line_naming_the_file(demo, tmp_path):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(demo / "start", copy)
-    pb = copy / "saved_model.pb"
-    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
-    args = launcher_args(demo, tmp_path / "final")
-    args[args.index("--savedmodel") + 1] = str(copy)
-    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    line = [x for x in done.stderr.splitlines() if x.startswith("train.py:")]
-    assert line == [f"train.py: {pb} is truncated or corrupt (not a SavedModel: Error parsing message"
-                    " with type 'tensorflow.SavedModel')"], done.stderr[-2000:]
-
-
-def test_an_unknown_flag_is_reported_before_missing_ones():
-    done = subprocess.run([sys.executable, str(LAUNCHER), "--bogus"], capture_output=True, text=True,
-                          timeout=TIMEOUT)
-    assert done.returncode == 2
-    assert done.stderr.splitlines()[-1] == "train.py: error: unrecognized arguments: --bogus"
-
-
-
-def test_data_that_cannot_cover_the_steps_fails_before_training(demo, tmp_path):
-    args = launcher_args(demo, tmp_path, "--strategy", "one")
-    args[args.index("--steps") + 1] = str(STEPS + 1)
-    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 1
-    assert done.stderr == (f"train.py: --data holds {STEPS * BATCH} rows: {STEPS} global batches of {BATCH},"
-                           f" fewer than --steps {STEPS + 1}; give more data, fewer --steps or a smaller"
-                           " --global-batch\n")
-    assert events(done.stdout) == []  # not started
-    # A file cut short is named, also before training.
-    short = tmp_path / "short.tfrecord"
-    short.write_bytes((demo / "train.tfrecord").read_bytes()[:-3])
-    args = launcher_args(demo, tmp_path)
-    args[args.index("--data") + 1] = str(short)
-    done = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 1
-    assert done.stderr.startswith(f"train.py: {short} is truncated or corrupt: a TFRecord after record"
-                                  f" {STEPS * BATCH - 1} ")
-    assert done.stderr.count("\n") == 1
-
-
-def lone_worker(demo, out, *extra):
-    """Worker 0 of a two-worker cluster whose worker 1 never starts: (process, own address, peer)."""
-    own, peer = (f"127.0.0.1:{p}" for p in free_ports(2))
-    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": [own, peer]},
-                                                  "task": {"type": "worker", "index": 0}})}
-    proc = subprocess.Popen(launcher_args(demo, out, "--strategy", "multiworker", *extra), env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return proc, own, peer
-
-
-def test_a_lone_worker_says_it_waits_for_its_peer_and_gives_up_after_the_timeout(demo, tmp_path):
-    proc, own, peer = lone_worker(demo, tmp_path, "--connect-timeout", 6)
-    out, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == 1, err[-2000:]
-    waiting = [e for e in events(out) if e.get("event") == "waiting"]
-    assert waiting, out
-    assert all(e["for"] == [peer] and e["not_answering"] == [peer] for e in waiting), waiting
-    assert "Traceback" not in err
-    gave_up = [line for line in err.splitlines() if line.startswith("train.py:")]
-    assert gave_up == [f"train.py: gave up after 6 s waiting for the other workers of worker 0 ({own}):"
-                       f" {peer} not answering; start every worker of TF_CONFIG's cluster, or raise"
-                       " --connect-timeout"], err[-2000:]
-    assert not train.answers(own), "the trainer outlived its watcher"
-
-
-def test_a_lone_worker_stops_on_sigterm(demo, tmp_path):
-    proc, own, peer = lone_worker(demo, tmp_path)  # the default timeout: 10 minutes
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not train.answers(own):  # its server is up: it waits for the peer in TensorFlow
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert err.splitlines()[-1] == (f"train.py: stopped by SIGTERM while worker 0 ({own}) waited for the"
-                                    f" other workers ({peer})")
-    assert not train.answers(own), "the trainer outlived its watcher"
+    remote = subprocess.run([sys.executable, str(LAUNCHER), "--savedmodel", "x", "--data", "y",
+                             "--global-batch", "2", "--steps", "1", "--export", "gs://b/m"],
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert remote.returncode == 2 and "--export needs a local directory" in remote.stderr

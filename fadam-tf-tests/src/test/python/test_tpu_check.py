@@ -22,7 +22,8 @@ def check(capsys, model_dir):
 @pytest.mark.parametrize("name", TRAINED)
 def test_the_trained_exports_pass(exports, capsys, name):
     status, out = check(capsys, exports[name].model_dir)
-    assert (status, out) == (0, "PASS train\nPASS gradients\nPASS apply_gradients\n")
+    assert (status, out) == (0, "PASS train\nPASS gradients\nPASS apply_gradients\n"
+                                "PASS stateless_gradients\nPASS stateless_apply\n")
 
 
 def test_a_float64_parameter_fails_naming_its_reads_and_math(exports, capsys):
@@ -43,8 +44,27 @@ def test_a_print_op_fails_as_host_only_naming_its_node(exports, capsys):
     assert lines[host + 1].startswith("    PrintV2 (1): __inference_train_step_")
     assert lines[host + 1].endswith("/Print")
     assert "  dtype string (a TPU step holds float32, bfloat16, int32, int64, bool):" in lines
-    # The model's loss (and its print) is in the gradients signature too, not in apply_gradients.
-    assert "FAIL gradients" in lines and lines[-1] == "PASS apply_gradients"
+    # The model's loss (and its print) is in both gradients signatures too, not in the applies.
+    assert "FAIL gradients" in lines and "PASS apply_gradients" in lines
+    assert "FAIL stateless_gradients" in lines and lines[-1] == "PASS stateless_apply"
+
+
+def test_an_export_without_the_stateless_signatures_fails_naming_them(exports, capsys, tmp_path):
+    """What fadam-tf exported before the stateless signatures: the launcher cannot run it."""
+    old = tmp_path / "old"
+    shutil.copytree(exports["demo"].model_dir, old)
+    model = saved_model_pb2.SavedModel()
+    model.ParseFromString((old / "saved_model.pb").read_bytes())
+    for meta in model.meta_graphs:
+        del meta.signature_def["stateless_gradients"]
+        del meta.signature_def["stateless_apply"]
+    (old / "saved_model.pb").write_bytes(model.SerializeToString())
+    status, out = check(capsys, str(old))
+    assert status == 1
+    assert out.startswith("PASS train\nPASS gradients\nPASS apply_gradients\n")
+    for name in ("stateless_gradients", "stateless_apply"):
+        assert (f"FAIL {name}\n  missing: the export has no {name} signature, which"
+                " tpu-configs/train.py runs") in out
 
 
 def test_an_export_without_the_variables_collection_fails(exports, capsys, tmp_path):

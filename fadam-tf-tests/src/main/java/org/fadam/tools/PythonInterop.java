@@ -49,8 +49,9 @@ import picocli.CommandLine.Parameters;
  *       {@value #STEPS} more and writes their batches, Java's losses, the predictions at the
  *       export, every variable's value after the last step and {@code manifest.json}. Also
  *       exports {@code OUT/float64/model} (a float64 parameter) and {@code OUT/print/model} (a
- *       PrintV2 op in the step), which a TPU job cannot run, and {@code OUT/dropin/model} (the
- *       drop-in path's VariableV2 model, exported with TF Java's exporter).
+ *       PrintV2 op in the step), which a TPU job cannot run, {@code OUT/error/model} (a float32
+ *       model under the ERROR policy, for the launcher's non-finite check) and {@code
+ *       OUT/dropin/model} (the drop-in path's VariableV2 model, exported with TF Java's exporter).
  *   <li>{@code continue --model MODEL --from SAVEDMODEL --first K --steps N --out FILE.npy}: loads
  *       SAVEDMODEL with {@link FisherTrainStep#loadSavedModel}, calls its {@code train} signature
  *       on batches K … K+N−1 of MODEL and writes the losses.
@@ -105,6 +106,7 @@ public final class PythonInterop extends Tool {
         }
         exportUntrained("float64", out.resolve("float64"));
         exportUntrained("print", out.resolve("print"));
+        exportUntrained("error", out.resolve("error"));
         exportDropIn(out.resolve("dropin"));
       }
       case "continue" -> {
@@ -409,8 +411,10 @@ public final class PythonInterop extends Tool {
   }
 
   /**
-   * Exports a model a TPU job cannot run (never trained): {@code float64}, a float64 weight;
-   * {@code print}, a float32 model whose step prints its loss (PrintV2, a host-only op).
+   * Exports an untrained model (input {@code x} [batch, 4], one-hot {@code y} [batch, 3], weight
+   * {@code w} [4, 3]): {@code float64}, a float64 weight, and {@code print}, a float32 model whose
+   * step prints its loss (PrintV2, a host-only op), which a TPU job cannot run; {@code error}, a
+   * float32 model under the non-finite policy ERROR, XLA-compiled.
    */
   private static void exportUntrained(String kind, Path dir) throws IOException {
     Files.createDirectories(dir);
@@ -422,8 +426,11 @@ public final class PythonInterop extends Tool {
           ? tf.withInitScope().dtypes.cast(tf.withInitScope().constant(normal(rnd, 4, 3)), TFloat64.class)
           : tf.withInitScope().constant(normal(rnd, 4, 3));
       var w = ResourceVariable.create(tf, "w", init);
+      FisherOptions options = kind.equals("error")
+          ? FisherOptions.builder().nonFinite(FisherOptions.NonFinitePolicy.ERROR).build()
+          : FisherOptions.defaults();
       FisherTrainStep step = FisherTrainStep.builder(g)
-          .fadam(0.01, FisherOptions.defaults())
+          .fadam(0.01, options)
           .input("x", TFloat32.class, Shape.of(-1, 4))
           .input("y", TFloat32.class, Shape.of(-1, 3))
           .variables(List.of(w))
@@ -432,13 +439,13 @@ public final class PythonInterop extends Tool {
             Operand<TFloat32> logits = ops.linalg.matMul(in.float32("x"), wf);
             Operand<TFloat32> loss = ops.math.mean(
                 ops.nn.softmaxCrossEntropyWithLogits(logits, in.float32("y")).loss(), ops.constant(0));
-            if (f64) {
+            if (!kind.equals("print")) {
               return loss;
             }
             Operand<TString> text = ops.strings.stringFormat(List.of(loss));
             return ops.withControlDependencies(List.of(ops.print(text))).identity(loss);
           })
-          .jit(false)
+          .jit(kind.equals("error"))
           .build();
       try (Session s = new Session(g)) {
         s.initialize();
