@@ -122,7 +122,7 @@ def parse_args(argv=None):
                    help="after the last step, write every variable to DIR/task-<i>.npz (checks)")
     p.add_argument("--progress", action="store_true",
                    help="show the progress line even when stderr is not a terminal")
-    args = p.parse_args(argv)
+    args = parse_reporting_unknown_first(p, argv)
     for name in ("global_batch", "steps", "checkpoint_every", "keep", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
@@ -135,6 +135,22 @@ def parse_args(argv=None):
     if args.export and "://" in args.export:
         p.error(f"--export needs a local directory (it is renamed into place); got {args.export}")
     return args
+
+
+def parse_reporting_unknown_first(parser, argv):
+    """parser.parse_args, but an unknown flag is reported even when a required one is missing
+    (argparse would report only the missing one)."""
+    required = [a for a in parser._actions if a.required]
+    for a in required:
+        a.required = False
+    try:
+        _, unknown = parser.parse_known_args(argv)
+    finally:
+        for a in required:
+            a.required = True
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return parser.parse_args(argv)
 
 
 def log(msg):
@@ -325,6 +341,54 @@ def value_key(name):
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
+class ExportError(Exception):
+    """A SavedModel that cannot be read: one line naming the file and the cause."""
+
+
+def load_savedmodel(tf, path):
+    """tf.saved_model.load(path), with an unreadable, truncated or corrupt export as an ExportError
+    (one line naming the file and the cause) instead of TensorFlow's traceback. A copy of
+    tpu_check.py's: each file may be copied alone onto a TPU VM."""
+    pb = os.path.join(path, "saved_model.pb")
+    try:
+        with open(pb, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ExportError(f"cannot read {pb}: {e.strerror or e}") from None
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    try:
+        saved_model_pb2.SavedModel.FromString(data)
+    except Exception as e:  # protobuf's DecodeError (its module differs between implementations)
+        raise ExportError(f"{pb} is truncated or corrupt (not a SavedModel: {_first_line(e)})") from None
+    try:
+        return tf.saved_model.load(path)
+    except tf.errors.OpError as e:  # restoring the variables: a short read, a bad checksum, ...
+        raise ExportError(f"{_damaged_variables_file(path, e)} is truncated or corrupt "
+                          f"(TensorFlow: {op_error_reason(e)})") from None
+    except Exception as e:
+        raise ExportError(f"cannot load the SavedModel at {path}: {_first_line(e)}") from None
+
+
+def op_error_reason(e):
+    """The cause in a TensorFlow op error's text: the last paragraph's first line (the paragraphs
+    before it say where the op was defined)."""
+    text = (e.message if hasattr(e, "message") else str(e)).strip()
+    last = text.split("\n\n")[-1].strip()
+    return last.splitlines()[0] if last else type(e).__name__
+
+
+def _damaged_variables_file(path, e):
+    """The checkpoint file a restore error points at: the index when it is not a table, else the
+    data (its one shard, or the shards' pattern)."""
+    variables = os.path.join(path, "variables")
+    if "sstable" in op_error_reason(e):
+        return os.path.join(variables, "variables.index")
+    shards = sorted(f for f in os.listdir(variables) if f.startswith("variables.data-")) \
+        if os.path.isdir(variables) else []
+    return os.path.join(variables, shards[0] if len(shards) == 1 else "variables.data-*")
+
+
 class Model:
     """The export: its variables by Java name (in the export's order), their values, and
     stateless_gradients / stateless_apply as functions of tensors without any captured variable."""
@@ -337,8 +401,10 @@ class Model:
         pb = os.path.join(path, "saved_model.pb")
         if not tf.io.gfile.exists(pb):
             raise ValueError(f"--savedmodel {path}: no SavedModel there (no saved_model.pb)")
-        saved = saved_model_pb2.SavedModel()
-        saved.ParseFromString(tf.io.gfile.GFile(pb, "rb").read())
+        try:
+            saved = saved_model_pb2.SavedModel.FromString(tf.io.gfile.GFile(pb, "rb").read())
+        except Exception as e:  # protobuf's DecodeError (its module differs between implementations)
+            raise ValueError(f"{pb} is truncated or corrupt (not a SavedModel: {_first_line(e)})") from None
         meta = saved.meta_graphs[0]
         missing = [s for s in (STATELESS_GRADIENTS, STATELESS_APPLY) if s not in meta.signature_def]
         if missing:
@@ -346,7 +412,10 @@ class Model:
                 f"--savedmodel {path} has no {' or '.join(missing)} signature (it has"
                 f" {', '.join(sorted(meta.signature_def)) or 'none'}): it was exported by an older"
                 " fadam-tf; re-export it with this version's FisherTrainStep.export")
-        loaded = tf.saved_model.load(path)
+        try:
+            loaded = load_savedmodel(tf, path)
+        except ExportError as e:
+            raise ValueError(str(e)) from None
         if not loaded.variables:
             raise ValueError(f"--savedmodel {path}: Python sees no variables in the SavedModel (no"
                              " 'variables' collection): re-export it with this version of fadam-tf")
