@@ -643,7 +643,8 @@ public final class Demo {
     out.println("wrote " + o.out().resolve(MARKDOWN));
     savedModel.ifPresent(p -> out.println("wrote " + p + " (SavedModel: signatures "
         + String.join(", ", FisherTrainStep.TRAIN, FisherTrainStep.GRADIENTS,
-            FisherTrainStep.APPLY_GRADIENTS, FisherTrainStep.SERVE) + ")"));
+            FisherTrainStep.APPLY_GRADIENTS, FisherTrainStep.STATELESS_GRADIENTS,
+            FisherTrainStep.STATELESS_APPLY, FisherTrainStep.SERVE) + ")"));
     if (o.save() != null && savedModel.isPresent()) {
       out.println("saved the FAdam run to " + o.save() + "; continue it with --resume "
           + o.save());
