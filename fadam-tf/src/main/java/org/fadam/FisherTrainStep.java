@@ -191,9 +191,9 @@ public final class FisherTrainStep {
   }
 
   /**
-   * Exports a SavedModel to {@code dir} (which must not exist yet): the {@value #TRAIN},
-   * {@value #GRADIENTS}, {@value #APPLY_GRADIENTS} and, with a predictor, {@value #SERVE}
-   * signatures, a checkpoint of every variable, and the {@code variables} /
+   * Exports a SavedModel to {@code dir} (which must not exist yet): the {@value #TRAIN}, {@value
+   * #GRADIENTS}, {@value #APPLY_GRADIENTS}, {@value #STATELESS_GRADIENTS}, {@value
+   * #STATELESS_APPLY} and, with a predictor, {@value #SERVE} signatures, a checkpoint of every variable, and the {@code variables} /
    * {@code trainable_variables} collections (parameters trainable; slots and counters not)
    * through which Python TensorFlow sees them as variables. Written beside and renamed into place
    * ({@link AtomicDirectory#create}): a crash never leaves a partial export under {@code dir}.
