@@ -20,13 +20,11 @@ import org.tensorflow.types.family.TFloating;
  */
 final class Reductions<W extends TFloating> {
 
-  private final Kernels<W> k;
   private final Ops tf;
   /** Whether the step is built for XLA: the fused forms below are used. */
   private final boolean xla;
 
   Reductions(Kernels<W> k, boolean xla) {
-    this.k = k;
     this.tf = k.tf;
     this.xla = xla;
   }

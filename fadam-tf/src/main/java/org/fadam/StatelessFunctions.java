@@ -41,8 +41,11 @@ final class StatelessFunctions {
   /** Every state variable's new value (in {@link TrainState#all} order), then finite. */
   final Operation apply;
 
-  StatelessFunctions(Graph graph, String name, TrainState state, StepFunctions functions,
-      Map<String, Placeholder<?>> outerInputs, boolean jit) {
+  /** Builds both functions and their calls, over the inputs and gradient placeholders of {@code functions}. */
+  StatelessFunctions(Graph graph, TrainState state, StepFunctions functions) {
+    String name = functions.spec.name();
+    boolean jit = functions.spec.jit();
+    Map<String, Placeholder<?>> outerInputs = functions.inputs;
     this.state = state;
     this.functions = functions;
     this.valueKeys = GradientKeys.of(FisherTrainStep.VARIABLE_PREFIX, state.all());
@@ -55,7 +58,7 @@ final class StatelessFunctions {
     outerInputs.values().forEach(p -> gradArgs.add(p.asOutput()));
     state.parameters().forEach(p -> gradArgs.add(valueInputs.get(valueKeys.get(p.name())).asOutput()));
     this.gradients = FunctionCalls.call(graph.baseScope(), name + "_" + FisherTrainStep.STATELESS_GRADIENTS,
-        ConcreteFunction.create(fn -> gradientsBody(fn, outerInputs)), gradArgs, jit);
+        ConcreteFunction.create(this::gradientsBody), gradArgs, jit);
     List<Output<?>> applyArgs = new ArrayList<>();
     valueInputs.values().forEach(p -> applyArgs.add(p.asOutput()));
     functions.gradientInputs.values().forEach(p -> applyArgs.add(p.asOutput()));
@@ -88,10 +91,10 @@ final class StatelessFunctions {
   }
 
   /** The train inputs and each parameter's value → loss, then each parameter's gradient. */
-  private Signature gradientsBody(Ops fn, Map<String, Placeholder<?>> outerInputs) {
+  private Signature gradientsBody(Ops fn) {
     Args a = new Args(fn, "stateless_gradients");
     Map<String, Operand<?>> in = new LinkedHashMap<>();
-    outerInputs.forEach((n, p) -> in.put(n, a.input(p.type(), p.shape())));
+    functions.inputs.forEach((n, p) -> in.put(n, a.input(p.type(), p.shape())));
     Map<ResourceVariable<?>, Operand<?>> values = new LinkedHashMap<>();
     state.parameters().forEach(p -> values.put(p, a.input(p.type(), p.shape())));
     StepFunctions.Forward forward = functions.forwardOf(fn, in, values);
@@ -136,7 +139,7 @@ final class StatelessFunctions {
    * the plan has computed it; under PROPAGATE it is computed here, for this output only.
    */
   private Operand<TBool> finite(Ops fn, List<Updater.Target> targets, Updater.Plan plan) {
-    boolean policy = functions.options().nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
+    boolean policy = functions.spec.options().nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
     Operand<TBool> all = null;
     for (int i = 0; i < targets.size(); i++) {
       Operand<TBool> f = policy ? plan.finite().get(i) : gradientFinite(fn, targets.get(i));
@@ -155,16 +158,16 @@ final class StatelessFunctions {
   }
 
   /** The {@value FisherTrainStep#STATELESS_GRADIENTS} signature. */
-  Signature gradientsSignature(Map<String, Placeholder<?>> outerInputs, Map<String, String> gradientKeys) {
+  Signature gradientsSignature() {
     Signature.Builder s = Signature.builder().key(FisherTrainStep.STATELESS_GRADIENTS);
-    outerInputs.forEach(s::input);
+    functions.inputs.forEach(s::input);
     state.parameters().forEach(p -> {
       String key = valueKeys.get(p.name());
       s.input(key, valueInputs.get(key));
     });
     s.output(FisherTrainStep.LOSS, gradients.output(0));
     int i = 1;
-    for (String key : gradientKeys.values()) {
+    for (String key : functions.keys.values()) {
       s.output(key, gradients.output(i++));
     }
     return s.build();

@@ -123,7 +123,7 @@ final class StepFunctions {
     this.predictions = spec.predictor() == null
         ? null
         : spec.predictor().predict(tf.withSubScope("serve"), in, state.values(tf));
-    this.stateless = new StatelessFunctions(graph, spec.name(), state, this, inputs, spec.jit());
+    this.stateless = new StatelessFunctions(graph, state, this);
   }
 
   /** The outer graph's placeholder of an input; throws naming the known inputs. */
@@ -141,15 +141,10 @@ final class StepFunctions {
         trainSignature(FisherTrainStep.TRAIN),
         gradientsSignature(FisherTrainStep.GRADIENTS),
         applySignature(FisherTrainStep.APPLY_GRADIENTS),
-        stateless.gradientsSignature(inputs, keys),
+        stateless.gradientsSignature(),
         stateless.applySignature()));
     serveSignature(FisherTrainStep.SERVE).ifPresent(all::add);
     return all;
-  }
-
-  /** {@return the step's options} */
-  FisherOptions options() {
-    return spec.options();
   }
 
   /** The whole step's signature under {@code key}: every input → loss, step. */
