@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.WeakHashMap;
+import java.util.function.Predicate;
 import org.tensorflow.Graph;
 import org.tensorflow.GraphOperation;
 import org.tensorflow.Operand;
@@ -56,6 +57,8 @@ public abstract class FisherOptimizer extends Optimizer {
   /** Variable op name → slot name → slot variable (the step counter under {@link Algorithm#STEP}). */
   private final Map<String, Map<String, Variable<?>>> slots = new LinkedHashMap<>();
   private Variable<TInt64> skippedSteps;
+  /** Which variables (by op name) the weight decay applies to; null: every one. */
+  private Predicate<String> decayMask;
 
   FisherOptimizer(
       Graph graph, String name, LearningRate learningRate, FisherOptions options, Algorithm algorithm) {
@@ -106,6 +109,29 @@ public abstract class FisherOptimizer extends Optimizer {
    */
   public static FisherOptimizer create(Algorithm algorithm, Graph graph, double learningRate) {
     return create(algorithm, graph, algorithm.displayName(), learningRate, algorithm.defaultOptions());
+  }
+
+  /**
+   * Which variables the weight decay λ applies to, by the variable's op name, as optax's {@code
+   * mask}: true = decayed ({@link WeightDecayMasks#excludingNames}). The others take the step of
+   * λ = 0, bit for bit. Set it before the first {@code minimize} or {@code applyGradients}.
+   *
+   * @param decayedNames true for each variable name to decay
+   * @return this optimizer
+   * @throws IllegalArgumentException if λ is 0 (there is nothing to mask)
+   * @throws IllegalStateException if a step was already built
+   */
+  public FisherOptimizer weightDecayMask(Predicate<String> decayedNames) {
+    java.util.Objects.requireNonNull(decayedNames, "weightDecayMask");
+    if (options.weightDecay() == 0) {
+      throw new IllegalArgumentException(
+          "weightDecayMask is set but weightDecay is 0: set FisherOptions.weightDecay(λ > 0) or drop the mask");
+    }
+    if (!slots.isEmpty()) {
+      throw new IllegalStateException("weightDecayMask must be set before the first minimize or applyGradients");
+    }
+    this.decayMask = decayedNames;
+    return this;
   }
 
   /** {@return the algorithm this optimizer computes} */
@@ -208,6 +234,11 @@ public abstract class FisherOptimizer extends Optimizer {
     for (GradAndVar<? extends TType> gv : gradsAndVars) {
       targets.add(target(gv.getGradient(), gv.getVariable()));
     }
+    if (decayMask != null && targets.stream().noneMatch(Updater.Target::decayed)) {
+      throw new IllegalArgumentException("weightDecayMask decays none of the variables "
+          + targets.stream().map(Updater.Target::name).toList()
+          + " (a typo?); to decay none, set FisherOptions.weightDecay(0)");
+    }
     return XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()), name);
   }
 
@@ -234,7 +265,7 @@ public abstract class FisherOptimizer extends Optimizer {
     });
     return new Updater.Target(
         varName, variable.shape(), type, gradient, new RefVar(variable), slotVars,
-        new RefVar(own.get(Algorithm.STEP)));
+        new RefVar(own.get(Algorithm.STEP)), decayMask == null || decayMask.test(varName));
   }
 
   private static Class<? extends TType> floatType(Output<? extends TType> variable) {

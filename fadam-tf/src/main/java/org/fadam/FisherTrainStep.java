@@ -130,8 +130,10 @@ public final class FisherTrainStep {
    *
    * @param loss the loss on the batch, at the parameters before the step
    * @param step the number of steps taken, after this one
+   * @param finite whether every gradient was finite (false: under SKIP the step was skipped, under
+   *     PROPAGATE it was taken; ERROR throws instead)
    */
-  public record Result(float loss, long step) {}
+  public record Result(float loss, long step, boolean finite) {}
 
   private final Graph graph;
   private final TrainState state;
@@ -142,7 +144,7 @@ public final class FisherTrainStep {
     this.graph = b.graph;
     this.state = new TrainState(graph, b.name, b.algorithm, b.options, b.variables);
     this.functions = new StepFunctions(graph, b.functionSpec(), state);
-    this.runner = new StepRunner(functions, state.parameters());
+    this.runner = new StepRunner(graph, functions, state);
     ResourceSaver.build(graph, state.all());
   }
 
@@ -274,7 +276,7 @@ public final class FisherTrainStep {
     return Collections.unmodifiableMap(functions.keys);
   }
 
-  /** {@return the {@value #TRAIN} signature: every input → loss, step} */
+  /** {@return the {@value #TRAIN} signature: every input → loss, step, finite} */
   public Signature trainSignature() {
     return functions.trainSignature(TRAIN);
   }
@@ -284,7 +286,7 @@ public final class FisherTrainStep {
     return functions.gradientsSignature(GRADIENTS);
   }
 
-  /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step} */
+  /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step, finite} */
   public Signature applyGradientsSignature() {
     return functions.applySignature(APPLY_GRADIENTS);
   }
@@ -337,7 +339,8 @@ public final class FisherTrainStep {
 
   /**
    * {@return every variable of the checkpoint: the parameters, then each one's slots and step
-   * counter, then {@code iterations} and {@code skipped_steps}}
+   * counter, then {@code iterations} and {@code skipped_steps}, then the run-time hyperparameters
+   * ({@link #learningRateScale()}, {@link #weightDecay()})}
    */
   public List<ResourceVariable<?>> variables() {
     return state.all();
@@ -363,6 +366,53 @@ public final class FisherTrainStep {
   /** {@return the counter of steps skipped for a non-finite gradient} */
   public ResourceVariable<TInt64> skippedSteps() {
     return state.skippedSteps();
+  }
+
+  /**
+   * {@return the run-time multiplier of η_t, {@code <name>/hparams/learning_rate_scale} (1 at
+   * creation; float32, float64 where a parameter is): a variable of the step, exported and
+   * checkpointed, that a Python job changes with {@code .assign}}
+   */
+  public ResourceVariable<?> learningRateScale() {
+    return state.learningRateScale();
+  }
+
+  /**
+   * {@return λ at run time, {@code <name>/hparams/weight_decay} (the options' λ at creation),
+   * exported and checkpointed; empty where the step was built with λ = 0, which builds no decay
+   * term}
+   */
+  public Optional<ResourceVariable<?>> weightDecay() {
+    return Optional.ofNullable(state.weightDecay());
+  }
+
+  /**
+   * Sets the multiplier of η_t for the following steps, whatever the schedule (0 freezes every
+   * parameter; the slots still take their EMAs).
+   *
+   * @param session a session of the step's graph
+   * @param scale finite and ≥ 0
+   * @throws IllegalArgumentException naming the value if it is negative or not finite
+   */
+  public void setLearningRateScale(Session session, double scale) {
+    runner.set(session, state.learningRateScale(), "learning_rate_scale", scale);
+  }
+
+  /**
+   * Sets λ for the following steps (the decayed parameters' only: see {@link
+   * Builder#weightDecayMask}).
+   *
+   * @param session a session of the step's graph
+   * @param weightDecay λ, finite and ≥ 0
+   * @throws IllegalArgumentException naming the value if it is negative or not finite
+   * @throws IllegalStateException if the step was built with λ = 0 (it has no decay term)
+   */
+  public void setWeightDecay(Session session, double weightDecay) {
+    if (state.weightDecay() == null) {
+      throw new IllegalStateException("the step was built with weightDecay 0, so it has no decay term"
+          + " to set; build it with FisherOptions.weightDecay(λ > 0) to change λ at run time");
+    }
+    runner.set(session, state.weightDecay(), "weight_decay", weightDecay);
   }
 
   /** {@return the number of scalar parameters} */

@@ -7,19 +7,27 @@ import org.tensorflow.types.family.TNumber;
 
 /**
  * The learning rate η_t: a fixed value (kept as a double, so float64 parameters see it exactly) or
- * a graph operand (a placeholder or a schedule computed from the step).
+ * a graph operand (a placeholder or a schedule computed from the step), times a run-time scale
+ * where the step has one ({@code hparams/learning_rate_scale}).
  */
 final class LearningRate {
   private final double value;
   private final Operand<? extends TNumber> operand;
+  private final Operand<? extends TNumber> scale;
 
-  private LearningRate(double value, Operand<? extends TNumber> operand) {
+  private LearningRate(double value, Operand<? extends TNumber> operand, Operand<? extends TNumber> scale) {
     this.value = value;
     this.operand = operand;
+    this.scale = scale;
   }
 
   static LearningRate of(double value) {
-    return new LearningRate(FisherOptions.checkLearningRate(value), null);
+    return new LearningRate(FisherOptions.checkLearningRate(value), null, null);
+  }
+
+  /** This rate times {@code s} (a scalar graph operand). */
+  LearningRate scaled(Operand<? extends TNumber> s) {
+    return new LearningRate(value, operand, Objects.requireNonNull(s, "scale"));
   }
 
   static LearningRate of(Operand<? extends TNumber> operand) {
@@ -28,7 +36,7 @@ final class LearningRate {
       throw new IllegalArgumentException(
           "`learningRate` must be a scalar operand; got shape " + operand.shape());
     }
-    return new LearningRate(Double.NaN, operand);
+    return new LearningRate(Double.NaN, operand, null);
   }
 
   /** The graph operand, or null for a fixed value. */
@@ -36,9 +44,10 @@ final class LearningRate {
     return operand;
   }
 
-  /** η_t in the working dtype. */
+  /** η_t in the working dtype: the rate, times the scale where there is one. */
   <W extends TFloating> Operand<W> in(Kernels<W> k) {
-    return operand == null ? k.c(value) : k.cast(operand);
+    Operand<W> eta = operand == null ? k.c(value) : k.cast(operand);
+    return scale == null ? eta : k.tf.math.mul(eta, k.cast(scale));
   }
 
   @Override

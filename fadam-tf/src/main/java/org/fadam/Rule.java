@@ -103,7 +103,7 @@ final class Rule {
     // RMS(ḡ) and RMS(ḡw) in one pass over ḡ = g/(f^ρ + ε̂^(2ρ)) (l.9) and ḡw = θ/(…) (l.12)
     ClipSums<W> clip = new ClipSums<>(k, in.shape());
     clip.add("g", tf.math.mul(g, rcp));
-    if (o.weightDecay() != 0) {
+    if (s.lambda() != null) {
       clip.add("w", tf.math.mul(theta, rcp));
     }
     clip.sum();
@@ -111,9 +111,9 @@ final class Rule {
     Operand<W> m = k.ema(in.slots().get(M), s.beta1(), s.oneMinusBeta1(), gBar); // l.11
     out.put(M, m);
     Operand<W> direction = m;
-    if (o.weightDecay() != 0) {
+    if (s.lambda() != null) {
       Operand<W> gw = k.clipped(theta, rcp, clip.scale("w", o.clipThreshold())); // l.12–13
-      direction = tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), gw)); // m + λ ḡw
+      direction = tf.math.add(m, tf.math.mul(s.lambda(), gw)); // m + λ ḡw
     }
     Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(s.eta(), direction)); // l.14
     return new Result<>(newTheta, out);
@@ -137,9 +137,9 @@ final class Rule {
     clip.sum();
     Operand<W> gBar = k.clipped(mHat, rcp, clip.scale("g", o.clipThreshold())); // l.9
     Operand<W> direction =
-        o.weightDecay() == 0
+        s.lambda() == null
             ? gBar
-            : tf.math.add(gBar, tf.math.mul(k.c(o.weightDecay()), in.theta())); // l.10: ḡ + λθ
+            : tf.math.add(gBar, tf.math.mul(s.lambda(), in.theta())); // l.10: ḡ + λθ
     Operand<W> newTheta = tf.math.sub(in.theta(), tf.math.mul(s.eta(), direction)); // l.10
     Map<String, Operand<W>> out = new LinkedHashMap<>();
     out.put(M, m);
@@ -169,9 +169,9 @@ final class Rule {
     Operand<W> m = k.ema(in.slots().get(M), s.beta1(), s.oneMinusBeta1(), tf.math.mul(s.eta(), gBar)); // l.12
     out.put(M, m);
     Operand<W> update =
-        o.weightDecay() == 0
+        s.lambda() == null
             ? m
-            : tf.math.add(m, tf.math.mul(k.c(o.weightDecay()), in.theta())); // l.13: m + λθ
+            : tf.math.add(m, tf.math.mul(s.lambda(), in.theta())); // l.13: m + λθ
     Operand<W> newTheta = tf.math.sub(in.theta(), tf.math.mul(s.applied(), update)); // l.13
     return new Result<>(newTheta, out);
   }

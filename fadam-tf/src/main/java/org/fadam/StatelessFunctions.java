@@ -13,10 +13,8 @@ import org.tensorflow.Output;
 import org.tensorflow.Signature;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
-import org.tensorflow.types.TBool;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt64;
-import org.tensorflow.types.family.TFloating;
 import org.tensorflow.types.family.TType;
 
 /**
@@ -119,42 +117,19 @@ final class StatelessFunctions {
     @SuppressWarnings("unchecked")
     Operand<TInt64> iterations = (Operand<TInt64>) values.get(state.iterations()).value();
     List<Updater.Target> targets = functions.targets(grads, values::get);
-    Updater.Plan plan = functions.updater(fn, iterations).plan(fn, targets, values.get(state.skippedSteps()));
+    Updater.Plan plan = functions.updater(fn, values::get).plan(fn, targets, values.get(state.skippedSteps()));
     Map<StateVar, Operand<?>> next = new IdentityHashMap<>();
     for (int i = 0; i < plan.values().size(); i++) {
       next.put(plan.vars().get(i), plan.values().get(i));
     }
-    next.put(values.get(state.iterations()), fn.math.add(iterations, fn.constant(1L)));
+    next.put(values.get(state.iterations()), functions.iterationsAfter(fn, iterations, plan.finite()));
     for (ResourceVariable<?> v : state.all()) {
       StateVar.Value var = values.get(v);
       // A variable the step does not write (skipped_steps outside SKIP) leaves as it came in.
       a.output(fn.identity(next.getOrDefault(var, var.value())));
     }
-    a.output(finite(fn, targets, plan));
+    a.output(plan.allFinite(fn));
     return a.sig.build();
-  }
-
-  /**
-   * Whether every gradient of the step was finite (its sum of squares is). Under SKIP and ERROR
-   * the plan has computed it; under PROPAGATE it is computed here, for this output only.
-   */
-  private Operand<TBool> finite(Ops fn, List<Updater.Target> targets, Updater.Plan plan) {
-    boolean policy = functions.spec.options().nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
-    Operand<TBool> all = null;
-    for (int i = 0; i < targets.size(); i++) {
-      Operand<TBool> f = policy ? plan.finite().get(i) : gradientFinite(fn, targets.get(i));
-      all = all == null ? f : fn.math.logicalAnd(all, f);
-    }
-    return all;
-  }
-
-  private static Operand<TBool> gradientFinite(Ops fn, Updater.Target t) {
-    Kernels<? extends TFloating> k = Kernels.forParameter(fn, t.paramType(), false);
-    return statsOf(k, t).finite();
-  }
-
-  private static <W extends TFloating> Kernels.Stats statsOf(Kernels<W> k, Updater.Target t) {
-    return k.stats(k.cast(t.gradient()), t.shape());
   }
 
   /** The {@value FisherTrainStep#STATELESS_GRADIENTS} signature. */

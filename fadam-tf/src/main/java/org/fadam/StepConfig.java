@@ -4,6 +4,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Predicate;
 import org.tensorflow.Graph;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.types.family.TType;
@@ -28,6 +29,7 @@ abstract class StepConfig<B extends StepConfig<B>> {
   List<String> serveInputs = List.of();
   boolean jit = true;
   String name = "train_step";
+  Predicate<ResourceVariable<?>> decayMask;
 
   StepConfig(Graph graph) {
     this.graph = Objects.requireNonNull(graph, "graph");
@@ -104,6 +106,19 @@ abstract class StepConfig<B extends StepConfig<B>> {
    */
   public B schedule(FisherTrainStep.Schedule s) {
     this.schedule = s;
+    return self();
+  }
+
+  /**
+   * Which parameters the weight decay λ applies to, as optax's {@code mask}: true = decayed. The
+   * others take the step of λ = 0, bit for bit. The default decays every parameter; {@link
+   * WeightDecayMasks#matrices()} is the usual rule (layer-norm gains and biases excluded).
+   *
+   * @param decayed true for each parameter to decay
+   * @return this builder
+   */
+  public B weightDecayMask(Predicate<ResourceVariable<?>> decayed) {
+    this.decayMask = Objects.requireNonNull(decayed, "weightDecayMask");
     return self();
   }
 
@@ -187,6 +202,17 @@ abstract class StepConfig<B extends StepConfig<B>> {
     if (variables.isEmpty()) {
       throw new IllegalStateException("no variables: call variables(...) before build()");
     }
+    if (decayMask != null) {
+      if (options.weightDecay() == 0) {
+        throw new IllegalArgumentException(
+            "weightDecayMask is set but weightDecay is 0: set FisherOptions.weightDecay(λ > 0) or drop the mask");
+      }
+      if (variables.stream().noneMatch(decayMask)) {
+        throw new IllegalArgumentException("weightDecayMask decays none of the variables "
+            + variables.stream().map(ResourceVariable::name).toList()
+            + " (a typo?); to decay none, set FisherOptions.weightDecay(0)");
+      }
+    }
     for (String n : serveInputs) {
       if (!inputs.containsKey(n)) {
         throw new IllegalArgumentException("prediction input '" + n + "' is not a declared input");
@@ -197,6 +223,6 @@ abstract class StepConfig<B extends StepConfig<B>> {
   /** What the step functions are built from. */
   StepFunctions.Spec functionSpec() {
     return new StepFunctions.Spec(name, inputs, model, algorithm, options, learningRate, schedule, jit,
-        predictor, serveInputs);
+        predictor, serveInputs, decayMask == null ? v -> true : decayMask);
   }
 }

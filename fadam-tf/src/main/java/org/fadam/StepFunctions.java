@@ -1,11 +1,11 @@
 package org.fadam;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
+import java.util.function.Predicate;
 import java.util.Optional;
 import org.tensorflow.ConcreteFunction;
 import org.tensorflow.Graph;
@@ -19,8 +19,10 @@ import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TBool;
 import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt32;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TFloating;
+import org.tensorflow.types.family.TNumber;
 import org.tensorflow.types.family.TType;
 
 /**
@@ -47,6 +49,7 @@ final class StepFunctions {
    * @param jit whether the calls are XLA-compiled
    * @param predictor the predictions, or null
    * @param serveInputs the inputs the predictions read
+   * @param decayMask which parameters the weight decay applies to
    */
   record Spec(
       String name,
@@ -58,7 +61,8 @@ final class StepFunctions {
       FisherTrainStep.Schedule schedule,
       boolean jit,
       FisherTrainStep.Predictor predictor,
-      List<String> serveInputs) {}
+      List<String> serveInputs,
+      Predicate<ResourceVariable<?>> decayMask) {}
 
   /**
    * An input's dtype and shape.
@@ -88,6 +92,10 @@ final class StepFunctions {
   final Map<String, Placeholder<?>> gradientInputs = new LinkedHashMap<>();
   /** The second half's outputs: step, finite. */
   final Operation apply;
+  /** Whether every gradient of the whole step was finite (a scalar of {@link #train}'s flags). */
+  final Operand<TBool> trainFinite;
+  /** Whether every gradient given to the second half was finite. */
+  final Operand<TBool> applyFinite;
   /** The model's loss at the variables' current values, in the outer graph (no step). */
   final Operand<? extends TFloating> evalLoss;
   /** The predictions in the outer graph, or null without a predictor. */
@@ -118,6 +126,9 @@ final class StepFunctions {
     }
     this.apply = FunctionCalls.call(graph.baseScope(), applyName,
         ConcreteFunction.create(this::applyBody), args(gradientInputs.values(), all), spec.jit());
+    Operand<TInt32> axis = tf.constant(0);
+    this.trainFinite = tf.withName(spec.name() + "_" + FisherTrainStep.FINITE).reduceAll(train.output(2), axis);
+    this.applyFinite = tf.withName(applyName + "_" + FisherTrainStep.FINITE).reduceAll(apply.output(1), axis);
     Operands in = new Operands(INPUT, inputs);
     this.evalLoss = spec.model().loss(tf.withSubScope("eval"), in, state.values(tf));
     this.predictions = spec.predictor() == null
@@ -147,11 +158,12 @@ final class StepFunctions {
     return all;
   }
 
-  /** The whole step's signature under {@code key}: every input → loss, step. */
+  /** The whole step's signature under {@code key}: every input → loss, step, finite. */
   Signature trainSignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
     inputs.forEach(s::input);
-    return s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1)).build();
+    return s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1))
+        .output(FisherTrainStep.FINITE, trainFinite).build();
   }
 
   /** The first half's signature under {@code key}: every input → loss and each gradient. */
@@ -166,11 +178,11 @@ final class StepFunctions {
     return s.build();
   }
 
-  /** The second half's signature under {@code key}: each gradient → step. */
+  /** The second half's signature under {@code key}: each gradient → step, finite. */
   Signature applySignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
     gradientInputs.forEach(s::input);
-    return s.output(FisherTrainStep.STEP, apply.output(0)).build();
+    return s.output(FisherTrainStep.STEP, apply.output(0)).output(FisherTrainStep.FINITE, applyFinite).build();
   }
 
   /** The predictions' signature under {@code key}: the inputs they read → predictions. */
@@ -297,40 +309,58 @@ final class StepFunctions {
    * @param done ops that run after the update and the count
    * @param after {@code iterations} after the step
    * @param finite whether each parameter's gradient was finite
-   * @param options the options (their policy)
    */
-  private record Update(Ops done, Operand<TInt64> after, List<Operand<TBool>> finite, FisherOptions options) {
+  private record Update(Ops done, Operand<TInt64> after, List<Operand<TBool>> finite) {
 
     /** Adds the step and finite outputs. */
     Signature.Builder outputs(Signature.Builder sig) {
       sig.output(FisherTrainStep.STEP, done.withName(FisherTrainStep.STEP).identity(after));
-      // Only ERROR reads the flags; otherwise a constant, so PROPAGATE's step has no finiteness work.
-      boolean[] none = new boolean[finite.size()];
-      Arrays.fill(none, true);
-      return sig.output(FisherTrainStep.FINITE, options.nonFinite() == FisherOptions.NonFinitePolicy.ERROR
-          ? done.withName(FisherTrainStep.FINITE).stack(finite)
-          : done.withName(FisherTrainStep.FINITE).constant(none));
+      return sig.output(FisherTrainStep.FINITE, done.withName(FisherTrainStep.FINITE).stack(finite));
     }
   }
 
   /** The update of every parameter from its gradient (in parameter order), counted. */
   private Update update(Ops fn, List<? extends Operand<?>> grads, Map<ResourceVariable<?>, Output<TType>> handles) {
+    Function<ResourceVariable<?>, StateVar> varOf = v -> new Handle(handles.get(v), v.type());
+    Updater.Step step = updater(fn, varOf).build(fn, targets(grads, varOf), varOf.apply(state.skippedSteps()), "apply");
     Operand<TInt64> before = fn.readVariableOp(handles.get(state.iterations()), TInt64.class);
-    Updater.Step step = updater(fn, before).build(fn,
-        targets(grads, v -> new Handle(handles.get(v), v.type())),
-        new Handle(handles.get(state.skippedSteps()), TInt64.class), "apply");
-    Operand<TInt64> after = fn.math.add(before, fn.constant(1L));
+    Operand<TInt64> after = iterationsAfter(fn, before, step.finite());
     Op count = fn.withControlDependencies(List.of(step.op()))
         .assignVariableOp(handles.get(state.iterations()), after);
-    return new Update(fn.withControlDependencies(List.of(step.op(), count)), after, step.finite(), spec.options());
+    return new Update(fn.withControlDependencies(List.of(step.op(), count)), after, step.finite());
   }
 
-  /** The optimizer's updater, with η_t from the schedule at {@code iterations} (or the fixed η). */
-  Updater updater(Ops fn, Operand<TInt64> iterations) {
+  /**
+   * {@code iterations} after a step: one more, except under ERROR when a gradient was not finite
+   * (the refused call changes nothing, its count included).
+   */
+  Operand<TInt64> iterationsAfter(Ops fn, Operand<TInt64> before, List<Operand<TBool>> finite) {
+    Operand<TInt64> next = fn.math.add(before, fn.constant(1L));
+    if (spec.options().nonFinite() != FisherOptions.NonFinitePolicy.ERROR) {
+      return next;
+    }
+    return fn.select(new Updater.Plan(List.of(), List.of(), finite).allFinite(fn), next, before);
+  }
+
+  /**
+   * The optimizer's updater: η_t from the schedule at {@code iterations} (or the fixed η) times
+   * {@code hparams/learning_rate_scale}, and λ from {@code hparams/weight_decay}, each variable
+   * reached through {@code varOf}.
+   */
+  Updater updater(Ops fn, Function<ResourceVariable<?>, StateVar> varOf) {
     LearningRate lr = spec.schedule() == null
         ? LearningRate.of(spec.learningRate())
-        : LearningRate.of(spec.schedule().learningRate(fn, iterations));
-    return new Updater(new Updater.Spec(spec.algorithm(), spec.options(), lr), spec.jit());
+        : LearningRate.of(spec.schedule().learningRate(fn,
+            fn.dtypes.cast(varOf.apply(state.iterations()).read(fn), TInt64.class)));
+    lr = lr.scaled(number(varOf.apply(state.learningRateScale()).read(fn)));
+    Operand<? extends TNumber> lambda =
+        state.weightDecay() == null ? null : number(varOf.apply(state.weightDecay()).read(fn));
+    return new Updater(new Updater.Spec(spec.algorithm(), spec.options(), lr, lambda), spec.jit());
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Operand<? extends TNumber> number(Operand<? extends TType> x) {
+    return (Operand<? extends TNumber>) x;
   }
 
   /** Every parameter's update target, each variable reached through {@code varOf}. */
@@ -346,7 +376,7 @@ final class StepFunctions {
         }
       });
       targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads.get(k), varOf.apply(p),
-          slotVars, varOf.apply(state.slotsOf(p).get(Algorithm.STEP))));
+          slotVars, varOf.apply(state.slotsOf(p).get(Algorithm.STEP)), spec.decayMask().test(p)));
     }
     return targets;
   }

@@ -3,12 +3,17 @@ package org.fadam;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.tensorflow.Graph;
 import org.tensorflow.Output;
 import org.tensorflow.Session;
 import org.tensorflow.Tensor;
+import org.tensorflow.ndarray.Shape;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TBool;
 import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TFloat64;
 import org.tensorflow.types.TInt64;
 
 /**
@@ -23,13 +28,40 @@ final class StepRunner {
   private final Map<String, String> gradientKeys;
   private final List<ResourceVariable<?>> parameters;
   private final FisherOptions options;
+  /** Each run-time hyperparameter's value placeholder and assignment, by variable. */
+  private final Map<ResourceVariable<?>, Assignment> assignments = new LinkedHashMap<>();
 
-  StepRunner(StepFunctions functions, List<ResourceVariable<?>> parameters) {
+  /** A placeholder for a new value and the op that assigns it. */
+  private record Assignment(Placeholder<?> value, Op assign) {}
+
+  StepRunner(Graph graph, StepFunctions functions, TrainState state) {
     this.functions = functions;
     this.inputs = functions.inputs;
     this.gradientKeys = functions.keys;
-    this.parameters = parameters;
+    this.parameters = state.parameters();
     this.options = functions.spec.options();
+    Ops tf = Ops.create(graph).withSubScope(functions.spec.name() + "_set");
+    for (ResourceVariable<?> v : java.util.Arrays.asList(state.learningRateScale(), state.weightDecay())) {
+      if (v != null) {
+        Placeholder<?> value = tf.placeholder(v.type(), Placeholder.shape(Shape.scalar()));
+        assignments.put(v, new Assignment(value, tf.assignVariableOp(v.handle(), value)));
+      }
+    }
+  }
+
+  /**
+   * Assigns a run-time hyperparameter.
+   *
+   * @throws IllegalArgumentException naming the value if it is negative or not finite
+   */
+  void set(Session session, ResourceVariable<?> variable, String what, double value) {
+    if (!Double.isFinite(value) || value < 0) {
+      throw new IllegalArgumentException(what + " must be finite and ≥ 0; got " + value);
+    }
+    Assignment a = assignments.get(variable);
+    try (Tensor t = variable.type() == TFloat64.class ? TFloat64.scalarOf(value) : TFloat32.scalarOf((float) value)) {
+      session.runner().feed(a.value(), t).addTarget(a.assign()).run();
+    }
   }
 
   /** The whole step: loss and step count. */
@@ -40,8 +72,10 @@ final class StepRunner {
       r.fetch(functions.train.output(i));
     }
     try (org.tensorflow.Result out = XlaErrors.run(r::run)) {
-      checkFinite((TBool) out.get(2));
-      return new FisherTrainStep.Result(((TFloat32) out.get(0)).getFloat(), ((TInt64) out.get(1)).getLong());
+      TBool finite = (TBool) out.get(2);
+      checkFinite(finite);
+      return new FisherTrainStep.Result(
+          ((TFloat32) out.get(0)).getFloat(), ((TInt64) out.get(1)).getLong(), allTrue(finite));
     }
   }
 
@@ -100,6 +134,15 @@ final class StepRunner {
         throw new IllegalArgumentException("input '" + n + "' is not fed; inputs are " + inputs.keySet());
       }
     }
+  }
+
+  private static boolean allTrue(TBool flags) {
+    for (long i = 0; i < flags.shape().size(); i++) {
+      if (!flags.getBoolean(i)) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Under ERROR, throws naming the first parameter whose gradient was not finite. */

@@ -21,6 +21,8 @@ import org.tensorflow.types.family.TFloating;
  * @param oneMinusBeta2 1 − β2
  * @param epsHat ε̂ = min(ε, ε2·RMS(g)) (Alg. 1 l.8); null where the algorithm has no adaptive ε
  * @param applied 1, or 0 where the step is skipped: Algorithm 4's update, whose λθ carries no η
+ * @param lambda λ, the weight decay of this tensor (Alg. 1 l.14, Alg. 3 l.10, Alg. 4 l.13); null
+ *     where the tensor is not decayed (λ = 0 or masked out), so that no decay term is built
  * @param <W> the working dtype
  */
 record StepScalars<W extends TFloating>(
@@ -33,7 +35,8 @@ record StepScalars<W extends TFloating>(
     Operand<W> beta2,
     Operand<W> oneMinusBeta2,
     Operand<W> epsHat,
-    Operand<W> applied) {
+    Operand<W> applied,
+    Operand<W> lambda) {
 
   /**
    * The scalars of a step.
@@ -44,12 +47,14 @@ record StepScalars<W extends TFloating>(
    * @param t the step number after this step's increment
    * @param rmsG RMS(g) for the adaptive ε, or null where the algorithm has none
    * @param keep whether the step is kept, or null without a non-finite policy
+   * @param lambda this tensor's λ, or null where it is not decayed (needs no folding: every
+   *     algorithm multiplies its decay term by η or by {@code applied})
    * @param <W> the working dtype
    * @return the scalars, folded by {@code keep}
    */
   static <W extends TFloating> StepScalars<W> of(
       Kernels<W> k, FisherOptions o, Operand<W> lr, Operand<W> t, Operand<W> rmsG,
-      Operand<TBool> keep) {
+      Operand<TBool> keep, Operand<W> lambda) {
     Kept<W> kept = new Kept<>(k, keep);
     return new StepScalars<>(
         t,
@@ -61,7 +66,8 @@ record StepScalars<W extends TFloating>(
         kept.or(k.c(o.beta2()), 1), // Alg. 3 l.6
         kept.or(k.c(1 - o.beta2()), 0),
         rmsG == null ? null : kept.or(k.adaptiveEpsilon(o.epsilon(), o.epsilon2(), rmsG), 1), // l.8
-        kept.or(k.c(1), 0));
+        kept.or(k.c(1), 0),
+        lambda);
   }
 
   /** A scalar chosen by the policy: the kept value, or the skipped one where keep is false. */

@@ -11,13 +11,17 @@ import org.tensorflow.Operand;
 import org.tensorflow.internal.types.registry.TensorTypeRegistry;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.op.Ops;
+import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TFloat64;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TType;
 
 /**
  * Every resource variable of a {@link FisherTrainStep}: the parameters, each one's slots and step
- * counter ({@link OptimizerSlots}), and the step's {@code iterations} and {@code skipped_steps}
- * counters, in the order the checkpoint and the step function list them.
+ * counter ({@link OptimizerSlots}), the step's {@code iterations} and {@code skipped_steps}
+ * counters, and its run-time hyperparameters ({@code hparams/learning_rate_scale}, and {@code
+ * hparams/weight_decay} where the step decays), in the order the checkpoint and the step function
+ * list them.
  */
 final class TrainState {
 
@@ -26,6 +30,8 @@ final class TrainState {
   private final Map<String, Map<String, ResourceVariable<?>>> slots = new LinkedHashMap<>();
   private final ResourceVariable<TInt64> iterations;
   private final ResourceVariable<TInt64> skippedSteps;
+  private final ResourceVariable<?> learningRateScale;
+  private final ResourceVariable<?> weightDecay;
   private final List<ResourceVariable<?>> all;
 
   /**
@@ -49,8 +55,27 @@ final class TrainState {
     this.skippedSteps = filled(scope, name + "-skipped_steps", TInt64.class, Shape.scalar(), 0);
     vars.add(iterations);
     vars.add(skippedSteps);
+    // float32 (what a TPU computes in), float64 where a parameter is (so its λ and η stay exact)
+    Class<? extends TType> hp = this.parameters.stream().anyMatch(p -> p.type() == TFloat64.class)
+        ? TFloat64.class : TFloat32.class;
+    Ops hparams = scope.withSubScope(HPARAMS);
+    this.learningRateScale = filled(hparams, LEARNING_RATE_SCALE, hp, Shape.scalar(), 1);
+    vars.add(learningRateScale);
+    this.weightDecay = options.weightDecay() == 0
+        ? null
+        : filled(hparams, WEIGHT_DECAY, hp, Shape.scalar(), options.weightDecay());
+    if (weightDecay != null) {
+      vars.add(weightDecay);
+    }
     this.all = List.copyOf(vars);
   }
+
+  /** The scope of the run-time hyperparameters under the step's name. */
+  static final String HPARAMS = "hparams";
+  /** η_t's multiplier. */
+  static final String LEARNING_RATE_SCALE = "learning_rate_scale";
+  /** λ. */
+  static final String WEIGHT_DECAY = "weight_decay";
 
   private static <X extends TType> ResourceVariable<X> filled(
       Ops tf, String name, Class<X> type, Shape shape, double init) {
@@ -93,6 +118,16 @@ final class TrainState {
 
   ResourceVariable<TInt64> skippedSteps() {
     return skippedSteps;
+  }
+
+  /** The multiplier of η_t, 1 at creation. */
+  ResourceVariable<?> learningRateScale() {
+    return learningRateScale;
+  }
+
+  /** λ, or null where the step was built with λ = 0 (then it has no decay term to scale). */
+  ResourceVariable<?> weightDecay() {
+    return weightDecay;
   }
 
   /** Bytes of optimizer state: every slot and step counter, and the two global counters. */

@@ -12,6 +12,7 @@ import org.tensorflow.op.core.NoOp;
 import org.tensorflow.types.TBool;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TFloating;
+import org.tensorflow.types.family.TNumber;
 import org.tensorflow.types.family.TType;
 
 /**
@@ -29,8 +30,26 @@ final class Updater {
    * @param algorithm the algorithm
    * @param options its options
    * @param learningRate η_t
+   * @param weightDecay λ as a graph scalar (a run-time hyperparameter), or null for the options'
+   *     constant λ
    */
-  record Spec(Algorithm algorithm, FisherOptions options, LearningRate learningRate) {}
+  record Spec(
+      Algorithm algorithm, FisherOptions options, LearningRate learningRate,
+      Operand<? extends TNumber> weightDecay) {
+
+    /** A spec whose λ is the options' constant. */
+    Spec(Algorithm algorithm, FisherOptions options, LearningRate learningRate) {
+      this(algorithm, options, learningRate, null);
+    }
+
+    /** λ of a decayed tensor in W, or null where the tensor has no decay term. */
+    <W extends TFloating> Operand<W> lambda(Kernels<W> k, boolean decayed) {
+      if (!decayed || (weightDecay == null && options.weightDecay() == 0)) {
+        return null;
+      }
+      return weightDecay == null ? k.c(options.weightDecay()) : k.cast(weightDecay);
+    }
+  }
 
   /**
    * One variable to update: its gradient, how to reach it, and its slots.
@@ -42,6 +61,7 @@ final class Updater {
    * @param param the variable
    * @param slots its float slots by name
    * @param step its step counter (int64)
+   * @param decayed whether the weight decay applies to it (a weight-decay mask's verdict)
    */
   record Target(
       String name,
@@ -50,7 +70,8 @@ final class Updater {
       Operand<? extends TType> gradient,
       StateVar param,
       Map<String, StateVar> slots,
-      StateVar step) {
+      StateVar step,
+      boolean decayed) {
 
     Target {
       if (shape.isUnknown() || shape.hasUnknownDimension()) {
@@ -80,7 +101,17 @@ final class Updater {
    * @param vars the variable each value goes to
    * @param finite whether each target's gradient was finite
    */
-  record Plan(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite) {}
+  record Plan(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite) {
+
+    /** Whether every target's gradient was finite. */
+    Operand<TBool> allFinite(Ops tf) {
+      Operand<TBool> all = tf.constant(true);
+      for (Operand<TBool> f : finite) {
+        all = tf.math.logicalAnd(all, f);
+      }
+      return all;
+    }
+  }
 
   private final Spec spec;
   /** Whether the step will be XLA-compiled (the sums take XLA's fused forms). */
@@ -121,7 +152,7 @@ final class Updater {
     boolean policy = options.nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
     List<Pending<?>> pending = new ArrayList<>();
     for (Target target : targets) {
-      pending.add(read(Kernels.forParameter(tf, target.paramType(), xla), policy, target));
+      pending.add(read(Kernels.forParameter(tf, target.paramType(), xla), target));
     }
     Operand<TBool> keep = null;
     if (policy) {
@@ -141,7 +172,7 @@ final class Updater {
       vars.add(skipped);
     }
     List<Operand<TBool>> finite = new ArrayList<>();
-    pending.forEach(p -> finite.add(p.stats() == null ? tf.constant(true) : p.finite()));
+    pending.forEach(p -> finite.add(p.finite()));
     return new Plan(values, vars, finite);
   }
 
@@ -173,15 +204,15 @@ final class Updater {
   }
 
   /** Reads a target's state and gradient, and the gradient's sums where needed. */
-  private <W extends TFloating> Pending<W> read(Kernels<W> k, boolean policy, Target target) {
+  private <W extends TFloating> Pending<W> read(Kernels<W> k, Target target) {
     Ops tf = k.tf;
     Operand<W> theta = k.cast(target.param().read(tf));
     Map<String, Operand<W>> slots = new LinkedHashMap<>();
     target.slots().forEach((slot, v) -> slots.put(slot, k.cast(v.read(tf))));
     Operand<TInt64> step = tf.dtypes.cast(target.step().read(tf), TInt64.class);
     Operand<W> g = k.cast(target.gradient());
-    boolean stats = policy || spec.algorithm().needsGradientStats();
-    return new Pending<>(k, target, theta, slots, step, g, stats ? k.stats(g, target.shape()) : null);
+    // Σg² always: the policy and the adaptive ε read it, and every step reports finiteness
+    return new Pending<>(k, target, theta, slots, step, g, k.stats(g, target.shape()));
   }
 
   /** A read but not yet computed step of one variable. */
@@ -194,7 +225,7 @@ final class Updater {
       Operand<W> gradient,
       Kernels.Stats stats) {
 
-    /** Whether the gradient is finite (its sum of squares is); only with a policy. */
+    /** Whether the gradient is finite (its sum of squares is). */
     Operand<TBool> finite() {
       return stats.finite();
     }
@@ -204,9 +235,9 @@ final class Updater {
       Ops tf = k.tf;
       Shape shape = target.shape();
       Operand<TInt64> next = tf.math.add(step, tf.constant(1L)); // l.4: t ← t + 1
-      Operand<W> rmsG = stats == null || !spec.algorithm().needsGradientStats() ? null : k.rms(stats, shape);
-      StepScalars<W> s = StepScalars.of(
-          k, spec.options(), spec.learningRate().in(k), k.stepNumber(next), rmsG, keep);
+      Operand<W> rmsG = spec.algorithm().needsGradientStats() ? k.rms(stats, shape) : null;
+      StepScalars<W> s = StepScalars.of(k, spec.options(), spec.learningRate().in(k),
+          k.stepNumber(next), rmsG, keep, spec.lambda(k, target.decayed()));
       // g, or zeros where the policy skips the step (a scalar-predicated select, fused)
       Operand<W> g = keep == null ? gradient : tf.select(keep, gradient, tf.zerosLike(gradient));
       Rule.Result<W> r = Rule.step(spec.algorithm(),

@@ -42,16 +42,22 @@ final class XlaUpdate {
         t.slots().forEach((slot, v) -> slots.put(slot, in.state(tf, v)));
         Operand<?> g = in.value(t.gradient().asOutput(), t.shape());
         inner.add(new Updater.Target(t.name(), t.shape(), t.paramType(), g,
-            in.state(tf, t.param()), slots, in.state(tf, t.step())));
+            in.state(tf, t.param()), slots, in.state(tf, t.step()), t.decayed()));
       }
       LearningRate innerLr = lr.operand() == null
           ? lr
           : LearningRate.of(numeric(in.value(lr.operand().asOutput(), Shape.scalar())));
       StateVar innerSkipped = skipped == null ? null : in.state(tf, skipped);
-      Updater inside = new Updater(new Updater.Spec(spec.algorithm(), spec.options(), innerLr), true);
+      Operand<? extends TNumber> innerDecay = spec.weightDecay() == null
+          ? null
+          : numeric(in.value(spec.weightDecay().asOutput(), Shape.scalar()));
+      Updater inside = new Updater(
+          new Updater.Spec(spec.algorithm(), spec.options(), innerLr, innerDecay), true);
       Updater.Plan plan = inside.plan(f, inner, innerSkipped);
       List<Operand<?>> outputs = new ArrayList<>(plan.values());
-      outputs.addAll(plan.finite());
+      if (spec.options().nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
+        outputs.addAll(plan.finite()); // only ERROR's checks read them
+      }
       for (int k = 0; k < outputs.size(); k++) {
         sig.output(String.format("o%05d", k), outputs.get(k)); // names sort in output order
       }
