@@ -42,7 +42,7 @@ def test_train_continues_with_javas_losses_and_state(exports, python_runs, name)
         # largest value, a first moment after 6 steps)
         p, j = python.astype(np.float64), java.astype(np.float64)
         assert np.max(np.abs(p - j)) <= 1e-5 * np.max(np.abs(j)), v["name"]
-        if not v["trainable"]:  # slots moved
+        if not v["trainable"] and "/hparams/" not in v["name"]:  # slots moved (hyperparameters stay)
             assert not np.array_equal(python, run.at_export[v["name"]]), v["name"]
 
 
