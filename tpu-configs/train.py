@@ -71,6 +71,7 @@ VALUE_PREFIX = "var_"
 GRADIENT_PREFIX = "grad_"
 LOSS = "loss"
 FINITE = "finite"
+APPLIED = "applied"
 STRATEGIES = ("one", "mirrored", "multiworker", "tpu")
 # The process that trains: set (to the write end of the watchdog's pipe) in the child's environment.
 CHILD_ENV = "FADAM_TRAIN_CHILD_FD"
@@ -443,7 +444,7 @@ class Model:
                 {k for k in grads_def.inputs if k.startswith(VALUE_PREFIX)}, params),
             "stateless_gradients outputs": (set(grads_def.outputs), {LOSS} | grads),
             "stateless_apply inputs": (set(apply_def.inputs), values | grads),
-            "stateless_apply outputs": (set(apply_def.outputs), {FINITE} | values),
+            "stateless_apply outputs": (set(apply_def.outputs), {FINITE, APPLIED} | values),
         }
         for what, (have, need) in want.items():
             if have != need:

@@ -82,6 +82,12 @@ public final class FisherTrainStep {
   public static final String VARIABLE_PREFIX = "var_";
   /** Name of the output that says whether every gradient of the step was finite. */
   public static final String FINITE = "finite";
+  /**
+   * Name of the output that says whether the optimizer stepped: the call ended an accumulation
+   * window (every call without {@link Builder#accumulate}) and, under SKIP and ERROR, its
+   * gradients were finite.
+   */
+  public static final String APPLIED = "applied";
 
   /** The loss as a function of the inputs and the variables' current values. */
   @FunctionalInterface
@@ -131,9 +137,11 @@ public final class FisherTrainStep {
    * @param loss the loss on the batch, at the parameters before the step
    * @param step the number of steps taken, after this one
    * @param finite whether every gradient was finite (false: under SKIP the step was skipped, under
-   *     PROPAGATE it was taken; ERROR throws instead)
+   *     PROPAGATE it was taken; ERROR throws instead); with accumulation, the window's sum so far
+   * @param applied whether the optimizer stepped ({@value #APPLIED}): with {@link
+   *     Builder#accumulate} only every k-th call does
    */
-  public record Result(float loss, long step, boolean finite) {}
+  public record Result(float loss, long step, boolean finite, boolean applied) {}
 
   private final Graph graph;
   private final TrainState state;
@@ -142,7 +150,7 @@ public final class FisherTrainStep {
 
   private FisherTrainStep(Builder b) {
     this.graph = b.graph;
-    this.state = new TrainState(graph, b.name, b.algorithm, b.options, b.variables);
+    this.state = new TrainState(graph, b.name, b.algorithm, b.options, b.variables, b.accumulate);
     this.functions = new StepFunctions(graph, b.functionSpec(), state);
     this.runner = new StepRunner(graph, functions, state);
     ResourceSaver.build(graph, state.all());

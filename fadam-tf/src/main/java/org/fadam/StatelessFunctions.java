@@ -14,7 +14,6 @@ import org.tensorflow.Signature;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TFloat32;
-import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TType;
 
 /**
@@ -36,7 +35,7 @@ final class StatelessFunctions {
   final Map<String, Placeholder<?>> valueInputs = new LinkedHashMap<>();
   /** Loss, then one gradient per parameter. */
   final Operation gradients;
-  /** Every state variable's new value (in {@link TrainState#all} order), then finite. */
+  /** Every state variable's new value (in {@link TrainState#all} order), then finite, applied. */
   final Operation apply;
 
   /** Builds both functions and their calls, over the inputs and gradient placeholders of {@code functions}. */
@@ -103,7 +102,7 @@ final class StatelessFunctions {
     return a.sig.build();
   }
 
-  /** Every state variable's value and each gradient → every new value, then finite. */
+  /** Every state variable's value and each gradient → every new value, then finite, applied. */
   private Signature applyBody(Ops fn) {
     Args a = new Args(fn, "stateless_apply");
     Map<ResourceVariable<?>, StateVar.Value> values = new IdentityHashMap<>();
@@ -114,21 +113,18 @@ final class StatelessFunctions {
     for (ResourceVariable<?> p : state.parameters()) {
       grads.add(a.input(p.type(), p.shape()));
     }
-    @SuppressWarnings("unchecked")
-    Operand<TInt64> iterations = (Operand<TInt64>) values.get(state.iterations()).value();
-    List<Updater.Target> targets = functions.targets(grads, values::get);
-    Updater.Plan plan = functions.updater(fn, values::get).plan(fn, targets, values.get(state.skippedSteps()));
+    StepFunctions.Next step = functions.next(fn, grads, values::get);
     Map<StateVar, Operand<?>> next = new IdentityHashMap<>();
-    for (int i = 0; i < plan.values().size(); i++) {
-      next.put(plan.vars().get(i), plan.values().get(i));
+    for (int i = 0; i < step.values().size(); i++) {
+      next.put(step.vars().get(i), step.values().get(i));
     }
-    next.put(values.get(state.iterations()), functions.iterationsAfter(fn, iterations, plan.finite()));
     for (ResourceVariable<?> v : state.all()) {
       StateVar.Value var = values.get(v);
       // A variable the step does not write (skipped_steps outside SKIP) leaves as it came in.
       a.output(fn.identity(next.getOrDefault(var, var.value())));
     }
-    a.output(plan.allFinite(fn));
+    a.output(Updater.allTrue(fn, step.finite()));
+    a.output(fn.identity(step.applied()));
     return a.sig.build();
   }
 
@@ -157,6 +153,6 @@ final class StatelessFunctions {
     for (String key : valueInputs.keySet()) {
       s.output(key, apply.output(i++));
     }
-    return s.output(FisherTrainStep.FINITE, apply.output(i)).build();
+    return s.output(FisherTrainStep.FINITE, apply.output(i)).output(FisherTrainStep.APPLIED, apply.output(i + 1)).build();
   }
 }

@@ -30,6 +30,7 @@ abstract class StepConfig<B extends StepConfig<B>> {
   boolean jit = true;
   String name = "train_step";
   Predicate<ResourceVariable<?>> decayMask;
+  int accumulate = 1;
 
   StepConfig(Graph graph) {
     this.graph = Objects.requireNonNull(graph, "graph");
@@ -119,6 +120,27 @@ abstract class StepConfig<B extends StepConfig<B>> {
    */
   public B weightDecayMask(Predicate<ResourceVariable<?>> decayed) {
     this.decayMask = Objects.requireNonNull(decayed, "weightDecayMask");
+    return self();
+  }
+
+  /**
+   * Gradient accumulation, as {@code optax.MultiSteps}: each {@code train} (or {@code
+   * apply_gradients}) call adds its gradients to sums (state variables, exported and
+   * checkpointed), and every k-th call steps the optimizer on their mean and clears them; only
+   * those calls move the parameters, slots and counters ({@link FisherTrainStep.Result#applied}).
+   * Under SKIP a non-finite micro-batch drops the whole accumulated step (the sum is not finite
+   * at the k-th call, which is counted as a skipped step); under ERROR it is refused at its own
+   * call, changing nothing.
+   *
+   * @param k the calls per optimizer step, ≥ 1 (1: no accumulation, the default)
+   * @return this builder
+   * @throws IllegalArgumentException if {@code k < 1}
+   */
+  public B accumulate(int k) {
+    if (k < 1) {
+      throw new IllegalArgumentException("accumulate k must be ≥ 1; got " + k);
+    }
+    this.accumulate = k;
     return self();
   }
 
@@ -223,6 +245,6 @@ abstract class StepConfig<B extends StepConfig<B>> {
   /** What the step functions are built from. */
   StepFunctions.Spec functionSpec() {
     return new StepFunctions.Spec(name, inputs, model, algorithm, options, learningRate, schedule, jit,
-        predictor, serveInputs, decayMask == null ? v -> true : decayMask);
+        predictor, serveInputs, decayMask == null ? v -> true : decayMask, accumulate);
   }
 }

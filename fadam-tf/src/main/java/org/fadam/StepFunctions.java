@@ -50,6 +50,7 @@ final class StepFunctions {
    * @param predictor the predictions, or null
    * @param serveInputs the inputs the predictions read
    * @param decayMask which parameters the weight decay applies to
+   * @param accumulate k: the optimizer steps once every k calls, on the mean of their gradients
    */
   record Spec(
       String name,
@@ -62,7 +63,8 @@ final class StepFunctions {
       boolean jit,
       FisherTrainStep.Predictor predictor,
       List<String> serveInputs,
-      Predicate<ResourceVariable<?>> decayMask) {}
+      Predicate<ResourceVariable<?>> decayMask,
+      int accumulate) {}
 
   /**
    * An input's dtype and shape.
@@ -84,13 +86,13 @@ final class StepFunctions {
   final Map<String, Placeholder<?>> inputs = new LinkedHashMap<>();
   /** The whole step's function. */
   final ConcreteFunction trainFunction;
-  /** The whole step's outputs: loss, step, finite. */
+  /** The whole step's outputs: loss, step, finite (per parameter), applied. */
   final Operation train;
   /** The first half's outputs: loss, then one gradient per parameter. */
   final Operation gradients;
   /** The second half's gradient inputs in the outer graph, by key. */
   final Map<String, Placeholder<?>> gradientInputs = new LinkedHashMap<>();
-  /** The second half's outputs: step, finite. */
+  /** The second half's outputs: step, finite (per parameter), applied. */
   final Operation apply;
   /** Whether every gradient of the whole step was finite (a scalar of {@link #train}'s flags). */
   final Operand<TBool> trainFinite;
@@ -158,12 +160,12 @@ final class StepFunctions {
     return all;
   }
 
-  /** The whole step's signature under {@code key}: every input → loss, step, finite. */
+  /** The whole step's signature under {@code key}: every input → loss, step, finite, applied. */
   Signature trainSignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
     inputs.forEach(s::input);
     return s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1))
-        .output(FisherTrainStep.FINITE, trainFinite).build();
+        .output(FisherTrainStep.FINITE, trainFinite).output(FisherTrainStep.APPLIED, train.output(3)).build();
   }
 
   /** The first half's signature under {@code key}: every input → loss and each gradient. */
@@ -178,11 +180,12 @@ final class StepFunctions {
     return s.build();
   }
 
-  /** The second half's signature under {@code key}: each gradient → step, finite. */
+  /** The second half's signature under {@code key}: each gradient → step, finite, applied. */
   Signature applySignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
     gradientInputs.forEach(s::input);
-    return s.output(FisherTrainStep.STEP, apply.output(0)).output(FisherTrainStep.FINITE, applyFinite).build();
+    return s.output(FisherTrainStep.STEP, apply.output(0)).output(FisherTrainStep.FINITE, applyFinite)
+        .output(FisherTrainStep.APPLIED, apply.output(2)).build();
   }
 
   /** The predictions' signature under {@code key}: the inputs they read → predictions. */
@@ -306,40 +309,102 @@ final class StepFunctions {
   /**
    * The optimizer update and the {@code iterations} count, and what the outputs depend on.
    *
-   * @param done ops that run after the update and the count
-   * @param after {@code iterations} after the step
-   * @param finite whether each parameter's gradient was finite
+   * @param done ops that run after every write
+   * @param next the step's new values
    */
-  private record Update(Ops done, Operand<TInt64> after, List<Operand<TBool>> finite) {
+  private record Update(Ops done, Next next) {
 
-    /** Adds the step and finite outputs. */
+    /** Adds the step, finite and applied outputs. */
     Signature.Builder outputs(Signature.Builder sig) {
-      sig.output(FisherTrainStep.STEP, done.withName(FisherTrainStep.STEP).identity(after));
-      return sig.output(FisherTrainStep.FINITE, done.withName(FisherTrainStep.FINITE).stack(finite));
+      sig.output(FisherTrainStep.STEP, done.withName(FisherTrainStep.STEP).identity(next.iterations()));
+      sig.output(FisherTrainStep.FINITE, done.withName(FisherTrainStep.FINITE).stack(next.finite()));
+      return sig.output(FisherTrainStep.APPLIED, done.withName(FisherTrainStep.APPLIED).identity(next.applied()));
     }
   }
 
-  /** The update of every parameter from its gradient (in parameter order), counted. */
+  /** The update of every parameter from its gradient (in parameter order), counted and written. */
   private Update update(Ops fn, List<? extends Operand<?>> grads, Map<ResourceVariable<?>, Output<TType>> handles) {
-    Function<ResourceVariable<?>, StateVar> varOf = v -> new Handle(handles.get(v), v.type());
-    Updater.Step step = updater(fn, varOf).build(fn, targets(grads, varOf), varOf.apply(state.skippedSteps()), "apply");
-    Operand<TInt64> before = fn.readVariableOp(handles.get(state.iterations()), TInt64.class);
-    Operand<TInt64> after = iterationsAfter(fn, before, step.finite());
-    Op count = fn.withControlDependencies(List.of(step.op()))
-        .assignVariableOp(handles.get(state.iterations()), after);
-    return new Update(fn.withControlDependencies(List.of(step.op(), count)), after, step.finite());
+    Next next = next(fn, grads, v -> new Handle(handles.get(v), v.type()));
+    Op write = Updater.write(fn, next.values(), next.vars(), List.of(), "apply");
+    return new Update(fn.withControlDependencies(List.of(write)), next);
   }
 
   /**
-   * {@code iterations} after a step: one more, except under ERROR when a gradient was not finite
-   * (the refused call changes nothing, its count included).
+   * Every new value of one call, computed from reads only: the optimizer's plan, {@code
+   * iterations}, and with accumulation the gradient sums and their counter.
+   *
+   * @param values the new values
+   * @param vars the variable each goes to
+   * @param finite whether each parameter's gradient (with accumulation: the sum so far) was finite
+   * @param iterations {@code iterations} after the call
+   * @param applied whether the optimizer stepped: the call ends an accumulation window (every call
+   *     without accumulation) and, under SKIP and ERROR, its gradients were finite
    */
-  Operand<TInt64> iterationsAfter(Ops fn, Operand<TInt64> before, List<Operand<TBool>> finite) {
-    Operand<TInt64> next = fn.math.add(before, fn.constant(1L));
-    if (spec.options().nonFinite() != FisherOptions.NonFinitePolicy.ERROR) {
-      return next;
+  record Next(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite,
+      Operand<TInt64> iterations, Operand<TBool> applied) {}
+
+  /**
+   * One call's new values from the gradients of its batch. With accumulation (k &gt; 1, {@code
+   * optax.MultiSteps}) the gradients are added to their sums; the k-th call of a window steps on
+   * the sums' mean and clears them, the others leave parameters, slots and counters as they were.
+   * Under ERROR a call whose gradient (or sum) is not finite changes nothing at all.
+   */
+  Next next(Ops fn, List<? extends Operand<?>> grads, Function<ResourceVariable<?>, StateVar> varOf) {
+    int k = spec.accumulate();
+    List<Operand<?>> values = new ArrayList<>();
+    List<StateVar> vars = new ArrayList<>();
+    List<Operand<?>> stepGrads = new ArrayList<>(grads);
+    List<Operand<?>> sums = new ArrayList<>();
+    Operand<TBool> windowEnds = null;
+    Operand<TInt64> micro = null;
+    Operand<TInt64> microNext = null;
+    List<ResourceVariable<?>> parameters = state.parameters();
+    if (k > 1) {
+      micro = fn.dtypes.cast(varOf.apply(state.microSteps()).read(fn), TInt64.class);
+      microNext = fn.math.add(micro, fn.constant(1L));
+      windowEnds = fn.math.equal(microNext, fn.constant((long) k));
+      stepGrads.clear();
+      for (int i = 0; i < parameters.size(); i++) {
+        ResourceVariable<?> sumVar = state.accumulator(parameters.get(i));
+        Operand<TFloating> sum = floating(varOf.apply(sumVar).read(fn));
+        Operand<TFloating> added = fn.math.add(sum, floating(fn.dtypes.cast(grads.get(i), sum.type())));
+        sums.add(added);
+        stepGrads.add(fn.math.div(added, floating(fn.dtypes.cast(fn.constant((double) k), sum.type())))); // mean of k
+      }
     }
-    return fn.select(new Updater.Plan(List.of(), List.of(), finite).allFinite(fn), next, before);
+    Updater.Plan plan = updater(fn, varOf).plan(fn, targets(stepGrads, varOf),
+        varOf.apply(state.skippedSteps()), windowEnds);
+    values.addAll(plan.values());
+    vars.addAll(plan.vars());
+    boolean error = spec.options().nonFinite() == FisherOptions.NonFinitePolicy.ERROR;
+    boolean policy = spec.options().nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
+    Operand<TBool> finite = Updater.allTrue(fn, plan.finite());
+    // the call counts, unless ERROR refuses it
+    Operand<TBool> counts = error ? finite : fn.constant(true);
+    Operand<TBool> stepped = windowEnds == null ? counts : fn.math.logicalAnd(counts, windowEnds);
+    Operand<TInt64> before = fn.dtypes.cast(varOf.apply(state.iterations()).read(fn), TInt64.class);
+    Operand<TInt64> after = fn.select(stepped, fn.math.add(before, fn.constant(1L)), before);
+    values.add(after);
+    vars.add(varOf.apply(state.iterations()));
+    if (k > 1) {
+      for (int i = 0; i < parameters.size(); i++) {
+        Operand<TFloating> added = floating(sums.get(i));
+        Operand<TFloating> sum = floating(varOf.apply(state.accumulator(parameters.get(i))).read(fn));
+        Operand<TFloating> cleared = fn.select(windowEnds, fn.zerosLike(added), added);
+        values.add(error ? fn.select(finite, cleared, sum) : cleared);
+        vars.add(varOf.apply(state.accumulator(parameters.get(i))));
+      }
+      Operand<TInt64> microAfter = fn.select(windowEnds, fn.constant(0L), microNext);
+      values.add(error ? fn.select(finite, microAfter, micro) : microAfter);
+      vars.add(varOf.apply(state.microSteps()));
+    }
+    Operand<TBool> applied = policy ? fn.math.logicalAnd(stepped, finite) : stepped;
+    return new Next(values, vars, plan.finite(), after, applied);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Operand<TFloating> floating(Operand<?> x) {
+    return (Operand<TFloating>) x;
   }
 
   /**

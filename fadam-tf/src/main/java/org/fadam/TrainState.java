@@ -19,9 +19,10 @@ import org.tensorflow.types.family.TType;
 /**
  * Every resource variable of a {@link FisherTrainStep}: the parameters, each one's slots and step
  * counter ({@link OptimizerSlots}), the step's {@code iterations} and {@code skipped_steps}
- * counters, and its run-time hyperparameters ({@code hparams/learning_rate_scale}, and {@code
- * hparams/weight_decay} where the step decays), in the order the checkpoint and the step function
- * list them.
+ * counters, its run-time hyperparameters ({@code hparams/learning_rate_scale}, and {@code
+ * hparams/weight_decay} where the step decays), and with gradient accumulation each parameter's
+ * gradient sum and the {@code micro_steps} counter, in the order the checkpoint and the step
+ * function list them.
  */
 final class TrainState {
 
@@ -32,6 +33,10 @@ final class TrainState {
   private final ResourceVariable<TInt64> skippedSteps;
   private final ResourceVariable<?> learningRateScale;
   private final ResourceVariable<?> weightDecay;
+  /** Parameter name → the sum of its gradients since the last applied step (accumulation only). */
+  private final Map<String, ResourceVariable<?>> accumulators = new LinkedHashMap<>();
+  /** The calls since the last applied step (accumulation only), else null. */
+  private final ResourceVariable<TInt64> microSteps;
   private final List<ResourceVariable<?>> all;
 
   /**
@@ -41,7 +46,7 @@ final class TrainState {
    *     <name>-skipped_steps})
    */
   TrainState(Graph graph, String name, Algorithm algorithm, FisherOptions options,
-      List<ResourceVariable<?>> parameters) {
+      List<ResourceVariable<?>> parameters, int accumulate) {
     Ops scope = Ops.create(graph).withSubScope(name);
     this.parameters = List.copyOf(parameters);
     List<ResourceVariable<?>> vars = new ArrayList<>(this.parameters);
@@ -67,8 +72,23 @@ final class TrainState {
     if (weightDecay != null) {
       vars.add(weightDecay);
     }
+    if (accumulate > 1) {
+      for (ResourceVariable<?> p : this.parameters) {
+        ResourceVariable<?> sum = filled(scope, p.name() + "-" + ACCUMULATOR,
+            Kernels.workingType(p.type()), p.shape(), 0);
+        accumulators.put(p.name(), sum);
+        vars.add(sum);
+      }
+      this.microSteps = filled(scope, name + "-micro_steps", TInt64.class, Shape.scalar(), 0);
+      vars.add(microSteps);
+    } else {
+      this.microSteps = null;
+    }
     this.all = List.copyOf(vars);
   }
+
+  /** The name of a parameter's gradient accumulator after the parameter's ({@code w-grad_sum}). */
+  static final String ACCUMULATOR = "grad_sum";
 
   /** The scope of the run-time hyperparameters under the step's name. */
   static final String HPARAMS = "hparams";
@@ -125,18 +145,34 @@ final class TrainState {
     return learningRateScale;
   }
 
+  /** A parameter's gradient accumulator (in its working dtype), or null without accumulation. */
+  ResourceVariable<?> accumulator(ResourceVariable<?> parameter) {
+    return accumulators.get(parameter.name());
+  }
+
+  /** The calls since the last applied step, or null without accumulation. */
+  ResourceVariable<TInt64> microSteps() {
+    return microSteps;
+  }
+
   /** λ, or null where the step was built with λ = 0 (then it has no decay term to scale). */
   ResourceVariable<?> weightDecay() {
     return weightDecay;
   }
 
-  /** Bytes of optimizer state: every slot and step counter, and the two global counters. */
+  /**
+   * Bytes of optimizer state: every slot and step counter, the two global counters, and with
+   * accumulation the gradient sums and their counter.
+   */
   long optimizerStateBytes() {
     long bytes = 16;
-    for (Map<String, ResourceVariable<?>> own : slots.values()) {
-      for (ResourceVariable<?> v : own.values()) {
-        bytes += v.shape().size() * TensorTypeRegistry.find(v.type()).byteSize();
-      }
+    List<ResourceVariable<?>> counted = new ArrayList<>(accumulators.values());
+    slots.values().forEach(own -> counted.addAll(own.values()));
+    if (microSteps != null) {
+      counted.add(microSteps);
+    }
+    for (ResourceVariable<?> v : counted) {
+      bytes += v.shape().size() * TensorTypeRegistry.find(v.type()).byteSize();
     }
     return bytes;
   }

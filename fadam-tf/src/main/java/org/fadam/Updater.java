@@ -87,14 +87,6 @@ final class Updater {
   }
 
   /**
-   * The built step.
-   *
-   * @param op the op that runs it
-   * @param finite whether each target's gradient was finite
-   */
-  record Step(Op op, List<Operand<TBool>> finite) {}
-
-  /**
    * Every new value and the variable it goes to, computed from reads only.
    *
    * @param values the new values
@@ -105,11 +97,7 @@ final class Updater {
 
     /** Whether every target's gradient was finite. */
     Operand<TBool> allFinite(Ops tf) {
-      Operand<TBool> all = tf.constant(true);
-      for (Operand<TBool> f : finite) {
-        all = tf.math.logicalAnd(all, f);
-      }
-      return all;
+      return allTrue(tf, finite);
     }
   }
 
@@ -122,6 +110,15 @@ final class Updater {
     this.xla = xla;
   }
 
+  /** Whether every flag is true (true for none). */
+  static Operand<TBool> allTrue(Ops tf, List<Operand<TBool>> flags) {
+    Operand<TBool> all = null;
+    for (Operand<TBool> f : flags) {
+      all = all == null ? f : tf.math.logicalAnd(all, f);
+    }
+    return all == null ? tf.constant(true) : all;
+  }
+
   /** The error of a non-finite gradient under ERROR, naming the variable. */
   static String nonFiniteMessage(String variable) {
     return "non-finite gradient (NaN, Inf, or a sum of squares that overflows) for variable `"
@@ -129,18 +126,12 @@ final class Updater {
   }
 
   /**
-   * The step as one op named {@code name}, reporting finiteness through {@link Step#finite} (as
-   * an XLA step must: XLA drops assertions). Under SKIP and ERROR a non-finite gradient leaves
-   * every variable and slot as it was.
+   * The step as one op named {@code name}; under SKIP and ERROR a non-finite gradient leaves every
+   * variable and slot as it was, and under ERROR an assertion fails the run naming the variable
+   * (the graph path: XLA drops assertions, so a compiled step reports {@link Plan#finite} instead).
    *
    * @param skipped the {@code skipped_steps} counter (int64 scalar), incremented under SKIP
    */
-  Step build(Ops tf, List<Target> targets, StateVar skipped, String name) {
-    Plan plan = plan(tf, targets, skipped);
-    return new Step(write(tf, plan.values(), plan.vars(), List.of(), name), plan.finite());
-  }
-
-  /** As {@link #build}, and under ERROR an assertion that fails the run naming the variable. */
   Op buildAsserting(Ops tf, List<Target> targets, StateVar skipped, String name) {
     Plan plan = plan(tf, targets, skipped);
     return write(tf, plan.values(), plan.vars(), checks(tf, targets, plan.finite()), name);
@@ -148,31 +139,42 @@ final class Updater {
 
   /** The step's new values, with the policy folded in, before any write. */
   Plan plan(Ops tf, List<Target> targets, StateVar skipped) {
+    return plan(tf, targets, skipped, null);
+  }
+
+  /**
+   * The step's new values, with the policy folded in, before any write; where {@code gate} is
+   * false the step leaves every variable as it was, as a skipped step does, without counting a
+   * skip (gradient accumulation between its applied steps).
+   *
+   * @param gate whether the step is taken, or null for always
+   */
+  Plan plan(Ops tf, List<Target> targets, StateVar skipped, Operand<TBool> gate) {
     FisherOptions options = spec.options();
     boolean policy = options.nonFinite() != FisherOptions.NonFinitePolicy.PROPAGATE;
     List<Pending<?>> pending = new ArrayList<>();
     for (Target target : targets) {
       pending.add(read(Kernels.forParameter(tf, target.paramType(), xla), target));
     }
-    Operand<TBool> keep = null;
-    if (policy) {
-      for (Pending<?> p : pending) {
-        keep = keep == null ? p.finite() : tf.math.logicalAnd(keep, p.finite());
-      }
-    }
+    List<Operand<TBool>> finite = new ArrayList<>();
+    pending.forEach(p -> finite.add(p.finite()));
+    Operand<TBool> allFinite = policy ? allTrue(tf, finite) : null;
+    Operand<TBool> keep = gate == null ? allFinite
+        : allFinite == null ? gate : tf.math.logicalAnd(gate, allFinite);
     List<Operand<?>> values = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
     for (Pending<?> p : pending) {
       p.collect(spec, keep, values, vars);
     }
     if (skipped != null && options.nonFinite() == FisherOptions.NonFinitePolicy.SKIP) {
+      Operand<TBool> skip = tf.math.logicalNot(allFinite);
+      if (gate != null) {
+        skip = tf.math.logicalAnd(gate, skip);
+      }
       Operand<TInt64> count = tf.dtypes.cast(skipped.read(tf), TInt64.class);
-      Operand<TInt64> one = tf.select(keep, tf.constant(0L), tf.constant(1L));
-      values.add(tf.math.add(count, one));
+      values.add(tf.math.add(count, tf.select(skip, tf.constant(1L), tf.constant(0L))));
       vars.add(skipped);
     }
-    List<Operand<TBool>> finite = new ArrayList<>();
-    pending.forEach(p -> finite.add(p.finite()));
     return new Plan(values, vars, finite);
   }
 
@@ -230,7 +232,7 @@ final class Updater {
       return stats.finite();
     }
 
-    /** Runs the rule and adds (value, variable) pairs; {@code keep} is null without a policy. */
+    /** Runs the rule and adds (value, variable) pairs; {@code keep} is null where every step is taken. */
     void collect(Spec spec, Operand<TBool> keep, List<Operand<?>> values, List<StateVar> vars) {
       Ops tf = k.tf;
       Shape shape = target.shape();
