@@ -98,8 +98,10 @@ class HloModuleInfoTest {
     assertEquals(List.copyOf(names.values()), info.parameters().stream().map(HloModuleInfo.Value::name).toList());
 
     // What the model is: the step's arguments are the data inputs, then every variable's handle.
-    int variables = 2 + 2 * 3 + 2; // w and b; m, fim and step of each (FAdam); iterations, skipped_steps
-    assertEquals(2 + variables, info.parameters().size());
+    // w and b; m, fim and step of each (FAdam); iterations, skipped_steps; then the two run-time
+    // hyperparameters, read but never written
+    int variables = 2 + 2 * 3 + 2;
+    assertEquals(2 + variables + 2, info.parameters().size());
     assertEquals("float32[16, 6]", describe(info.parameters().get(0)), "x: a batch of 16 rows of 6 features");
     assertEquals("float32[16, 5]", describe(info.parameters().get(1)), "y: 16 one-hot rows of 5 classes");
     List<String> variableShapes = new ArrayList<>();
@@ -108,7 +110,7 @@ class HloModuleInfoTest {
     }
     variableShapes.sort(null);
     assertEquals(List.of("float32[5]", "float32[5]", "float32[5]", "float32[6, 5]", "float32[6, 5]",
-        "float32[6, 5]", "int64[]", "int64[]", "int64[]", "int64[]"), variableShapes);
+        "float32[6, 5]", "float32[]", "float32[]", "int64[]", "int64[]", "int64[]", "int64[]"), variableShapes);
     assertEquals(variables, info.aliases().size(), "every variable is written back");
     for (var e : info.aliases().entrySet()) {
       assertEquals(describe(info.parameters().get(e.getValue())), describe(info.outputs().get(e.getKey())),

@@ -71,7 +71,7 @@ class PythonInteropTest {
     List<VariableDef> trainable = defs(meta.getCollectionDefOrThrow("trainable_variables"));
     // 4 parameters; w1 (8×16, factored) has m, fim_row, fim_col, step, the others m, fim, step;
     // iterations and skipped_steps.
-    assertEquals(4 + 4 + 3 * 3 + 2, all.size());
+    assertEquals(4 + 4 + 3 * 3 + 2 + 2, all.size()); // … iterations, skipped_steps; the two hparams
     assertEquals(names.size(), all.size());
     for (int i = 0; i < all.size(); i++) {
       VariableDef d = all.get(i);
