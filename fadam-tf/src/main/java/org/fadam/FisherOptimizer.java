@@ -52,6 +52,8 @@ public abstract class FisherOptimizer extends Optimizer {
   private final Algorithm algorithm;
   private final String name;
   private final LearningRate learningRate;
+  /** The optimizer's own step counter, read by its schedule; null without a schedule. */
+  private final Variable<TInt64> iterations;
   private final FisherOptions options;
   private final Ops ops;
   /** Variable op name → slot name → slot variable (the step counter under {@link Algorithm#STEP}). */
@@ -68,6 +70,20 @@ public abstract class FisherOptimizer extends Optimizer {
     this.learningRate = learningRate;
     this.options = java.util.Objects.requireNonNull(options, "`options` must not be null");
     this.ops = Ops.create(graph).withSubScope(name);
+    this.iterations = null;
+  }
+
+  /** An optimizer whose η_t is {@code schedule} at its own counter {@code <name>-iterations}. */
+  FisherOptimizer(
+      Graph graph, String name, FisherTrainStep.Schedule schedule, FisherOptions options, Algorithm algorithm) {
+    super(graph, checkName(name));
+    java.util.Objects.requireNonNull(schedule, "`schedule` must not be null");
+    this.algorithm = algorithm;
+    this.name = name;
+    this.options = java.util.Objects.requireNonNull(options, "`options` must not be null");
+    this.ops = Ops.create(graph).withSubScope(name);
+    this.iterations = newVariable(name + "-iterations", Shape.scalar(), TInt64.class, 0);
+    this.learningRate = LearningRate.of(schedule.learningRate(ops, ops.identity(iterations)));
   }
 
   private static String checkName(String name) {
@@ -95,6 +111,27 @@ public abstract class FisherOptimizer extends Optimizer {
       case FADAFACTOR -> new FAdafactor(graph, name, learningRate, options);
       case ADAM -> new PaperAdam(graph, name, learningRate, options);
       case ADAFACTOR -> new PaperAdafactor(graph, name, learningRate, options);
+    };
+  }
+
+  /**
+   * The drop-in optimizer of an algorithm whose η_t is a schedule ({@link Schedules}) of its own
+   * step counter ({@link #iterations()}).
+   *
+   * @param algorithm the algorithm
+   * @param graph the graph
+   * @param name the optimizer's name (its ops' scope)
+   * @param schedule η_t from the steps taken before this one
+   * @param options the other hyperparameters
+   * @return the optimizer
+   */
+  public static FisherOptimizer create(
+      Algorithm algorithm, Graph graph, String name, FisherTrainStep.Schedule schedule, FisherOptions options) {
+    return switch (algorithm) {
+      case FADAM -> new FAdam(graph, name, schedule, options);
+      case FADAFACTOR -> new FAdafactor(graph, name, schedule, options);
+      case ADAM -> new PaperAdam(graph, name, schedule, options);
+      case ADAFACTOR -> new PaperAdafactor(graph, name, schedule, options);
     };
   }
 
@@ -132,6 +169,15 @@ public abstract class FisherOptimizer extends Optimizer {
     }
     this.decayMask = decayedNames;
     return this;
+  }
+
+  /**
+   * {@return the optimizer's step counter {@code <name>-iterations} (int64, saved with the model),
+   * which its schedule reads and each {@code applyGradients} run advances by 1, skipped steps
+   * included; empty without a schedule}
+   */
+  public Optional<Variable<TInt64>> iterations() {
+    return Optional.ofNullable(iterations);
   }
 
   /** {@return the algorithm this optimizer computes} */
@@ -239,7 +285,13 @@ public abstract class FisherOptimizer extends Optimizer {
           + targets.stream().map(Updater.Target::name).toList()
           + " (a typo?); to decay none, set FisherOptions.weightDecay(0)");
     }
-    return XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()), name);
+    Op step = XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()), name);
+    if (iterations == null) {
+      return step;
+    }
+    // the schedule read the counter as an input of the step; it advances after it
+    return ops.withControlDependencies(List.of(step)).withName(name + "-count")
+        .assignAdd(iterations, ops.constant(1L));
   }
 
   /** One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. */

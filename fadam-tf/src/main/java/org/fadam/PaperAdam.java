@@ -141,4 +141,18 @@ public final class PaperAdam extends FisherOptimizer {
       Graph graph, String name, Operand<? extends TNumber> learningRate, FisherOptions options) {
     super(graph, name, LearningRate.of(learningRate), options, Algorithm.ADAM);
   }
+
+  /**
+   * PaperAdam whose η_t is a schedule ({@link Schedules}) of its own step counter {@code
+   * <name>-iterations} ({@link #iterations()}), which every {@code applyGradients} run advances.
+   *
+   * @param graph the graph of the variables to train; the slots and update ops are added to it
+   * @param name the optimizer's name: the scope of its ops and the prefix of its counters (not
+   *     empty)
+   * @param schedule η_t from the steps taken before this one
+   * @param options the other hyperparameters
+   */
+  public PaperAdam(Graph graph, String name, FisherTrainStep.Schedule schedule, FisherOptions options) {
+    super(graph, name, schedule, options, Algorithm.ADAM);
+  }
 }
