@@ -4,6 +4,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import org.tensorflow.ndarray.Shape;
+import org.tensorflow.types.family.TType;
 
 /**
  * The four algorithms of arXiv 2405.12807v2 that this library computes, and what each one keeps:
@@ -145,7 +146,8 @@ public enum Algorithm {
    * The bytes per parameter that one optimizer step of this algorithm must at least read and write
    * (the gradient given, the loss not counted): each pass the algorithm needs reads its inputs
    * once and writes its outputs once. With p the bytes of a parameter (and of its gradient) and s
-   * = 4 (float32 slots; 8 for float64 parameters):
+   * = 4 (float32 slots; 8 for float64 parameters), and m's bytes counted as s (2 in bfloat16, none
+   * where β1 = 0):
    *
    * <ul>
    *   <li>FAdam: Σg² for RMS(g) (Alg. 1 l.8) reads g (p); the clip sums RMS(ḡ) and RMS(ḡw)
@@ -171,23 +173,49 @@ public enum Algorithm {
   public int minimumBytesPerParameter(Shape shape, FisherOptions options, int parameterBytes) {
     int p = parameterBytes;
     int s = parameterBytes == 8 ? 8 : 4; // slots: float64 for float64 parameters, else float32
+    // m: none where β1 = 0, 2 B in bfloat16, else a slot's
+    int m = options.beta1() == 0 ? 0 : options.momentumDtype() != null ? 2 : s;
     boolean decay = options.weightDecay() != 0;
     boolean factored = factors(shape, options);
     return switch (this) {
-      case FADAM -> (decay ? 6 : 5) * p + 5 * s; // Σg²; clip sums (g, f, θ); g, θ, f, m → f, m, θ
+      case FADAM -> (decay ? 6 : 5) * p + 3 * s + 2 * m; // Σg²; clip sums (g, f, θ); g, θ, f, m → f, m, θ
       case FADAFACTOR -> factored
-          ? (decay ? 6 : 5) * p + 2 * s // as FAdam, R and C instead of a full-size f
+          ? (decay ? 6 : 5) * p + 2 * m // as FAdam, R and C instead of a full-size f
           : FADAM.minimumBytesPerParameter(shape, options, parameterBytes);
-      case ADAM -> 3 * p + 6 * s; // g, f, m → f, m (Σḡ²); f, m, θ → θ
-      case ADAFACTOR -> factored ? 5 * p + 2 * s : 4 * p + 5 * s; // R, C; clip; g, m, θ → m, θ
+      case ADAM -> 3 * p + 3 * s + 3 * m; // g, f, m → f, m (Σḡ²); f, m, θ → θ
+      case ADAFACTOR -> factored ? 5 * p + 2 * m : 4 * p + 3 * s + 2 * m; // R, C; clip; g, m, θ → m, θ
     };
   }
 
-  /** A slot: its name, shape and initial value (the dtype is the working dtype). */
-  record SlotSpec(String name, Shape shape, double init) {}
+  /**
+   * A slot: its name, shape, initial value and dtype (null: the working dtype).
+   *
+   * @param name the slot's name
+   * @param shape its shape
+   * @param init its initial value
+   * @param type its dtype, or null for the working dtype
+   */
+  record SlotSpec(String name, Shape shape, double init, Class<? extends TType> type) {}
 
-  /** The float slots of a variable of this shape (the int64 step counter comes on top). */
+  /**
+   * The float slots of a variable of this shape (the int64 step counter comes on top): without m
+   * where β1 = 0 (the update then takes the clipped natural gradient itself), m in {@link
+   * FisherOptions#momentumDtype} where set.
+   */
   List<SlotSpec> slots(Shape shape, FisherOptions o) {
+    List<SlotSpec> out = new java.util.ArrayList<>();
+    for (SlotSpec s : fullSlots(shape, o)) {
+      if (!s.name().equals(M)) {
+        out.add(s);
+      } else if (o.beta1() != 0) {
+        out.add(new SlotSpec(M, s.shape(), s.init(), o.momentumDtype()));
+      }
+    }
+    return List.copyOf(out);
+  }
+
+  /** Every float slot of a variable of this shape, m included, in the working dtype. */
+  private List<SlotSpec> fullSlots(Shape shape, FisherOptions o) {
     if (factors(shape, o)) {
       int r = shape.numDimensions();
       long[] dims = shape.asArray();
@@ -195,12 +223,12 @@ public enum Algorithm {
       long[] col = Arrays.copyOf(dims, r - 1);
       col[r - 2] = dims[r - 1]; // C reduces the second-last axis
       return List.of(
-          new SlotSpec(M, shape, 0), // Alg. 2, 4 l.2: m0 = 0
-          new SlotSpec(FIM_ROW, Shape.of(row), fisherInit), // Alg. 2 l.2: R0 = 1; Alg. 4 l.2: R0 = 0
-          new SlotSpec(FIM_COL, Shape.of(col), fisherInit)); // Alg. 2 l.2: C0 = 1; Alg. 4 l.2: C0 = 0
+          new SlotSpec(M, shape, 0, null), // Alg. 2, 4 l.2: m0 = 0
+          new SlotSpec(FIM_ROW, Shape.of(row), fisherInit, null), // Alg. 2 l.2: R0 = 1; Alg. 4 l.2: R0 = 0
+          new SlotSpec(FIM_COL, Shape.of(col), fisherInit, null)); // Alg. 2 l.2: C0 = 1; Alg. 4 l.2: C0 = 0
     }
     // Alg. 1 l.2: m0 = 0, f0 = 1; Alg. 3 l.2: m0 = f0 = 0; Alg. 4 l.2 unfactored: f0 = 0
-    return List.of(new SlotSpec(M, shape, 0), new SlotSpec(FIM, shape, fisherInit));
+    return List.of(new SlotSpec(M, shape, 0, null), new SlotSpec(FIM, shape, fisherInit, null));
   }
 
   /** Whether the step needs Σg² (RMS(g) of the adaptive ε, Alg. 1 l.8) without a policy. */

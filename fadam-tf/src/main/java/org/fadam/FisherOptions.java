@@ -1,6 +1,8 @@
 package org.fadam;
 
 import java.util.Objects;
+import org.tensorflow.types.TBfloat16;
+import org.tensorflow.types.family.TFloating;
 
 /**
  * The hyperparameters of FAdam, FAdafactor, the paper's Adam and the paper's Adafactor other than
@@ -46,6 +48,8 @@ import java.util.Objects;
  * @param rho ρ, the Fisher exponent
  * @param factoredMinDim the smallest last-two dimensions FAdafactor factors
  * @param nonFinite what a step with a non-finite gradient does
+ * @param momentumDtype the dtype of the m slot ({@code TBfloat16.class}), or null for the working
+ *     dtype (float32; float64 for float64 parameters)
  */
 public record FisherOptions(
     double beta1,
@@ -57,7 +61,8 @@ public record FisherOptions(
     double weightDecay,
     double rho,
     int factoredMinDim,
-    NonFinitePolicy nonFinite) {
+    NonFinitePolicy nonFinite,
+    Class<? extends TFloating> momentumDtype) {
 
   /** Default β1. */
   public static final double BETA1_DEFAULT = 0.9;
@@ -106,6 +111,8 @@ public record FisherOptions(
    * @param rho ρ, finite and &gt; 0
    * @param factoredMinDim the factoring threshold, ≥ 1
    * @param nonFinite the non-finite gradient policy, not null
+   * @param momentumDtype {@code TBfloat16.class} to keep m in bfloat16, or null for the working
+   *     dtype; not with β1 = 0, which keeps no m
    * @throws IllegalArgumentException naming the first field out of its range (NaN is out of every
    *     range)
    * @throws NullPointerException if {@code nonFinite} is null
@@ -124,6 +131,14 @@ public record FisherOptions(
           "`factoredMinDim` must be in [1, ∞); got " + factoredMinDim);
     }
     Objects.requireNonNull(nonFinite, "`nonFinite` must not be null");
+    if (momentumDtype != null && momentumDtype != TBfloat16.class) {
+      throw new IllegalArgumentException("`momentumDtype` must be TBfloat16 (or unset, the working dtype); got "
+          + momentumDtype.getSimpleName());
+    }
+    if (momentumDtype != null && beta1 == 0) {
+      throw new IllegalArgumentException("`momentumDtype` " + momentumDtype.getSimpleName()
+          + " is set but `beta1` is 0, which keeps no m: drop one of them");
+    }
   }
 
   /** {@return the paper's defaults, every field at its {@code *_DEFAULT} constant} */
@@ -148,7 +163,8 @@ public record FisherOptions(
         .weightDecay(weightDecay)
         .rho(rho)
         .factoredMinDim(factoredMinDim)
-        .nonFinite(nonFinite);
+        .nonFinite(nonFinite)
+        .momentumDtype(momentumDtype);
   }
 
   /**
@@ -229,6 +245,7 @@ public record FisherOptions(
     private double rho = RHO_DEFAULT;
     private int factoredMinDim = FACTORED_MIN_DIM_DEFAULT;
     private NonFinitePolicy nonFinite = NonFinitePolicy.SKIP;
+    private Class<? extends TFloating> momentumDtype;
 
     private Builder() {}
 
@@ -344,6 +361,19 @@ public record FisherOptions(
     }
 
     /**
+     * Keeps m in a narrower dtype: {@code TBfloat16.class} halves its bytes (m is computed in the
+     * working dtype and rounded to bfloat16, to nearest even, when stored). Default null: the
+     * working dtype. β1 = 0 keeps no m at all.
+     *
+     * @param v {@code TBfloat16.class}, or null
+     * @return this builder
+     */
+    public Builder momentumDtype(Class<? extends TFloating> v) {
+      momentumDtype = v;
+      return this;
+    }
+
+    /**
      * Validates and builds.
      *
      * @return the options
@@ -353,7 +383,7 @@ public record FisherOptions(
     public FisherOptions build() {
       return new FisherOptions(
           beta1, beta2, epsilon, adafactorEpsilon, epsilon2, clipThreshold, weightDecay, rho,
-          factoredMinDim, nonFinite);
+          factoredMinDim, nonFinite, momentumDtype);
     }
   }
 }

@@ -9,7 +9,8 @@ import org.tensorflow.types.family.TType;
 /**
  * The slots and step counter of one variable, created the same way for the drop-in optimizers'
  * ref variables and the fused step's resource variables: each of the algorithm's slots ({@link
- * Algorithm#slotNames}) named {@code <variable>-<slot>} in the working dtype, then the int64
+ * Algorithm#slotNames}) named {@code <variable>-<slot>} in the working dtype (m in {@link
+ * FisherOptions#momentumDtype} where set), then the int64
  * counter {@code <variable>-step}.
  */
 final class OptimizerSlots {
@@ -46,7 +47,8 @@ final class OptimizerSlots {
     Class<? extends TType> working = Kernels.workingType(paramType);
     Map<String, V> out = new LinkedHashMap<>();
     for (Algorithm.SlotSpec spec : algorithm.slots(shape, options)) {
-      out.put(spec.name(), maker.make(variable + "-" + spec.name(), working, spec.shape(), spec.init()));
+      Class<? extends TType> type = spec.type() == null ? working : spec.type();
+      out.put(spec.name(), maker.make(variable + "-" + spec.name(), type, spec.shape(), spec.init()));
     }
     out.put(Algorithm.STEP, maker.make(variable + "-" + Algorithm.STEP, TInt64.class, Shape.scalar(), 0));
     return out;

@@ -108,8 +108,7 @@ final class Rule {
     }
     clip.sum();
     Operand<W> gBar = k.clipped(g, rcp, clip.scale("g", o.clipThreshold())); // l.9–10
-    Operand<W> m = k.ema(in.slots().get(M), s.beta1(), s.oneMinusBeta1(), gBar); // l.11
-    out.put(M, m);
+    Operand<W> m = momentum(in, gBar, out); // l.11
     Operand<W> direction = m;
     if (s.lambda() != null) {
       Operand<W> gw = k.clipped(theta, rcp, clip.scale("w", o.clipThreshold())); // l.12–13
@@ -126,8 +125,9 @@ final class Rule {
     FisherOptions o = in.o();
     StepScalars<W> s = in.s();
     Operand<W> g = in.g();
+    Map<String, Operand<W>> out = new LinkedHashMap<>();
     Operand<W> f = k.ema(in.slots().get(FIM), s.beta2(), s.oneMinusBeta2(), tf.math.square(g)); // l.6 EMA
-    Operand<W> m = k.ema(in.slots().get(M), s.beta1(), s.oneMinusBeta1(), g); // l.7 EMA
+    Operand<W> m = momentum(in, g, out); // l.7 EMA
     Operand<W> fHat = tf.math.mul(f, tf.math.reciprocal(k.oneMinusPow(o.beta2(), s.t()))); // l.6: /(1 − β2^t)
     Operand<W> mHat = tf.math.mul(m, tf.math.reciprocal(k.oneMinusPow(o.beta1(), s.t()))); // l.7: /(1 − β1^t)
     // l.8: m̂/(sqrt(f̂) + ε), 0 where the denominator is 0 (then m̂ = 0)
@@ -141,8 +141,6 @@ final class Rule {
             ? gBar
             : tf.math.add(gBar, tf.math.mul(s.lambda(), in.theta())); // l.10: ḡ + λθ
     Operand<W> newTheta = tf.math.sub(in.theta(), tf.math.mul(s.eta(), direction)); // l.10
-    Map<String, Operand<W>> out = new LinkedHashMap<>();
-    out.put(M, m);
     out.put(FIM, f);
     return new Result<>(newTheta, out);
   }
@@ -166,14 +164,27 @@ final class Rule {
     clip.add("g", tf.math.mul(g, rcp));
     clip.sum();
     Operand<W> gBar = k.clipped(g, rcp, clip.scale("g", o.clipThreshold())); // l.11
-    Operand<W> m = k.ema(in.slots().get(M), s.beta1(), s.oneMinusBeta1(), tf.math.mul(s.eta(), gBar)); // l.12
-    out.put(M, m);
+    Operand<W> m = momentum(in, tf.math.mul(s.eta(), gBar), out); // l.12
     Operand<W> update =
         s.lambda() == null
             ? m
             : tf.math.add(m, tf.math.mul(s.lambda(), in.theta())); // l.13: m + λθ
     Operand<W> newTheta = tf.math.sub(in.theta(), tf.math.mul(s.applied(), update)); // l.13
     return new Result<>(newTheta, out);
+  }
+
+  /**
+   * The momentum m = β1 m + (1 − β1) x (Alg. 1 l.11, Alg. 3 l.7, Alg. 4 l.12), put into {@code out};
+   * with β1 = 0 there is no m slot and m = x exactly (a skipped step has x = 0 there: g → 0, η → 0).
+   */
+  private static <W extends TFloating> Operand<W> momentum(Input<W> in, Operand<W> x, Map<String, Operand<W>> out) {
+    Operand<W> m = in.slots().get(M);
+    if (m == null) {
+      return x; // β1 = 0: m = x
+    }
+    Operand<W> next = in.k().ema(m, in.s().beta1(), in.s().oneMinusBeta1(), x);
+    out.put(M, next);
+    return next;
   }
 
   /**

@@ -210,11 +210,16 @@ final class Updater {
     Ops tf = k.tf;
     Operand<W> theta = k.cast(target.param().read(tf));
     Map<String, Operand<W>> slots = new LinkedHashMap<>();
-    target.slots().forEach((slot, v) -> slots.put(slot, k.cast(v.read(tf))));
+    Map<String, Class<? extends TType>> slotTypes = new LinkedHashMap<>();
+    target.slots().forEach((slot, v) -> {
+      Operand<? extends TType> stored = v.read(tf);
+      slotTypes.put(slot, stored.type());
+      slots.put(slot, k.cast(stored));
+    });
     Operand<TInt64> step = tf.dtypes.cast(target.step().read(tf), TInt64.class);
     Operand<W> g = k.cast(target.gradient());
     // Σg² always: the policy and the adaptive ε read it, and every step reports finiteness
-    return new Pending<>(k, target, theta, slots, step, g, k.stats(g, target.shape()));
+    return new Pending<>(k, target, theta, slots, slotTypes, step, g, k.stats(g, target.shape()));
   }
 
   /** A read but not yet computed step of one variable. */
@@ -223,6 +228,7 @@ final class Updater {
       Target target,
       Operand<W> theta,
       Map<String, Operand<W>> slots,
+      Map<String, Class<? extends TType>> slotTypes,
       Operand<TInt64> step,
       Operand<W> gradient,
       Kernels.Stats stats) {
@@ -249,7 +255,8 @@ final class Updater {
           ? newTheta : tf.dtypes.cast(newTheta, target.paramType()));
       vars.add(target.param());
       r.slots().forEach((slot, v) -> {
-        values.add(v);
+        Class<? extends TType> stored = slotTypes.get(slot);
+        values.add(v.type() == stored ? v : tf.dtypes.cast(v, stored)); // m in bfloat16: rounded to nearest even
         vars.add(target.slots().get(slot));
       });
       values.add(keep == null ? next : tf.select(keep, next, step));
