@@ -38,6 +38,7 @@ import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Variable;
 import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TInt64;
 
 /**
  * The Java examples of README.md and docs/*.md, compiled and run. Each {@code // doc FILE#name} …
@@ -165,6 +166,46 @@ class ReadmeExamplesTest {
     }
   }
 
+  /** docs/training.md: a schedule, the usual mask, accumulation and a run-time scale, from one builder. */
+  @Test
+  void trainingFeaturesWorkAsShown() {
+    Map<String, TFloat32> batch = org.fadam.tools.ResumeProbe.classBatch(1, 16, 4, 3);
+    TFloat32 x = batch.get("x");
+    TFloat32 y = batch.get("y");
+    try (Graph graph = new Graph()) {
+      Ops tf = Ops.create(graph);
+      var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(new float[4][3]));
+      var b = ResourceVariable.create(tf, "b", tf.withInitScope().constant(new float[3]));
+      List<Boolean> applied = new ArrayList<>();
+      try (Session s = new Session(graph)) {
+        // doc docs/training.md#training
+        FisherTrainStep step = FisherTrainStep.builder(graph)
+            .fadam(3e-3, FisherOptions.builder().weightDecay(0.1).build())
+            .schedule(Schedules.warmupCosine(3e-3, 100, 10_000, 0.1))  // peak, warmup, total, end/peak
+            .weightDecayMask(WeightDecayMasks.matrices())             // no decay on b
+            .accumulate(4)                                            // 4 calls per optimizer step
+            .input("x", TFloat32.class, Shape.of(-1, 4))
+            .input("y", TFloat32.class, Shape.of(-1, 3))
+            .variables(List.of(w, b))
+            .loss((ops, in, v) -> ops.math.mean(ops.nn.softmaxCrossEntropyWithLogits(
+                ops.math.add(ops.linalg.matMul(in.float32("x"), v.float32("w")), v.float32("b")),
+                in.float32("y")).loss(), ops.constant(0)))
+            .build();
+        s.initialize();
+        for (int k = 0; k < 8; k++) {
+          applied.add(step.train(s, Map.of("x", x, "y", y)).applied());  // every 4th call steps
+        }
+        step.setLearningRateScale(s, 0.5);  // hparams/learning_rate_scale: η_t × 0.5 from now on
+        // doc end
+        assertEquals(List.of(false, false, false, true, false, false, false, true), applied);
+        try (TInt64 it = (TInt64) s.runner().fetch(step.iterations().read(tf)).run().get(0)) {
+          assertEquals(2, it.getLong());
+        }
+      }
+    }
+    batch.values().forEach(TFloat32::close);
+  }
+
   // --- the docs show exactly these regions -----------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
@@ -190,7 +231,11 @@ class ReadmeExamplesTest {
           + " org.tensorflow.types.TFloat32 y, java.util.List<Float> losses, java.nio.file.Path model,"
           + " float resumed",
       "checkpoints", "org.fadam.FisherTrainStep step, org.tensorflow.Session s, java.nio.file.Path dir,"
-          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, int steps");
+          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, int steps",
+      "training", "org.tensorflow.Graph graph, org.tensorflow.Session s,"
+          + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> w,"
+          + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> b,"
+          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, java.util.List<Boolean> applied");
 
   /** Every {@code // doc FILE#name} … {@code // doc end} region of this source file, by name. */
   static Map<String, Region> regions() throws IOException {
@@ -346,7 +391,7 @@ class ReadmeExamplesTest {
   @Test
   void theDocsShowTheseExamplesAndNoOthers() throws IOException {
     Map<String, Region> regions = regions();
-    assertEquals(List.of("drop-in", "fused-step", "checkpoints"), List.copyOf(regions.keySet()));
+    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training"), List.copyOf(regions.keySet()));
     assertEquals(regions.keySet(), CONTEXT.keySet(), "every region needs its CONTEXT");
     Map<String, String> documents = documents();
     assertEquals(List.of(), coverage(documents, List.copyOf(regions.values()), EXEMPT));
