@@ -99,13 +99,20 @@ public final class Demo {
    * @param learningRate η of every optimizer
    * @param embed embedding width per token
    * @param hidden hidden width
+   * @param training the schedule, weight-decay mask and accumulation
    */
-  public record Settings(long seed, int batch, double learningRate, int embed, int hidden) {
+  public record Settings(long seed, int batch, double learningRate, int embed, int hidden,
+      DemoModel.Training training) {
+
+    /** Settings trained as {@link DemoModel.Training#DEFAULT}. */
+    public Settings(long seed, int batch, double learningRate, int embed, int hidden) {
+      this(seed, batch, learningRate, embed, hidden, DemoModel.Training.DEFAULT);
+    }
 
     /** The model configuration for these settings. */
     DemoModel.Config modelConfig(int vocabSize, boolean jit) {
       return new DemoModel.Config(
-          vocabSize, embed, hidden, learningRate, mix(seed, INIT_STREAM, 0), jit);
+          vocabSize, embed, hidden, learningRate, mix(seed, INIT_STREAM, 0), jit, training);
     }
 
     /** Writes these settings and the step count of a saved run to {@code file}. */
@@ -118,6 +125,11 @@ public final class Demo {
       p.setProperty("lr", Double.toString(learningRate));
       p.setProperty("embed", Integer.toString(embed));
       p.setProperty("hidden", Integer.toString(hidden));
+      p.setProperty("schedule", training.schedule());
+      p.setProperty("warmup", Long.toString(training.warmup()));
+      p.setProperty("total_steps", Long.toString(training.totalSteps()));
+      p.setProperty("weight_decay_mask", training.matricesOnly() ? "matrices" : "all");
+      p.setProperty("accumulate", Integer.toString(training.accumulate()));
       try (Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
         p.store(w, "fadam-tf demo run: scripts/demo --resume <this directory> continues it");
       }
@@ -145,9 +157,14 @@ public final class Demo {
         p.load(r);
       }
       try {
+        // runs saved before the training options trained as their defaults
+        DemoModel.Training t = new DemoModel.Training(p.getProperty("schedule", "constant"),
+            Long.parseLong(p.getProperty("warmup", "0")), Long.parseLong(p.getProperty("total_steps", "0")),
+            p.getProperty("weight_decay_mask", "all").equals("matrices"),
+            Integer.parseInt(p.getProperty("accumulate", "1")));
         Settings s = new Settings(Long.parseLong(get(p, file, "seed")),
             Integer.parseInt(get(p, file, "batch")), Double.parseDouble(get(p, file, "lr")),
-            Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")));
+            Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")), t);
         SavedRun run = new SavedRun(s, Long.parseLong(get(p, file, "step")));
         checkExport(dir);
         return run;
@@ -313,6 +330,41 @@ public final class Demo {
         description = "show the progress line even when stderr is not a terminal")
     boolean progress;
 
+    @Option(names = "--schedule", paramLabel = "S", defaultValue = "constant",
+        description = "learning-rate schedule with --lr as its peak: constant (default), cosine or"
+            + " linear (warmup, then decay to 10% of the peak at the last step) or rsqrt (warmup,"
+            + " then peak*sqrt(warmup/t))")
+    String schedule;
+
+    @Option(names = "--warmup", paramLabel = "N", converter = Tool.PositiveInt.class,
+        description = "warmup steps of --schedule cosine|linear|rsqrt (default: 5% of --steps, at"
+            + " least 1)")
+    Integer warmup;
+
+    @Option(names = "--weight-decay-mask", paramLabel = "M", defaultValue = "all",
+        description = "which tensors the weight decay applies to: all (default) or matrices (rank"
+            + " >= 2: not the biases and layer-norm gain/shift)")
+    String weightDecayMask;
+
+    @Option(names = "--accumulate", paramLabel = "K", defaultValue = "1", converter = Tool.PositiveInt.class,
+        description = "train calls of --batch tokens per optimizer step (gradient accumulation;"
+            + " --steps counts optimizer steps)")
+    int accumulate;
+
+    /** The training options of the command line, for a run of {@code runSteps} optimizer steps. */
+    DemoModel.Training training(int runSteps) {
+      if (!weightDecayMask.equals("all") && !weightDecayMask.equals("matrices")) {
+        throw usageError("--weight-decay-mask must be all or matrices; got " + weightDecayMask);
+      }
+      long w = warmup != null ? warmup : schedule.equals("constant") ? 0 : Math.max(1, runSteps / 20);
+      try {
+        return new DemoModel.Training(schedule, w, schedule.equals("constant") ? 0 : runSteps,
+            weightDecayMask.equals("matrices"), accumulate);
+      } catch (IllegalArgumentException e) {
+        throw usageError(e.getMessage());
+      }
+    }
+
     @Option(names = "--tfrecord", paramLabel = "FILE",
         description = "also write the batches of the steps this run trains, in order, to FILE as"
             + " TFRecord: one tf.train.Example per row, int64 features tokens [2] and labels [1]"
@@ -352,11 +404,12 @@ public final class Demo {
             + " seeds 1..--seeds at the rates of --lrs and saves no model)");
       }
       Sweep.Options d = Sweep.Options.defaults(out);
+      int sweepSteps = given("--steps") ? steps : d.steps();
       return new Sweep.Options(List.copyOf(new LinkedHashSet<>(optimizers)),
           lrs == null ? d.lrs() : List.copyOf(new java.util.TreeSet<>(lrs)),
-          seeds == null ? d.seeds() : seeds, given("--steps") ? steps : d.steps(),
+          seeds == null ? d.seeds() : seeds, sweepSteps,
           given("--eval-every") ? evalEvery : d.evalEvery(), batch, embed, hidden, !noXla,
-          workers == null ? d.workers() : workers, out);
+          workers == null ? d.workers() : workers, out, training(sweepSteps));
     }
 
     /** The parsed command line as the demo's options, after the checks across options. */
@@ -366,8 +419,8 @@ public final class Demo {
       if (!sweepOnly.isEmpty()) {
         throw usageError(String.join(", ", sweepOnly) + " only apply with --sweep");
       }
-      List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden")
-          .stream().filter(this::given).toList();
+      List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden", "--schedule",
+          "--warmup", "--weight-decay-mask", "--accumulate").stream().filter(this::given).toList();
       List<Algorithm> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
       if (resume != null) {
         if (!settingFlags.isEmpty()) {
@@ -383,8 +436,11 @@ public final class Demo {
       if (save != null && !chosen.contains(Algorithm.FADAM)) {
         throw usageError("--save exports the FAdam run: add fadam to --optimizers");
       }
-      return new Options(new Settings(seed, batch, lr, embed, hidden), steps, chosen, out, !noXla, save, resume, evalEvery, progress,
-          tfrecord);
+      if (tfrecord != null && accumulate > 1) {
+        throw usageError("--tfrecord writes one batch per step: it cannot be combined with --accumulate " + accumulate);
+      }
+      return new Options(new Settings(seed, batch, lr, embed, hidden, training(steps)), steps, chosen, out, !noXla,
+          save, resume, evalEvery, progress, tfrecord);
     }
 
     @Override
@@ -726,11 +782,21 @@ public final class Demo {
     long timedSteps = 0;
     long k = start;
     long evaluated = saved == null ? 0 : -1;
+    int calls = model.accumulate();
     while (k < end && !stop.requested()) {
       k++;
-      Batches.Batch b = data.batch(k);
       long t0 = System.nanoTime();
-      FisherTrainStep.Result r = model.train(b);
+      // with accumulation, K calls on batches (k−1)K+1 … kK make optimizer step k; its loss is
+      // their mean (K = 1: batch k, as always)
+      FisherTrainStep.Result r = null;
+      double lossSum = 0;
+      for (int j = 1; j <= calls; j++) {
+        r = model.train(data.batch(calls == 1 ? k : (k - 1) * calls + j));
+        lossSum += r.loss();
+      }
+      if (!r.applied() && r.finite()) {
+        throw new IllegalStateException("step " + k + " was not applied after " + calls + " calls");
+      }
       if (k > start + 1 || o.steps() == 1) { // the first step also compiles: not throughput
         timedNanos += System.nanoTime() - t0;
         timedSteps++;
@@ -738,11 +804,11 @@ public final class Demo {
       if (r.step() != k) {
         throw new IllegalStateException("the train step reports step " + r.step() + ", expected " + k);
       }
-      losses[(int) (k - start - 1)] = r.loss();
+      losses[(int) (k - start - 1)] = calls == 1 ? r.loss() : (float) (lossSum / calls);
       if (k == start + 1) { // start the clock after the compilation, so tokens/s and ETA are real
         progress.begin(name, k, end, batch);
       }
-      progress.update(k, r.loss());
+      progress.update(k, losses[(int) (k - start - 1)]);
       if (k % o.evalEvery() == 0 || k == end) {
         ResultsCsv.Row row = evaluate(model, name, k, data);
         heldOut = row.heldoutLoss();

@@ -10,6 +10,8 @@ import java.util.Random;
 import org.fadam.Algorithm;
 import org.fadam.AtomicDirectory;
 import org.fadam.FisherTrainStep;
+import org.fadam.Schedules;
+import org.fadam.WeightDecayMasks;
 import org.fadam.Operands;
 import org.fadam.ResourceVariable;
 import org.tensorflow.Graph;
@@ -61,10 +63,17 @@ public final class DemoModel implements AutoCloseable {
    * @param jit whether the train step is XLA-compiled
    */
   public record Config(
-      int vocabSize, int embedDim, int hidden, double learningRate, long initSeed, boolean jit) {
+      int vocabSize, int embedDim, int hidden, double learningRate, long initSeed, boolean jit,
+      Training training) {
+
+    /** A configuration trained as the demo always was: constant η, every tensor decayed, no accumulation. */
+    public Config(int vocabSize, int embedDim, int hidden, double learningRate, long initSeed, boolean jit) {
+      this(vocabSize, embedDim, hidden, learningRate, initSeed, jit, Training.DEFAULT);
+    }
 
     /** Checks the sizes and the learning rate. */
     public Config {
+      java.util.Objects.requireNonNull(training, "training");
       positive("vocabSize", vocabSize);
       positive("embedDim", embedDim);
       positive("hidden", hidden);
@@ -76,6 +85,60 @@ public final class DemoModel implements AutoCloseable {
     private static void positive(String name, int v) {
       if (!(v >= 1)) {
         throw new IllegalArgumentException("`" + name + "` must be >= 1; got " + v);
+      }
+    }
+  }
+
+  /**
+   * How the step trains, beside the rate: the schedule (with the rate as its peak), the
+   * weight-decay mask and gradient accumulation (issue 19's training features).
+   *
+   * @param schedule constant, cosine, linear or rsqrt ({@link Schedules})
+   * @param warmup the warmup steps (0 for constant)
+   * @param totalSteps the run's optimizer steps, where cosine and linear reach their end (10 % of
+   *     the peak)
+   * @param matricesOnly whether weight decay is kept off the rank-1 tensors (biases, layer norm)
+   * @param accumulate train calls per optimizer step
+   */
+  public record Training(String schedule, long warmup, long totalSteps, boolean matricesOnly, int accumulate) {
+
+    /** The schedule names. */
+    public static final List<String> SCHEDULES = List.of("constant", "cosine", "linear", "rsqrt");
+    /** cosine and linear end at this fraction of the peak. */
+    public static final double FINAL_FRACTION = 0.1;
+    /** The demo's behaviour before these options: constant η, every tensor decayed, k = 1. */
+    public static final Training DEFAULT = new Training("constant", 0, 0, false, 1);
+
+    /** Checks the combination, failing with one line naming the values. */
+    public Training {
+      if (!SCHEDULES.contains(schedule)) {
+        throw new IllegalArgumentException("--schedule must be one of " + SCHEDULES + "; got " + schedule);
+      }
+      if (schedule.equals("constant") && warmup != 0) {
+        throw new IllegalArgumentException("--warmup " + warmup + " needs --schedule cosine, linear or rsqrt");
+      }
+      if (accumulate < 1) {
+        throw new IllegalArgumentException("--accumulate must be >= 1; got " + accumulate);
+      }
+      of(schedule, warmup, totalSteps, 1.0); // the schedule's own checks (warmup < total, rsqrt warmup >= 1)
+    }
+
+    /** The schedule with {@code lr} as its peak, or null for a constant rate. */
+    FisherTrainStep.Schedule schedule(double lr) {
+      return of(schedule, warmup, totalSteps, lr);
+    }
+
+    private static FisherTrainStep.Schedule of(String schedule, long warmup, long totalSteps, double lr) {
+      try {
+        return switch (schedule) {
+          case "cosine" -> Schedules.warmupCosine(lr, warmup, totalSteps, FINAL_FRACTION);
+          case "linear" -> Schedules.warmupLinear(lr, warmup, totalSteps, FINAL_FRACTION);
+          case "rsqrt" -> Schedules.warmupInverseSqrt(lr, warmup);
+          default -> null;
+        };
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("--schedule " + schedule + " --warmup " + warmup + " over "
+            + totalSteps + " steps: " + e.getMessage(), e);
       }
     }
   }
@@ -97,7 +160,15 @@ public final class DemoModel implements AutoCloseable {
       Ops tf = Ops.create(graph);
       List<ResourceVariable<TFloat32>> vars = variables(tf, config);
       int v = config.vocabSize();
-      this.step = FisherTrainStep.builder(graph)
+      Training t = config.training();
+      FisherTrainStep.Builder builder = FisherTrainStep.builder(graph);
+      if (t.schedule(config.learningRate()) != null) {
+        builder.schedule(t.schedule(config.learningRate()));
+      }
+      if (t.matricesOnly()) {
+        builder.weightDecayMask(WeightDecayMasks.matrices());
+      }
+      this.step = builder.accumulate(t.accumulate())
           // each algorithm's own paper defaults
           .algorithm(optimizer, config.learningRate(), optimizer.defaultOptions())
           .input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
@@ -225,6 +296,11 @@ public final class DemoModel implements AutoCloseable {
     try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch)) {
       return step.train(session, Map.of(TOKENS, tokens, LABELS, labels));
     }
+  }
+
+  /** {@return the train calls per optimizer step (gradient accumulation)} */
+  public int accumulate() {
+    return config.training().accumulate();
   }
 
   /** The mean loss (nats/token) on a batch at the current parameters, without a step. */

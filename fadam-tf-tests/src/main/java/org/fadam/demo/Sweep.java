@@ -71,9 +71,18 @@ public final class Sweep {
    * @param xla whether train steps are XLA-compiled
    * @param workers points trained at the same time
    * @param out the output directory
+   * @param training the schedule, weight-decay mask and accumulation of every point
    */
   public record Options(List<Algorithm> optimizers, List<Double> lrs, int seeds, int steps,
-      int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out) {
+      int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out,
+      DemoModel.Training training) {
+
+    /** Options whose points train as {@link DemoModel.Training#DEFAULT}. */
+    public Options(List<Algorithm> optimizers, List<Double> lrs, int seeds, int steps,
+        int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out) {
+      this(optimizers, lrs, seeds, steps, evalEvery, batch, embed, hidden, xla, workers, out,
+          DemoModel.Training.DEFAULT);
+    }
 
     /** Checks every field. */
     public Options {
@@ -107,7 +116,7 @@ public final class Sweep {
 
     /** The plain demo's options of one point (what {@code scripts/demo --lr X --seed S ...} runs). */
     Demo.Options point(Algorithm optimizer, double lr, long seed) {
-      return new Demo.Options(new Demo.Settings(seed, batch, lr, embed, hidden), steps,
+      return new Demo.Options(new Demo.Settings(seed, batch, lr, embed, hidden, training), steps,
           List.of(optimizer), out, xla, null, null, evalEvery, false, null);
     }
   }

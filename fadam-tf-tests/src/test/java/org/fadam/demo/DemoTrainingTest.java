@@ -1,0 +1,115 @@
+package org.fadam.demo;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.fadam.Algorithm;
+import org.fadam.ResourceVariable;
+import org.fadam.WeightDecayMasks;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine.ParameterException;
+
+/** The demo's training options: --schedule, --warmup, --weight-decay-mask, --accumulate. */
+class DemoTrainingTest {
+
+  private static final List<String> TINY =
+      List.of("--embed", "8", "--hidden", "16", "--seed", "7", "--eval-every", "4", "--optimizers", "fadam");
+
+  private static Demo.Report run(Path out, String... args) throws Exception {
+    List<String> all = new ArrayList<>(List.of(args).contains("--resume") ? List.of("--eval-every", "4") : TINY);
+    all.addAll(List.of(args));
+    all.addAll(List.of("--out", out.toString()));
+    Demo.Options o = Demo.parse(all.toArray(new String[0]));
+    try (PrintStream p = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8)) {
+      return Demo.run(o, p, new Progress(System.err, false, System::nanoTime));
+    }
+  }
+
+  @Test
+  void parsesTheTrainingOptions() {
+    DemoModel.Training t = Demo.parse("--schedule", "cosine", "--steps", "40", "--weight-decay-mask", "matrices",
+        "--accumulate", "3").settings().training();
+    assertEquals(new DemoModel.Training("cosine", 2, 40, true, 3), t); // warmup: 5 % of the steps
+    assertEquals(DemoModel.Training.DEFAULT, Demo.parse().settings().training());
+    assertEquals(new DemoModel.Training("rsqrt", 7, Demo.DEFAULT_STEPS, false, 1),
+        Demo.parse("--schedule", "rsqrt", "--warmup", "7").settings().training());
+  }
+
+  @Test
+  void badTrainingOptionsFailWithOneLine() {
+    Map<List<String>, String> cases = Map.of(
+        List.of("--schedule", "cosine", "--steps", "20", "--warmup", "30"),
+        "--schedule cosine --warmup 30 over 20 steps: warmupSteps 30 must be less than totalSteps 20"
+            + " (the decay needs at least one step)",
+        List.of("--warmup", "5"), "--warmup 5 needs --schedule cosine, linear or rsqrt",
+        List.of("--schedule", "step"), "--schedule must be one of [constant, cosine, linear, rsqrt]; got step",
+        List.of("--weight-decay-mask", "some"), "--weight-decay-mask must be all or matrices; got some",
+        List.of("--tfrecord", "f", "--accumulate", "2"),
+        "--tfrecord writes one batch per step: it cannot be combined with --accumulate 2");
+    cases.forEach((args, message) -> {
+      var e = assertThrows(ParameterException.class, () -> Demo.parse(args.toArray(new String[0])), args.toString());
+      assertEquals(message, e.getMessage());
+    });
+    for (String[] args : List.of(new String[] {"--accumulate", "0"},
+        new String[] {"--resume", "x", "--accumulate", "2"}, new String[] {"--resume", "x", "--schedule", "cosine"})) {
+      assertThrows(ParameterException.class, () -> Demo.parse(args), String.join(" ", args));
+    }
+  }
+
+  /** The usual mask keeps the decay off exactly the demo model's biases and layer-norm gain and shift. */
+  @Test
+  void matricesExcludesTheRankOneTensors() {
+    try (DemoModel m = DemoModel.create(Algorithm.FADAM, new DemoModel.Config(64, 8, 16, 1e-3, 1, false,
+        new DemoModel.Training("constant", 0, 0, true, 1)))) {
+      List<String> excluded = m.step().parameters().stream().filter(WeightDecayMasks.matrices().negate())
+          .map(ResourceVariable::name).toList();
+      assertEquals(List.of("b1", "ln_gain", "ln_shift", "b2", "b3"), excluded);
+    }
+  }
+
+  /**
+   * A run with a cosine schedule, the matrices mask and accumulation saved after 6 steps and
+   * resumed for 6 equals 12 in one go: the saved settings (schedule total included) and the
+   * gradient sums come back; and the options change the run.
+   */
+  @Test
+  void trainingOptionsSurviveSaveAndResume(@TempDir Path dir) throws Exception {
+    String[] training = {"--schedule", "cosine", "--warmup", "2", "--weight-decay-mask", "matrices", "--accumulate", "2"};
+    List<String> oneGo = new ArrayList<>(List.of(training));
+    oneGo.addAll(List.of("--steps", "12"));
+    Demo.Report whole = run(dir.resolve("whole"), oneGo.toArray(new String[0]));
+    // the first half of the same run: total 12 steps, stopped after 6 (the schedule needs the total)
+    Demo.Options first = Demo.parse(concat(TINY, List.of(training), List.of("--steps", "12", "--out",
+        dir.resolve("a").toString(), "--save", dir.resolve("saved").toString())));
+    Demo.Options firstSix = new Demo.Options(first.settings(), 6, first.optimizers(), first.out(), first.xla(),
+        first.save(), null, first.evalEvery(), false, null);
+    try (PrintStream p = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8)) {
+      Demo.run(firstSix, p, new Progress(System.err, false, System::nanoTime));
+    }
+    Demo.Report second = run(dir.resolve("a"), "--steps", "6", "--resume", dir.resolve("saved").toString());
+    float[] wholeLosses = whole.trainLosses().get(Algorithm.FADAM);
+    float[] tail = java.util.Arrays.copyOfRange(wholeLosses, 6, 12);
+    assertArrayEquals(tail, second.trainLosses().get(Algorithm.FADAM));
+    Demo.Report plain = run(dir.resolve("plain"), "--steps", "12");
+    assertFalse(java.util.Arrays.equals(wholeLosses, plain.trainLosses().get(Algorithm.FADAM)));
+    assertTrue(Double.isFinite(whole.table().rows().get(0).heldoutLoss()));
+  }
+
+  private static String[] concat(List<String> a, List<String> b, List<String> c) {
+    List<String> all = new ArrayList<>(a);
+    all.addAll(b);
+    all.addAll(c);
+    return all.toArray(new String[0]);
+  }
+}
