@@ -9,6 +9,9 @@ import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
+import org.tensorflow.Graph;
+import org.tensorflow.op.Ops;
 import java.util.Locale;
 import org.fadam.tools.BenchCase.Candidate;
 import org.tensorflow.ndarray.Shape;
@@ -271,6 +274,7 @@ public final class Bench extends Tool {
     }
     out.println("# load average after: " + Machine.loadAverage());
     out.print(table(rows));
+    out.println(leanState());
     if (settings.csv() != null) {
       writeCsv(settings.csv(), rows);
       out.println("# wrote " + settings.csv());
@@ -408,6 +412,31 @@ public final class Bench extends Tool {
     return "# x Adam = ms/step / Adam ms: framework Adam (xla-apply rows: its apply-only step)"
         + " timed in the same interleaved rounds as the row; Adam's own rows: all its rounds\n"
         + TextTable.text(cells, " ", 2, 20, 13, 10, 5, 9, 9, 9, 8, 8, 7);
+  }
+
+  /**
+   * FAdafactor's optimizer state per parameter at 4096×4096 with m in float32, in bfloat16 and
+   * without m (β1 = 0), from the fused step's own count of its state variables (no timing).
+   */
+  static String leanState() {
+    List<String> parts = new ArrayList<>();
+    Map<String, org.fadam.FisherOptions> cases = new java.util.LinkedHashMap<>();
+    cases.put("m float32", org.fadam.FisherOptions.defaults());
+    cases.put("m bfloat16", org.fadam.FisherOptions.builder()
+        .momentumDtype(org.tensorflow.types.TBfloat16.class).build());
+    cases.put("no m (beta1 = 0)", org.fadam.FisherOptions.builder().beta1(0).build());
+    cases.forEach((name, o) -> {
+      try (Graph g = new Graph()) {
+        Ops tf = Ops.create(g);
+        var w = org.fadam.ResourceVariable.create(tf, "w", tf.withInitScope().fill(
+            tf.withInitScope().constant(new long[] {4096, 4096}), tf.withInitScope().constant(0f)));
+        var step = org.fadam.FisherTrainStep.builder(g).fadafactor(0.001, o).variables(List.of(w))
+            .loss((ops, in, v) -> ops.math.mean(ops.math.square(v.float32("w")), ops.constant(new int[] {0, 1})))
+            .build();
+        parts.add(name + " " + fmt("%.3f", step.optimizerStateBytes() / (double) step.parameterCount()));
+      }
+    });
+    return "# FAdafactor state B/param at 4096x4096: " + String.join(", ", parts);
   }
 
   private static String fmt(String format, double v) {

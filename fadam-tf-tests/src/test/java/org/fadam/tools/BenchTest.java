@@ -184,4 +184,11 @@ class BenchTest {
         + "fadafactor           xla-apply       16777216   100    58.512     3.488    22.689     2.58     8.03   0.123\n",
         Bench.table(rows));
   }
+
+  /** The lean-state line: FAdafactor's m at 4 B, 2 B (bfloat16) and none, R and C on top. */
+  @org.junit.jupiter.api.Test
+  void printsFAdafactorsStateWithAndWithoutM() {
+    assertEquals("# FAdafactor state B/param at 4096x4096: m float32 4.002, m bfloat16 2.002,"
+        + " no m (beta1 = 0) 0.002", Bench.leanState());
+  }
 }
