@@ -130,6 +130,7 @@ public final class Demo {
       p.setProperty("total_steps", Long.toString(training.totalSteps()));
       p.setProperty("weight_decay_mask", training.matricesOnly() ? "matrices" : "all");
       p.setProperty("accumulate", Integer.toString(training.accumulate()));
+      p.setProperty("momentum", training.momentum());
       try (Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
         p.store(w, "fadam-tf demo run: scripts/demo --resume <this directory> continues it");
       }
@@ -161,7 +162,7 @@ public final class Demo {
         DemoModel.Training t = new DemoModel.Training(p.getProperty("schedule", "constant"),
             Long.parseLong(p.getProperty("warmup", "0")), Long.parseLong(p.getProperty("total_steps", "0")),
             p.getProperty("weight_decay_mask", "all").equals("matrices"),
-            Integer.parseInt(p.getProperty("accumulate", "1")));
+            Integer.parseInt(p.getProperty("accumulate", "1")), p.getProperty("momentum", "float32"));
         Settings s = new Settings(Long.parseLong(get(p, file, "seed")),
             Integer.parseInt(get(p, file, "batch")), Double.parseDouble(get(p, file, "lr")),
             Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")), t);
@@ -351,6 +352,11 @@ public final class Demo {
             + " --steps counts optimizer steps)")
     int accumulate;
 
+    @Option(names = "--momentum", paramLabel = "M", defaultValue = "float32",
+        description = "the optimizers' m slot: float32 (default, the paper's), bfloat16 (half the"
+            + " bytes), none (beta1 = 0: no m, the update takes the clipped gradient itself)")
+    String momentum;
+
     /** The training options of the command line, for a run of {@code runSteps} optimizer steps. */
     DemoModel.Training training(int runSteps) {
       if (!weightDecayMask.equals("all") && !weightDecayMask.equals("matrices")) {
@@ -359,7 +365,7 @@ public final class Demo {
       long w = warmup != null ? warmup : schedule.equals("constant") ? 0 : Math.max(1, runSteps / 20);
       try {
         return new DemoModel.Training(schedule, w, schedule.equals("constant") ? 0 : runSteps,
-            weightDecayMask.equals("matrices"), accumulate);
+            weightDecayMask.equals("matrices"), accumulate, momentum);
       } catch (IllegalArgumentException e) {
         throw usageError(e.getMessage());
       }
@@ -420,7 +426,7 @@ public final class Demo {
         throw usageError(String.join(", ", sweepOnly) + " only apply with --sweep");
       }
       List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden", "--schedule",
-          "--warmup", "--weight-decay-mask", "--accumulate").stream().filter(this::given).toList();
+          "--warmup", "--weight-decay-mask", "--accumulate", "--momentum").stream().filter(this::given).toList();
       List<Algorithm> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
       if (resume != null) {
         if (!settingFlags.isEmpty()) {

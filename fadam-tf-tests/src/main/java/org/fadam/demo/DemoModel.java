@@ -9,6 +9,7 @@ import java.util.Map;
 import java.util.Random;
 import org.fadam.Algorithm;
 import org.fadam.AtomicDirectory;
+import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.Schedules;
 import org.fadam.WeightDecayMasks;
@@ -99,8 +100,18 @@ public final class DemoModel implements AutoCloseable {
    *     the peak)
    * @param matricesOnly whether weight decay is kept off the rank-1 tensors (biases, layer norm)
    * @param accumulate train calls per optimizer step
+   * @param momentum the m slot: float32 (the paper's), bfloat16, or none (β1 = 0)
    */
-  public record Training(String schedule, long warmup, long totalSteps, boolean matricesOnly, int accumulate) {
+  public record Training(String schedule, long warmup, long totalSteps, boolean matricesOnly, int accumulate,
+      String momentum) {
+
+    /** The momenta: float32 (the paper's), bfloat16, none (β1 = 0). */
+    public static final List<String> MOMENTA = List.of("float32", "bfloat16", "none");
+
+    /** Training with m in float32. */
+    public Training(String schedule, long warmup, long totalSteps, boolean matricesOnly, int accumulate) {
+      this(schedule, warmup, totalSteps, matricesOnly, accumulate, "float32");
+    }
 
     /** The schedule names. */
     public static final List<String> SCHEDULES = List.of("constant", "cosine", "linear", "rsqrt");
@@ -120,7 +131,20 @@ public final class DemoModel implements AutoCloseable {
       if (accumulate < 1) {
         throw new IllegalArgumentException("--accumulate must be >= 1; got " + accumulate);
       }
+      if (!MOMENTA.contains(momentum)) {
+        throw new IllegalArgumentException("--momentum must be one of " + MOMENTA + "; got " + momentum);
+      }
       of(schedule, warmup, totalSteps, 1.0); // the schedule's own checks (warmup < total, rsqrt warmup >= 1)
+    }
+
+    /** An algorithm's paper defaults with this momentum. */
+    FisherOptions options(Algorithm algorithm) {
+      FisherOptions o = algorithm.defaultOptions();
+      return switch (momentum) {
+        case "none" -> o.toBuilder().beta1(0).build();
+        case "bfloat16" -> o.toBuilder().momentumDtype(org.tensorflow.types.TBfloat16.class).build();
+        default -> o;
+      };
     }
 
     /** The schedule with {@code lr} as its peak, or null for a constant rate. */
@@ -169,8 +193,8 @@ public final class DemoModel implements AutoCloseable {
         builder.weightDecayMask(WeightDecayMasks.matrices());
       }
       this.step = builder.accumulate(t.accumulate())
-          // each algorithm's own paper defaults
-          .algorithm(optimizer, config.learningRate(), optimizer.defaultOptions())
+          // each algorithm's own paper defaults (with --momentum's m)
+          .algorithm(optimizer, config.learningRate(), t.options(optimizer))
           .input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
           .input(LABELS, TInt32.class, Shape.of(-1))
           .variables(vars)

@@ -55,6 +55,7 @@ class DemoTrainingTest {
         List.of("--warmup", "5"), "--warmup 5 needs --schedule cosine, linear or rsqrt",
         List.of("--schedule", "step"), "--schedule must be one of [constant, cosine, linear, rsqrt]; got step",
         List.of("--weight-decay-mask", "some"), "--weight-decay-mask must be all or matrices; got some",
+        List.of("--momentum", "float16"), "--momentum must be one of [float32, bfloat16, none]; got float16",
         List.of("--tfrecord", "f", "--accumulate", "2"),
         "--tfrecord writes one batch per step: it cannot be combined with --accumulate 2");
     cases.forEach((args, message) -> {
@@ -65,6 +66,19 @@ class DemoTrainingTest {
         new String[] {"--resume", "x", "--accumulate", "2"}, new String[] {"--resume", "x", "--schedule", "cosine"})) {
       assertThrows(ParameterException.class, () -> Demo.parse(args), String.join(" ", args));
     }
+  }
+
+  /** --momentum none builds no m and bfloat16 a 2-byte one: the table's state bytes say so. */
+  @Test
+  void momentumOptionsShowInTheStateBytes(@TempDir Path dir) throws Exception {
+    double[] bytes = new double[3];
+    int i = 0;
+    for (String m : List.of("float32", "bfloat16", "none")) {
+      Demo.Report r = run(dir.resolve(m), "--steps", "2", "--momentum", m); // FAdam: m 4 B of its 8
+      bytes[i++] = r.table().rows().get(0).stateBytesPerParam();
+    }
+    assertEquals(2, bytes[0] - bytes[1], 0.01, java.util.Arrays.toString(bytes));
+    assertEquals(4, bytes[0] - bytes[2], 0.01, java.util.Arrays.toString(bytes));
   }
 
   /** The usual mask keeps the decay off exactly the demo model's biases and layer-norm gain and shift. */
