@@ -151,4 +151,64 @@ class LeanStateTest {
     assertEquals(2 + (256 + 512) * 4.0 / params, perParam[1], 1e-3);
     assertEquals((256 + 512) * 4.0 / params, perParam[2], 1e-3);
   }
+
+  /**
+   * β1 = 0 through the fused XLA step: θ and f follow the float64 reference (g = θ − 0.3 of
+   * ½Σ(θx − 0.3)² at x = 1), and a NaN batch under SKIP leaves θ and f bit-identical.
+   */
+  @ParameterizedTest(name = "{0}")
+  @EnumSource(Algorithm.class)
+  void noMomentumThroughTheFusedStep(Algorithm alg) {
+    int[] shape = {3, 4};
+    Hyper h = ConformanceTest.paperDefaults(alg).withFactoredMinDim(3).withLr(0.01).withBeta1(0);
+    double[] theta0 = new double[12];
+    for (int i = 0; i < 12; i++) {
+      theta0[i] = (float) (0.1 * i - 0.5);
+    }
+    PaperReference.State ref = PaperReference.init(alg, shape, theta0, h);
+    FisherOptions o = ConformanceTest.options(alg, h).toBuilder().nonFinite(FisherOptions.NonFinitePolicy.SKIP).build();
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      float[][] w0 = new float[3][4];
+      for (int i = 0; i < 12; i++) {
+        w0[i / 4][i % 4] = (float) theta0[i];
+      }
+      var w = ResourceVariable.create(tf, "w", tf.withInitScope().constant(w0));
+      FisherTrainStep step = FisherTrainStep.builder(g).algorithm(alg, h.lr(), o).variables(List.of(w))
+          .input("x", TFloat32.class, Shape.scalar())
+          .loss((ops, in, v) -> ops.math.mul(ops.constant(0.5f), ops.reduceSum(ops.math.square(
+              ops.math.sub(ops.math.mul(v.float32("w"), in.float32("x")), ops.constant(0.3f))),
+              ops.constant(new int[] {0, 1}))))
+          .build();
+      assertTrue(step.slot(w, Algorithm.M).isEmpty());
+      try (Session s = new Session(g); TFloat32 one = TFloat32.scalarOf(1f); TFloat32 nan = TFloat32.scalarOf(Float.NaN)) {
+        s.initialize();
+        for (int k = 1; k <= 4; k++) {
+          double[] grad = new double[12];
+          for (int i = 0; i < 12; i++) {
+            grad[i] = ref.theta[i] - (double) 0.3f;
+          }
+          PaperReference.step(alg, ref, grad, h);
+          step.train(s, Map.of("x", one));
+          double[] got = OptimizerContractTest.values(s, tf, w.read(tf));
+          for (int i = 0; i < 12; i++) {
+            assertEquals(ref.theta[i], got[i], 2e-6, alg + " θ[" + i + "] step " + k);
+          }
+        }
+        List<double[]> before = new java.util.ArrayList<>();
+        for (ResourceVariable<?> v : step.variables()) {
+          if (v.type() != org.tensorflow.types.TInt64.class) {
+            before.add(OptimizerContractTest.values(s, tf, v.read(tf)));
+          }
+        }
+        assertTrue(!step.train(s, Map.of("x", nan)).finite());
+        int j = 0;
+        for (ResourceVariable<?> v : step.variables()) {
+          if (v.type() != org.tensorflow.types.TInt64.class) {
+            assertArrayEquals(before.get(j++), OptimizerContractTest.values(s, tf, v.read(tf)), v.name());
+          }
+        }
+      }
+    }
+  }
 }

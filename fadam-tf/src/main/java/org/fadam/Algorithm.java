@@ -182,7 +182,8 @@ public enum Algorithm {
       case FADAFACTOR -> factored
           ? (decay ? 6 : 5) * p + 2 * m // as FAdam, R and C instead of a full-size f
           : FADAM.minimumBytesPerParameter(shape, options, parameterBytes);
-      case ADAM -> 3 * p + 3 * s + 3 * m; // g, f, m → f, m (Σḡ²); f, m, θ → θ
+      // g, f, m → f, m (Σḡ²); f, m, θ → θ (β1 = 0: m̂ = g, so that pass reads g instead of m)
+      case ADAM -> (options.beta1() == 0 ? 4 : 3) * p + 3 * s + 3 * m;
       case ADAFACTOR -> factored ? 5 * p + 2 * m : 4 * p + 3 * s + 2 * m; // R, C; clip; g, m, θ → m, θ
     };
   }

@@ -353,7 +353,8 @@ public abstract class FisherOptimizer extends Optimizer {
   /**
    * The slot {@code slotName} ({@link #FIRST_MOMENT}, {@link #FIM}, {@link #FIM_ROW},
    * {@link #FIM_COL}, {@link #STEP}) of a variable. Slots are
-   * float32 for float16/bfloat16 variables and the step counter is int64, whatever {@code T} says.
+   * float32 for float16/bfloat16 variables (m in bfloat16 under {@link FisherOptions#momentumDtype};
+   * no m where β1 = 0) and the step counter is int64, whatever {@code T} says.
    */
   @Override
   @SuppressWarnings("unchecked")
