@@ -206,6 +206,30 @@ class ReadmeExamplesTest {
     batch.values().forEach(TFloat32::close);
   }
 
+  /** docs/training.md: a drop-in optimizer with a schedule counts its own steps (η_0 = 0: no move). */
+  @Test
+  void aDropInTakesASchedule() {
+    try (Graph graph = new Graph(); Session session = new Session(graph)) {
+      Ops tf = Ops.create(graph);
+      Variable<TFloat32> w = tf.variable(tf.zeros(tf.constant(new int[] {4}), TFloat32.class));
+      var loss = tf.reduceSum(tf.math.square(tf.math.sub(tf.identity(w), tf.constant(1f))),
+          tf.constant(0));
+      // doc docs/training.md#schedule-drop-in
+      FAdam optimizer = new FAdam(graph, "FAdam", Schedules.warmupCosine(1e-3, 100, 10_000, 0.1),
+          FisherOptions.defaults());
+      Op train = optimizer.minimize(loss, "train");  // η_t at FAdam-iterations, +1 per run
+      // doc end
+      session.initialize();
+      session.run(train);
+      assertEquals(4f, lossOf(session, loss), "η_0 = 0: the first step leaves w as it was");
+      session.run(train);
+      assertTrue(lossOf(session, loss) < 4f, "η_1 = 1e-5 moves it");
+      try (TInt64 n = (TInt64) session.runner().fetch(optimizer.iterations().orElseThrow()).run().get(0)) {
+        assertEquals(2, n.getLong());
+      }
+    }
+  }
+
   // --- the docs show exactly these regions -----------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
@@ -235,7 +259,8 @@ class ReadmeExamplesTest {
       "training", "org.tensorflow.Graph graph, org.tensorflow.Session s,"
           + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> w,"
           + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> b,"
-          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, java.util.List<Boolean> applied");
+          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, java.util.List<Boolean> applied",
+      "schedule-drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss");
 
   /** Every {@code // doc FILE#name} … {@code // doc end} region of this source file, by name. */
   static Map<String, Region> regions() throws IOException {
@@ -391,7 +416,7 @@ class ReadmeExamplesTest {
   @Test
   void theDocsShowTheseExamplesAndNoOthers() throws IOException {
     Map<String, Region> regions = regions();
-    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training"), List.copyOf(regions.keySet()));
+    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in"), List.copyOf(regions.keySet()));
     assertEquals(regions.keySet(), CONTEXT.keySet(), "every region needs its CONTEXT");
     Map<String, String> documents = documents();
     assertEquals(List.of(), coverage(documents, List.copyOf(regions.values()), EXEMPT));

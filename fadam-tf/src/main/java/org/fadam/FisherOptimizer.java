@@ -51,7 +51,10 @@ public abstract class FisherOptimizer extends Optimizer {
 
   private final Algorithm algorithm;
   private final String name;
+  /** η, fixed or an operand; null with a schedule. */
   private final LearningRate learningRate;
+  /** η_t as a function of {@link #iterations}; null without a schedule. */
+  private final FisherTrainStep.Schedule schedule;
   /** The optimizer's own step counter, read by its schedule; null without a schedule. */
   private final Variable<TInt64> iterations;
   private final FisherOptions options;
@@ -70,6 +73,7 @@ public abstract class FisherOptimizer extends Optimizer {
     this.learningRate = learningRate;
     this.options = java.util.Objects.requireNonNull(options, "`options` must not be null");
     this.ops = Ops.create(graph).withSubScope(name);
+    this.schedule = null;
     this.iterations = null;
   }
 
@@ -77,13 +81,13 @@ public abstract class FisherOptimizer extends Optimizer {
   FisherOptimizer(
       Graph graph, String name, FisherTrainStep.Schedule schedule, FisherOptions options, Algorithm algorithm) {
     super(graph, checkName(name));
-    java.util.Objects.requireNonNull(schedule, "`schedule` must not be null");
+    this.schedule = java.util.Objects.requireNonNull(schedule, "`schedule` must not be null");
     this.algorithm = algorithm;
     this.name = name;
     this.options = java.util.Objects.requireNonNull(options, "`options` must not be null");
     this.ops = Ops.create(graph).withSubScope(name);
     this.iterations = newVariable(name + "-iterations", Shape.scalar(), TInt64.class, 0);
-    this.learningRate = LearningRate.of(schedule.learningRate(ops, ops.identity(iterations)));
+    this.learningRate = null;
   }
 
   private static String checkName(String name) {
@@ -285,24 +289,26 @@ public abstract class FisherOptimizer extends Optimizer {
           + targets.stream().map(Updater.Target::name).toList()
           + " (a typo?); to decay none, set FisherOptions.weightDecay(0)");
     }
-    Op step = XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()), name);
-    if (iterations == null) {
-      return step;
-    }
-    // the schedule read the counter as an input of the step; it advances after it
-    return ops.withControlDependencies(List.of(step)).withName(name + "-count")
-        .assignAdd(iterations, ops.constant(1L));
+    // with a schedule, η_t reads the counter and the step's writes advance it: one op named `name`
+    return XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()),
+        iterations == null ? null : new RefVar(iterations), name);
   }
 
-  /** One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. */
+  /**
+   * One variable's step (the framework's per-variable hook); {@link #applyGradients} is whole. With
+   * a schedule it reads η_t at {@link #iterations()} and leaves the counter to {@link
+   * #applyGradients}, which counts whole steps.
+   */
   @Override
   protected <T extends TType> Op applyDense(Ops deps, Output<T> gradient, Output<T> variable) {
     return new Updater(spec(), false).buildAsserting(ops, List.of(target(gradient, variable)),
         new RefVar(skippedCounter()), ops.scope().makeOpName("apply"));
   }
 
+  /** What a step computes; with a schedule, η_t at a fresh read of {@link #iterations}. */
   private Updater.Spec spec() {
-    return new Updater.Spec(algorithm, options, learningRate);
+    LearningRate eta = schedule == null ? learningRate : LearningRate.of(schedule, ops.identity(iterations));
+    return new Updater.Spec(algorithm, options, eta);
   }
 
   private Updater.Target target(Output<? extends TType> gradient, Output<? extends TType> variable) {
@@ -396,7 +402,7 @@ public abstract class FisherOptimizer extends Optimizer {
   @Override
   public String toString() {
     StringBuilder out = new StringBuilder(getClass().getSimpleName())
-        .append("{name=").append(getOptimizerName()).append(", learningRate=").append(learningRate);
+        .append("{name=").append(getOptimizerName()).append(", learningRate=").append(schedule == null ? learningRate : schedule);
     List<String> read = algorithm.optionNames();
     for (java.lang.reflect.RecordComponent c : FisherOptions.class.getRecordComponents()) {
       if (read.contains(c.getName())) {

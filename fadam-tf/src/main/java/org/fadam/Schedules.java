@@ -12,8 +12,12 @@ import org.tensorflow.types.family.TNumber;
  * Learning-rate schedules computed in the graph from the step counter t (the steps taken before
  * this one, counting from 0): for {@link FisherTrainStep.Builder#schedule} (t = {@code
  * iterations}, the optimizer steps) and the drop-in optimizers' schedule constructors (their own
- * counter). Each computes in float32 as a step function does (a TPU computes no float64); {@link
- * Computed#value} gives the same formula in any float dtype.
+ * counter). Both compute a {@link Computed} schedule in each parameter's working dtype
+ * (docs/design.md, "Dtypes"): float64 for float64 parameters, which so see the schedule's exact
+ * values ({@code constant(lr)} steps as the fixed {@code lr} does, bit for bit), and float32 for
+ * float32, float16 and bfloat16 parameters, so that a float32 step holds no float64 tensor (a TPU
+ * computes none). {@link Computed#value} gives the formula in any float dtype; {@link
+ * FisherTrainStep.Schedule#learningRate} on its own computes it in float32.
  */
 public final class Schedules {
 

@@ -415,8 +415,8 @@ final class StepFunctions {
   Updater updater(Ops fn, Function<ResourceVariable<?>, StateVar> varOf) {
     LearningRate lr = spec.schedule() == null
         ? LearningRate.of(spec.learningRate())
-        : LearningRate.of(spec.schedule().learningRate(fn,
-            fn.dtypes.cast(varOf.apply(state.iterations()).read(fn), TInt64.class)));
+        : LearningRate.of(spec.schedule(),
+            fn.dtypes.cast(varOf.apply(state.iterations()).read(fn), TInt64.class));
     lr = lr.scaled(number(varOf.apply(state.learningRateScale()).read(fn)));
     Operand<? extends TNumber> lambda =
         state.weightDecay() == null ? null : number(varOf.apply(state.weightDecay()).read(fn));

@@ -12,6 +12,7 @@ import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TBool;
+import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TNumber;
 import org.tensorflow.types.family.TType;
 
@@ -26,10 +27,19 @@ final class XlaUpdate {
 
   private XlaUpdate() {}
 
-  /** The step as one op named {@code name}. */
-  static Op build(
-      Ops tf, Updater.Spec spec, List<Updater.Target> targets, StateVar skipped, String name) {
+  /**
+   * The step as one op named {@code name}.
+   *
+   * @param iterations the optimizer's step counter (int64 scalar) whose read {@link
+   *     LearningRate#steps()} the spec's schedule takes η_t from, advanced by one with the step's
+   *     writes; null where η is not a schedule
+   */
+  static Op build(Ops tf, Updater.Spec spec, List<Updater.Target> targets, StateVar skipped,
+      StateVar iterations, String name) {
     LearningRate lr = spec.learningRate();
+    if ((iterations == null) != (lr.schedule() == null)) {
+      throw new IllegalStateException("a step counter goes with a schedule: " + iterations + ", " + lr);
+    }
     List<Output<?>> args = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
     int[] planned = new int[1];
@@ -44,7 +54,10 @@ final class XlaUpdate {
         inner.add(new Updater.Target(t.name(), t.shape(), t.paramType(), g,
             in.state(tf, t.param()), slots, in.state(tf, t.step()), t.decayed()));
       }
-      LearningRate innerLr = lr.operand() == null
+      LearningRate innerLr = lr.schedule() != null
+          // t passed in, η_t computed inside, in each parameter's working dtype
+          ? LearningRate.of(lr.schedule(), int64(in.value(lr.steps().asOutput(), Shape.scalar())))
+          : lr.operand() == null
           ? lr
           : LearningRate.of(numeric(in.value(lr.operand().asOutput(), Shape.scalar())));
       StateVar innerSkipped = skipped == null ? null : in.state(tf, skipped);
@@ -75,8 +88,17 @@ final class XlaUpdate {
         finite.add(call.output(i));
       }
     }
+    if (iterations != null) {
+      values.add(tf.math.add(lr.steps(), tf.constant(1L)).asOutput()); // t ← t + 1, written after every read
+      vars.add(iterations);
+    }
     List<Op> checks = new Updater(spec, false).checks(tf, targets, finite);
     return Updater.write(tf, values, vars, checks, name);
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Operand<TInt64> int64(Operand<?> x) {
+    return (Operand<TInt64>) x;
   }
 
   @SuppressWarnings("unchecked")
