@@ -349,7 +349,8 @@ public final class Demo {
 
     @Option(names = "--accumulate", paramLabel = "K", defaultValue = "1", converter = Tool.PositiveInt.class,
         description = "train calls of --batch tokens per optimizer step (gradient accumulation;"
-            + " --steps counts optimizer steps)")
+            + " --steps counts optimizer steps): the K calls are the rows of --batch K*B split in"
+            + " K, and a step's loss is their mean")
     int accumulate;
 
     @Option(names = "--momentum", paramLabel = "M", defaultValue = "float32",
@@ -523,7 +524,21 @@ public final class Demo {
 
     /** The batch of step {@code k} (1-based): a function of (seed, k) only. */
     Batches.Batch batch(long k) {
-      return new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k)).next();
+      return batches(k, 1).get(0);
+    }
+
+    /**
+     * The {@code calls} micro-batches of optimizer step {@code k} under {@code --accumulate
+     * calls}: consecutive draws of step k's sampler, so together they are, in order, the rows
+     * that {@code --batch calls·B} draws for step k (and {@code calls = 1} is {@link #batch}).
+     */
+    List<Batches.Batch> batches(long k, int calls) {
+      Batches sampler = new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k));
+      List<Batches.Batch> out = new ArrayList<>(calls);
+      for (int j = 0; j < calls; j++) {
+        out.add(sampler.next());
+      }
+      return out;
     }
 
     /**
@@ -792,12 +807,12 @@ public final class Demo {
     while (k < end && !stop.requested()) {
       k++;
       long t0 = System.nanoTime();
-      // with accumulation, K calls on batches (k−1)K+1 … kK make optimizer step k; its loss is
-      // their mean (K = 1: batch k, as always)
+      // with accumulation, K calls on the K slices of step k's K·B rows (the rows --batch K·B
+      // trains on) make optimizer step k; its loss is their mean (K = 1: batch k, as always)
       FisherTrainStep.Result r = null;
       double lossSum = 0;
-      for (int j = 1; j <= calls; j++) {
-        r = model.train(data.batch(calls == 1 ? k : (k - 1) * calls + j));
+      for (Batches.Batch micro : data.batches(k, calls)) {
+        r = model.train(micro);
         lossSum += r.loss();
       }
       if (!r.applied() && r.finite()) {
@@ -812,7 +827,7 @@ public final class Demo {
       }
       losses[(int) (k - start - 1)] = calls == 1 ? r.loss() : (float) (lossSum / calls);
       if (k == start + 1) { // start the clock after the compilation, so tokens/s and ETA are real
-        progress.begin(name, k, end, batch);
+        progress.begin(name, k, end, (long) batch * calls); // tokens per optimizer step
       }
       progress.update(k, losses[(int) (k - start - 1)]);
       if (k % o.evalEvery() == 0 || k == end) {

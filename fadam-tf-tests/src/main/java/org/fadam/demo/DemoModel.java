@@ -339,6 +339,21 @@ public final class DemoModel implements AutoCloseable {
     }
   }
 
+  /** Every parameter's current value, flattened, by name, in the model's order. */
+  Map<String, float[]> parameterValues() {
+    Ops tf = Ops.create(graph);
+    Map<String, float[]> out = new java.util.LinkedHashMap<>();
+    for (ResourceVariable<?> v : step.parameters()) {
+      try (var r = session.runner().fetch(v.read(tf)).run()) {
+        TFloat32 t = (TFloat32) r.get(0);
+        float[] values = new float[(int) t.shape().size()];
+        t.copyTo(DataBuffers.of(values, false, false));
+        out.put(v.name(), values);
+      }
+    }
+    return out;
+  }
+
   /** Steps taken so far (restored with the variables by {@link #restore}). */
   public long iterations() {
     try (var out = session.runner().fetch(iterations).run()) {
