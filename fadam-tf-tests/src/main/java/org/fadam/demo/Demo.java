@@ -1005,6 +1005,10 @@ public final class Demo {
         num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
         num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),
         num(paper.rho()), num(paper.adafactorEpsilon()), o.xla() ? "on" : "off", s.seed()));
+    String training = s.training().describe(s.batch());
+    if (!training.isEmpty()) {
+      md.append(training).append("\n\n");
+    }
     if (stoppedNote != null) {
       md.append(stoppedNote).append(": the last row of each optimizer is where it stood.\n\n");
     }

@@ -118,6 +118,12 @@ class DemoTrainingTest {
     Demo.Report plain = run(dir.resolve("plain"), "--steps", "12");
     assertFalse(java.util.Arrays.equals(wholeLosses, plain.trainLosses().get(Algorithm.FADAM)));
     assertTrue(Double.isFinite(whole.table().rows().get(0).heldoutLoss()));
+    // results.md says how the run trained; a default run's says nothing more
+    assertTrue(java.nio.file.Files.readString(dir.resolve("whole").resolve(Demo.MARKDOWN)).contains(
+        "Training: cosine schedule with the learning rate as its peak (warmup 2 steps, then down to 10 % of the"
+            + " peak at step 12); weight decay on the matrices only (not the biases or the layer norm's gain"
+            + " and shift); 2 calls of batch 256 per optimizer step (effective batch 512)."));
+    assertFalse(java.nio.file.Files.readString(dir.resolve("plain").resolve(Demo.MARKDOWN)).contains("Training:"));
   }
 
   /**
