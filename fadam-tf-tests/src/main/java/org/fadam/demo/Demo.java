@@ -270,7 +270,9 @@ public final class Demo {
             + " a terminal."
       },
       footer = {"", "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10,"
-          + " gives the losses of one 20-step run exactly (with the same --no-xla choice)."})
+          + " gives the losses of one 20-step run exactly (with the same --no-xla choice; under"
+          + " --schedule cosine or linear the decay ends at the saved run's --steps, and the added"
+          + " steps train at its final 10%)."})
   public static final class Cli extends Tool {
     @Option(names = "--steps", paramLabel = "N", defaultValue = "" + DEFAULT_STEPS,
         converter = Tool.PositiveInt.class,
