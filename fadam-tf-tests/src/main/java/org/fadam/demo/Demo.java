@@ -270,7 +270,9 @@ public final class Demo {
             + " a terminal."
       },
       footer = {"", "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10,"
-          + " gives the losses of one 20-step run exactly (with the same --no-xla choice)."})
+          + " gives the losses of one 20-step run exactly (with the same --no-xla choice; under"
+          + " --schedule cosine or linear the decay ends at the saved run's --steps, and the added"
+          + " steps train at its final 10%)."})
   public static final class Cli extends Tool {
     @Option(names = "--steps", paramLabel = "N", defaultValue = "" + DEFAULT_STEPS,
         converter = Tool.PositiveInt.class,
@@ -349,7 +351,8 @@ public final class Demo {
 
     @Option(names = "--accumulate", paramLabel = "K", defaultValue = "1", converter = Tool.PositiveInt.class,
         description = "train calls of --batch tokens per optimizer step (gradient accumulation;"
-            + " --steps counts optimizer steps)")
+            + " --steps counts optimizer steps): the K calls are the rows of --batch K*B split in"
+            + " K, and a step's loss is their mean")
     int accumulate;
 
     @Option(names = "--momentum", paramLabel = "M", defaultValue = "float32",
@@ -523,7 +526,21 @@ public final class Demo {
 
     /** The batch of step {@code k} (1-based): a function of (seed, k) only. */
     Batches.Batch batch(long k) {
-      return new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k)).next();
+      return batches(k, 1).get(0);
+    }
+
+    /**
+     * The {@code calls} micro-batches of optimizer step {@code k} under {@code --accumulate
+     * calls}: consecutive draws of step k's sampler, so together they are, in order, the rows
+     * that {@code --batch calls·B} draws for step k (and {@code calls = 1} is {@link #batch}).
+     */
+    List<Batches.Batch> batches(long k, int calls) {
+      Batches sampler = new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k));
+      List<Batches.Batch> out = new ArrayList<>(calls);
+      for (int j = 0; j < calls; j++) {
+        out.add(sampler.next());
+      }
+      return out;
     }
 
     /**
@@ -792,12 +809,12 @@ public final class Demo {
     while (k < end && !stop.requested()) {
       k++;
       long t0 = System.nanoTime();
-      // with accumulation, K calls on batches (k−1)K+1 … kK make optimizer step k; its loss is
-      // their mean (K = 1: batch k, as always)
+      // with accumulation, K calls on the K slices of step k's K·B rows (the rows --batch K·B
+      // trains on) make optimizer step k; its loss is their mean (K = 1: batch k, as always)
       FisherTrainStep.Result r = null;
       double lossSum = 0;
-      for (int j = 1; j <= calls; j++) {
-        r = model.train(data.batch(calls == 1 ? k : (k - 1) * calls + j));
+      for (Batches.Batch micro : data.batches(k, calls)) {
+        r = model.train(micro);
         lossSum += r.loss();
       }
       if (!r.applied() && r.finite()) {
@@ -812,7 +829,7 @@ public final class Demo {
       }
       losses[(int) (k - start - 1)] = calls == 1 ? r.loss() : (float) (lossSum / calls);
       if (k == start + 1) { // start the clock after the compilation, so tokens/s and ETA are real
-        progress.begin(name, k, end, batch);
+        progress.begin(name, k, end, (long) batch * calls); // tokens per optimizer step
       }
       progress.update(k, losses[(int) (k - start - 1)]);
       if (k % o.evalEvery() == 0 || k == end) {
@@ -990,6 +1007,10 @@ public final class Demo {
         num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
         num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),
         num(paper.rho()), num(paper.adafactorEpsilon()), o.xla() ? "on" : "off", s.seed()));
+    String training = s.training().describe(s.batch());
+    if (!training.isEmpty()) {
+      md.append(training).append("\n\n");
+    }
     if (stoppedNote != null) {
       md.append(stoppedNote).append(": the last row of each optimizer is where it stood.\n\n");
     }

@@ -137,6 +137,35 @@ public final class DemoModel implements AutoCloseable {
       of(schedule, warmup, totalSteps, 1.0); // the schedule's own checks (warmup < total, rsqrt warmup >= 1)
     }
 
+    /**
+     * What these options change from the demo's defaults, as a sentence for the results files
+     * ({@code ""} when nothing does), with {@code batch} rows per call.
+     */
+    String describe(int batch) {
+      List<String> parts = new ArrayList<>();
+      if (schedule.equals("rsqrt")) {
+        parts.add("rsqrt schedule with the learning rate as its peak (warmup " + warmup
+            + " steps, then peak·√(warmup/t))");
+      } else if (!schedule.equals("constant")) {
+        parts.add(schedule + " schedule with the learning rate as its peak (warmup " + warmup
+            + " steps, then down to " + Math.round(FINAL_FRACTION * 100) + " % of the peak at step "
+            + totalSteps + ")");
+      }
+      if (matricesOnly) {
+        parts.add("weight decay on the matrices only (not the biases or the layer norm's gain and shift)");
+      }
+      if (accumulate > 1) {
+        parts.add(accumulate + " calls of batch " + batch + " per optimizer step (effective batch "
+            + (long) accumulate * batch + ")");
+      }
+      if (momentum.equals("bfloat16")) {
+        parts.add("m in bfloat16");
+      } else if (momentum.equals("none")) {
+        parts.add("β1 = 0 (no m)");
+      }
+      return parts.isEmpty() ? "" : "Training: " + String.join("; ", parts) + ".";
+    }
+
     /** An algorithm's paper defaults with this momentum. */
     FisherOptions options(Algorithm algorithm) {
       FisherOptions o = algorithm.defaultOptions();
@@ -337,6 +366,21 @@ public final class DemoModel implements AutoCloseable {
             .run()) {
       return ((TFloat32) out.get(0)).getFloat();
     }
+  }
+
+  /** Every parameter's current value, flattened, by name, in the model's order. */
+  Map<String, float[]> parameterValues() {
+    Ops tf = Ops.create(graph);
+    Map<String, float[]> out = new java.util.LinkedHashMap<>();
+    for (ResourceVariable<?> v : step.parameters()) {
+      try (var r = session.runner().fetch(v.read(tf)).run()) {
+        TFloat32 t = (TFloat32) r.get(0);
+        float[] values = new float[(int) t.shape().size()];
+        t.copyTo(DataBuffers.of(values, false, false));
+        out.put(v.name(), values);
+      }
+    }
+    return out;
   }
 
   /** Steps taken so far (restored with the variables by {@link #restore}). */

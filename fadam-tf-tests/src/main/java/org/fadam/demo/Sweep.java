@@ -269,6 +269,10 @@ public final class Sweep {
         String.join(", ", o.lrs().stream().map(SweepTable::rate).toList()),
         o.optimizers().size() * o.lrs().size() * o.seeds(), o.workers(),
         Progress.duration(seconds)));
+    String training = o.training().describe(o.batch());
+    if (!training.isEmpty()) {
+      md.append(training).append("\n\n");
+    }
     md.append(String.format(Locale.ROOT, "Measured on %s %s, %d cores, Java %s, %s.%s%n",
         System.getProperty("os.name"), System.getProperty("os.arch"),
         Runtime.getRuntime().availableProcessors(), System.getProperty("java.version"), when,

@@ -118,6 +118,62 @@ class DemoTrainingTest {
     Demo.Report plain = run(dir.resolve("plain"), "--steps", "12");
     assertFalse(java.util.Arrays.equals(wholeLosses, plain.trainLosses().get(Algorithm.FADAM)));
     assertTrue(Double.isFinite(whole.table().rows().get(0).heldoutLoss()));
+    // results.md says how the run trained; a default run's says nothing more
+    assertTrue(java.nio.file.Files.readString(dir.resolve("whole").resolve(Demo.MARKDOWN)).contains(
+        "Training: cosine schedule with the learning rate as its peak (warmup 2 steps, then down to 10 % of the"
+            + " peak at step 12); weight decay on the matrices only (not the biases or the layer norm's gain"
+            + " and shift); 2 calls of batch 256 per optimizer step (effective batch 512)."));
+    assertFalse(java.nio.file.Files.readString(dir.resolve("plain").resolve(Demo.MARKDOWN)).contains("Training:"));
+  }
+
+  /**
+   * {@code --accumulate 2 --batch 8} trains on the rows of {@code --batch 16} (step k's 16 rows,
+   * split in two halves), so after 5 optimizer steps its parameters and its per-step losses are
+   * those of {@code --batch 16} within float32 round-off; the same 5 steps at {@code --batch 8}
+   * without accumulation end elsewhere. Through the demo's own loop and data ({@link Demo#train}).
+   */
+  @Test
+  void accumulatingTwoHalvesEqualsTheDoubleBatch() {
+    Demo.Options doubleBatch = Demo.parse("--embed", "8", "--hidden", "16", "--seed", "7", "--batch", "16",
+        "--steps", "5", "--lr", "3e-3", "--optimizers", "fadam");
+    Demo.Options halves = Demo.parse("--embed", "8", "--hidden", "16", "--seed", "7", "--batch", "8",
+        "--accumulate", "2", "--steps", "5", "--lr", "3e-3", "--optimizers", "fadam");
+    Demo.Options single = Demo.parse("--embed", "8", "--hidden", "16", "--seed", "7", "--batch", "8",
+        "--steps", "5", "--lr", "3e-3", "--optimizers", "fadam");
+    Trained whole = trainDirect(doubleBatch);
+    Trained accumulated = trainDirect(halves);
+    Trained alone = trainDirect(single);
+    assertEquals(whole.params().keySet(), accumulated.params().keySet());
+    double alonesLargestMove = 0;
+    for (String n : whole.params().keySet()) {
+      float[] want = whole.params().get(n);
+      float[] got = accumulated.params().get(n);
+      float[] other = alone.params().get(n);
+      double scale = 0;
+      for (float v : want) {
+        scale = Math.max(scale, Math.abs(v));
+      }
+      for (int e = 0; e < want.length; e++) {
+        assertEquals(want[e], got[e], 2e-5 * scale, n + "[" + e + "] after 5 steps");
+        alonesLargestMove = Math.max(alonesLargestMove, Math.abs(want[e] - other[e]) / scale);
+      }
+    }
+    assertTrue(alonesLargestMove > 1e-3, "--batch 8 alone should train elsewhere: " + alonesLargestMove);
+    assertArrayEquals(whole.losses(), accumulated.losses(), 1e-5f, "each step's loss: the mean of its halves");
+  }
+
+  private record Trained(Map<String, float[]> params, float[] losses) {}
+
+  /** Trains FAdam as Demo.run does, keeping the model open to read its parameters. */
+  private static Trained trainDirect(Demo.Options o) {
+    Demo.Settings s = o.settings();
+    Demo.Data data = new Demo.Data(s.seed(), s.batch());
+    try (DemoModel m = DemoModel.create(Algorithm.FADAM, s.modelConfig(data.source.vocabSize(), o.xla()))) {
+      Demo.Run run = Demo.train(m, o, s.batch(), null, data, row -> { }, new Progress(System.err, false,
+          System::nanoTime));
+      assertEquals(5, m.iterations(), "optimizer steps");
+      return new Trained(m.parameterValues(), run.losses());
+    }
   }
 
   private static String[] concat(List<String> a, List<String> b, List<String> c) {
