@@ -76,11 +76,13 @@ def test_parameters_and_outputs_are_named_from_the_module(ci_set):
         ("train_step/theta-step", "variable", "int64", []),
         ("train_step/train_step-iterations", "variable", "int64", []),
         ("train_step/train_step-skipped_steps", "variable", "int64", []),
+        ("train_step/hparams/learning_rate_scale", "variable", "float32", []),  # read, never written
+        ("train_step/hparams/weight_decay", "variable", "float32", []),
     ]
     # The optimizer alone: the export's apply_gradients function, gradient in, no loss.
     assert fadam["hlo_module"].startswith("train_step_apply_gradients")
     assert [(o["name"], o["role"], o.get("param")) for o in fadam["outputs"]] == [
-        ("step", "result", None), ("finite", "result", None),
+        ("step", "result", None), ("finite", "result", None), ("applied", "result", None),
         ("theta", "update", 1), ("train_step/theta-m", "update", 2), ("train_step/theta-fim", "update", 3),
         ("train_step/theta-step", "update", 4), ("train_step/train_step-iterations", "update", 5),
         ("train_step/train_step-skipped_steps", "update", 6)]
@@ -90,7 +92,7 @@ def test_parameters_and_outputs_are_named_from_the_module(ci_set):
         ("train_step/theta-fim_row", "float32", [128])]
     demo = next(c for c in manifest["configs"] if c["name"] == "demo_fadam")
     assert [p["name"] for p in demo["params"][:3]] == ["tokens", "labels", "embedding"]
-    assert [o["name"] for o in demo["outputs"][:4]] == ["loss", "step", "finite", "embedding"]
+    assert [o["name"] for o in demo["outputs"][:5]] == ["loss", "step", "finite", "applied", "embedding"]
     assert demo["parameters"] == sum(int(np.prod(p["shape"])) for p in demo["params"][2:11])
 
 

@@ -80,7 +80,7 @@ def test_an_export_without_the_variables_collection_fails(exports, capsys, tmp_p
     status, out = check(capsys, str(old))
     assert status == 1
     assert "variables: the export lists no variables" in out
-    assert "variable handle inside the step" in out and "    VarHandleOp (38): " in out
+    assert "variable handle inside the step" in out and "    VarHandleOp (40): " in out  # 38 + the two hparams
 
 
 def test_a_drop_in_export_fails_on_its_reference_variables(exports, capsys):
