@@ -44,7 +44,7 @@ import org.tensorflow.types.TInt64;
  * Mean, Square, Rsqrt, SoftmaxCrossEntropyWithLogits with dense one-hot labels). Initial values
  * come from a {@link Random} with the given seed, so a run is a function of its seeds.
  */
-public final class DemoModel implements AutoCloseable {
+public final class DemoModel implements LanguageModel {
 
   /** Name of the token input: {@code [B, 2]} int32, the two tokens before the predicted one. */
   public static final String TOKENS = "tokens";
@@ -325,6 +325,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** The optimizer. */
+  @Override
   public Algorithm optimizer() {
     return optimizer;
   }
@@ -335,6 +336,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** The train step (signatures, export, state sizes). */
+  @Override
   public FisherTrainStep step() {
     return step;
   }
@@ -345,6 +347,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** One optimizer step on a batch: predict each row's last target from its inputs. */
+  @Override
   public FisherTrainStep.Result train(Batches.Batch batch) {
     try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch)) {
       return step.train(session, Map.of(TOKENS, tokens, LABELS, labels));
@@ -352,11 +355,13 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** {@return the train calls per optimizer step (gradient accumulation)} */
+  @Override
   public int accumulate() {
     return config.training().accumulate();
   }
 
   /** The mean loss (nats/token) on a batch at the current parameters, without a step. */
+  @Override
   public double loss(Batches.Batch batch) {
     try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch);
         var out = session.runner()
@@ -384,6 +389,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** Steps taken so far (restored with the variables by {@link #restore}). */
+  @Override
   public long iterations() {
     try (var out = session.runner().fetch(iterations).run()) {
       return ((TInt64) out.get(0)).getLong();
@@ -391,6 +397,7 @@ public final class DemoModel implements AutoCloseable {
   }
 
   /** Exports the SavedModel (train and serve signatures, every variable) to a new directory. */
+  @Override
   public void export(Path dir) throws IOException {
     step.export(session, dir);
   }
@@ -399,11 +406,13 @@ public final class DemoModel implements AutoCloseable {
    * Exports like {@link #export}, replacing what {@code dir} holds only once the new export, with
    * what {@code extra} writes into it, is complete.
    */
+  @Override
   public void exportReplacing(Path dir, AtomicDirectory.Writer extra) throws IOException {
     step.exportReplacing(session, dir, extra);
   }
 
   /** Restores every variable (parameters, slots, counters) from an exported directory. */
+  @Override
   public void restore(Path dir) {
     step.restore(session, dir);
   }
