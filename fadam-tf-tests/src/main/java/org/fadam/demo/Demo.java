@@ -68,12 +68,19 @@ public final class Demo {
   /** Default hidden width: ≥ 128, so FAdafactor factors W1 (128×H) and W2 (H×H). */
   public static final int DEFAULT_HIDDEN = 384;
 
-  /** Tokens in the training stream (batches are drawn from it uniformly). */
-  static final int TRAIN_TOKENS = 1 << 21;
-  /** Held-out windows (one predicted token each), cut from a separate stream. */
-  static final int HELDOUT_ROWS = 16384;
-  /** Windows of the training stream whose loss is the train_loss column. */
-  static final int TRAIN_EVAL_ROWS = 8192;
+  /** The models of {@code --model}. */
+  public static final List<String> MODELS = List.of("mlp", "transformer");
+  /** The transformer's default shape (see docs/demo.md for its parameter count and timing). */
+  public static final TransformerModel.Architecture DEFAULT_TRANSFORMER =
+      new TransformerModel.Architecture(2, 128, 4, 32, false);
+  /** The transformer's default steps per optimizer: the run of all four fits in 10 minutes on 2 cores. */
+  public static final int DEFAULT_TRANSFORMER_STEPS = 3000;
+  /** The transformer's default batch: windows of --context tokens per step. */
+  public static final int DEFAULT_TRANSFORMER_BATCH = 32;
+  /** The transformer's default evaluation interval, steps. */
+  public static final int DEFAULT_TRANSFORMER_EVAL_EVERY = 250;
+  /** The transformer's default learning rate (its sweep's, docs/demo.md). */
+  public static final double DEFAULT_TRANSFORMER_LR = 1e-3;
 
   /** The files a run writes into {@code --out}. */
   static final String CSV = "results.csv";
@@ -84,10 +91,7 @@ public final class Demo {
   static final String RUN_PROPERTIES = "demo-run.properties";
 
   // Independent random streams derived from the seed.
-  private static final long TRAIN_STREAM = 1;
-  private static final long HELDOUT_STREAM = 2;
-  private static final long INIT_STREAM = 3;
-  private static final long BATCH_STREAM = 4;
+  private static final long INIT_STREAM = 3; // 1, 2 and 4: DemoData's streams
 
   private Demo() {}
 
@@ -100,13 +104,45 @@ public final class Demo {
    * @param embed embedding width per token
    * @param hidden hidden width
    * @param training the schedule, weight-decay mask and accumulation
+   * @param transformer the transformer's shape, or null for the MLP ({@code embed} and {@code
+   *     hidden} are the MLP's)
+   * @param text the {@code --text} file the transformer trains on, or null for the Markov source
    */
   public record Settings(long seed, int batch, double learningRate, int embed, int hidden,
-      DemoModel.Training training) {
+      DemoModel.Training training, TransformerModel.Architecture transformer, Path text) {
 
     /** Settings trained as {@link DemoModel.Training#DEFAULT}. */
     public Settings(long seed, int batch, double learningRate, int embed, int hidden) {
       this(seed, batch, learningRate, embed, hidden, DemoModel.Training.DEFAULT);
+    }
+
+    /** Settings of the MLP on the Markov source. */
+    public Settings(long seed, int batch, double learningRate, int embed, int hidden,
+        DemoModel.Training training) {
+      this(seed, batch, learningRate, embed, hidden, training, null, null);
+    }
+
+    /** Checks the combination. */
+    public Settings {
+      java.util.Objects.requireNonNull(training, "training");
+      if (text != null && transformer == null) {
+        throw new IllegalArgumentException("--text needs --model transformer (the MLP reads the"
+            + " Markov source's 2-token windows)");
+      }
+    }
+
+    /** {@return "mlp" or "transformer"} */
+    public String modelName() {
+      return transformer == null ? "mlp" : "transformer";
+    }
+
+    /** Builds the model these settings describe, for {@code data}, with its step and session. */
+    LanguageModel model(Algorithm optimizer, DemoData data, boolean jit) {
+      if (transformer == null) {
+        return DemoModel.create(optimizer, modelConfig(data.vocabSize(), jit));
+      }
+      return TransformerModel.create(optimizer, new TransformerModel.Config(transformer,
+          data.vocabSize(), data.scoredFrom(), learningRate, mix(seed, INIT_STREAM, 0), jit, training));
     }
 
     /** The model configuration for these settings. */
@@ -131,6 +167,18 @@ public final class Demo {
       p.setProperty("weight_decay_mask", training.matricesOnly() ? "matrices" : "all");
       p.setProperty("accumulate", Integer.toString(training.accumulate()));
       p.setProperty("momentum", training.momentum());
+      p.setProperty("model", modelName());
+      if (transformer != null) {
+        p.setProperty("layers", Integer.toString(transformer.layers()));
+        p.setProperty("width", Integer.toString(transformer.width()));
+        p.setProperty("heads", Integer.toString(transformer.heads()));
+        p.setProperty("context", Integer.toString(transformer.context()));
+        p.setProperty("dtype", transformer.bfloat16() ? "bfloat16" : "float32");
+      }
+      if (text != null) {
+        p.setProperty("text", text.toAbsolutePath().normalize().toString());
+        p.setProperty("text_crc32", Long.toString(SavedRun.crc32(text)));
+      }
       try (Writer w = Files.newBufferedWriter(file, StandardCharsets.UTF_8)) {
         p.store(w, "fadam-tf demo run: scripts/demo --resume <this directory> continues it");
       }
@@ -163,9 +211,25 @@ public final class Demo {
             Long.parseLong(p.getProperty("warmup", "0")), Long.parseLong(p.getProperty("total_steps", "0")),
             p.getProperty("weight_decay_mask", "all").equals("matrices"),
             Integer.parseInt(p.getProperty("accumulate", "1")), p.getProperty("momentum", "float32"));
+        // runs saved before the transformer were MLP runs
+        TransformerModel.Architecture arch = p.getProperty("model", "mlp").equals("transformer")
+            ? new TransformerModel.Architecture(Integer.parseInt(get(p, file, "layers")),
+                Integer.parseInt(get(p, file, "width")), Integer.parseInt(get(p, file, "heads")),
+                Integer.parseInt(get(p, file, "context")), get(p, file, "dtype").equals("bfloat16"))
+            : null;
+        Path text = p.getProperty("text") == null ? null : Path.of(p.getProperty("text"));
+        if (text != null) {
+          long crc = Long.parseLong(get(p, file, "text_crc32"));
+          if (!Files.isRegularFile(text) || crc32(text) != crc) {
+            throw new IllegalArgumentException(dir + " was trained on --text " + text + ", which "
+                + (Files.isRegularFile(text) ? "has changed since (CRC32 differs)" : "is gone")
+                + ": a resumed run needs the same text");
+          }
+        }
         Settings s = new Settings(Long.parseLong(get(p, file, "seed")),
             Integer.parseInt(get(p, file, "batch")), Double.parseDouble(get(p, file, "lr")),
-            Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")), t);
+            Integer.parseInt(get(p, file, "embed")), Integer.parseInt(get(p, file, "hidden")), t,
+            arch, text);
         SavedRun run = new SavedRun(s, Long.parseLong(get(p, file, "step")));
         checkExport(dir);
         return run;
@@ -215,6 +279,13 @@ public final class Demo {
         throw new IllegalArgumentException(pb + " is truncated or corrupt (it holds no graph with"
             + " a " + FisherTrainStep.TRAIN + " signature)");
       }
+    }
+
+    /** The CRC32 of a file's bytes (a saved text run checks its text with it). */
+    static long crc32(Path file) throws IOException {
+      java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+      crc.update(Files.readAllBytes(file));
+      return crc.getValue();
     }
 
     private static String get(Properties p, Path file, String key) {
@@ -334,7 +405,8 @@ public final class Demo {
     boolean progress;
 
     @Option(names = "--schedule", paramLabel = "S", defaultValue = "constant",
-        description = "learning-rate schedule with --lr as its peak: constant (default), cosine or"
+        description = "learning-rate schedule with --lr as its peak: constant (default; the"
+            + " transformer's: cosine), cosine or"
             + " linear (warmup, then decay to 10% of the peak at the last step) or rsqrt (warmup,"
             + " then peak*sqrt(warmup/t))")
     String schedule;
@@ -345,8 +417,8 @@ public final class Demo {
     Integer warmup;
 
     @Option(names = "--weight-decay-mask", paramLabel = "M", defaultValue = "all",
-        description = "which tensors the weight decay applies to: all (default) or matrices (rank"
-            + " >= 2: not the biases and layer-norm gain/shift)")
+        description = "which tensors the weight decay applies to: all (default; the transformer's:"
+            + " matrices) or matrices (rank >= 2: not the biases and layer-norm gain/shift)")
     String weightDecayMask;
 
     @Option(names = "--accumulate", paramLabel = "K", defaultValue = "1", converter = Tool.PositiveInt.class,
@@ -362,13 +434,17 @@ public final class Demo {
 
     /** The training options of the command line, for a run of {@code runSteps} optimizer steps. */
     DemoModel.Training training(int runSteps) {
-      if (!weightDecayMask.equals("all") && !weightDecayMask.equals("matrices")) {
-        throw usageError("--weight-decay-mask must be all or matrices; got " + weightDecayMask);
+      // the transformer trains as transformers are trained: warmup + cosine, no decay of the
+      // biases, layer-norm gains and shifts (the MLP keeps the demo's original defaults)
+      String schedule = byModel("--schedule", this.schedule, this.schedule, "cosine");
+      String mask = byModel("--weight-decay-mask", weightDecayMask, weightDecayMask, "matrices");
+      if (!mask.equals("all") && !mask.equals("matrices")) {
+        throw usageError("--weight-decay-mask must be all or matrices; got " + mask);
       }
       long w = warmup != null ? warmup : schedule.equals("constant") ? 0 : Math.max(1, runSteps / 20);
       try {
         return new DemoModel.Training(schedule, w, schedule.equals("constant") ? 0 : runSteps,
-            weightDecayMask.equals("matrices"), accumulate, momentum);
+            mask.equals("matrices"), accumulate, momentum);
       } catch (IllegalArgumentException e) {
         throw usageError(e.getMessage());
       }
@@ -376,9 +452,83 @@ public final class Demo {
 
     @Option(names = "--tfrecord", paramLabel = "FILE",
         description = "also write the batches of the steps this run trains, in order, to FILE as"
-            + " TFRecord: one tf.train.Example per row, int64 features tokens [2] and labels [1]"
-            + " (the train inputs), for tpu-configs/train.py --data FILE --global-batch <batch>")
+            + " TFRecord: one tf.train.Example per row, int64 features tokens and labels (the MLP:"
+            + " [2] and [1]; the transformer: [T] and [T]), the train inputs, for"
+            + " tpu-configs/train.py --data FILE --global-batch <batch>")
     Path tfrecord;
+
+    @Option(names = "--model", paramLabel = "M", defaultValue = "mlp",
+        description = "mlp (default: 2 tokens of context, embedding, two tanh layers) or"
+            + " transformer (decoder-only, pre-norm, causal attention, GELU MLP, tied embedding;"
+            + " defaults: --layers 2 --width 128 --heads 4 --context 32, --batch "
+            + DEFAULT_TRANSFORMER_BATCH + " windows, --steps " + DEFAULT_TRANSFORMER_STEPS
+            + ", --eval-every " + DEFAULT_TRANSFORMER_EVAL_EVERY + ", --lr " + DEFAULT_TRANSFORMER_LR
+            + ")")
+    String model;
+
+    @Option(names = "--layers", paramLabel = "N", converter = Tool.PositiveInt.class,
+        description = "transformer blocks (default 2)")
+    Integer layers;
+
+    @Option(names = "--width", paramLabel = "D", converter = Tool.PositiveInt.class,
+        description = "transformer width (default 128; the MLP is 4x)")
+    Integer width;
+
+    @Option(names = "--heads", paramLabel = "H", converter = Tool.PositiveInt.class,
+        description = "attention heads, dividing --width (default 4)")
+    Integer heads;
+
+    @Option(names = "--context", paramLabel = "T", converter = Tool.PositiveInt.class,
+        description = "tokens the transformer reads; every position predicts the next (default 32)")
+    Integer context;
+
+    @Option(names = "--dtype", paramLabel = "D", defaultValue = "float32",
+        description = "transformer parameters: float32 (default) or bfloat16 (stored in bfloat16,"
+            + " computed in float32)")
+    String dtype;
+
+    @Option(names = "--text", paramLabel = "FILE",
+        description = "train the transformer on a UTF-8 text file instead of the Markov source:"
+            + " bytes as tokens (V = 256), the last 10% held out (no entropy floor is known)")
+    Path text;
+
+    private static final List<String> TRANSFORMER_FLAGS =
+        List.of("--layers", "--width", "--heads", "--context", "--dtype", "--text");
+
+    /** The transformer's shape from the command line, or null for --model mlp; checks the flags. */
+    TransformerModel.Architecture architecture() {
+      if (!MODELS.contains(model)) {
+        throw usageError("--model must be mlp or transformer; got " + model);
+      }
+      if (model.equals("mlp")) {
+        List<String> wrong = TRANSFORMER_FLAGS.stream().filter(this::given).toList();
+        if (!wrong.isEmpty()) {
+          throw usageError(String.join(", ", wrong) + " apply to --model transformer");
+        }
+        return null;
+      }
+      List<String> wrong = List.of("--embed", "--hidden").stream().filter(this::given).toList();
+      if (!wrong.isEmpty()) {
+        throw usageError(String.join(", ", wrong) + " apply to --model mlp; the transformer's"
+            + " sizes are --layers, --width, --heads and --context");
+      }
+      if (!dtype.equals("float32") && !dtype.equals("bfloat16")) {
+        throw usageError("--dtype must be float32 or bfloat16; got " + dtype);
+      }
+      TransformerModel.Architecture d = DEFAULT_TRANSFORMER;
+      try {
+        return new TransformerModel.Architecture(layers != null ? layers : d.layers(),
+            width != null ? width : d.width(), heads != null ? heads : d.heads(),
+            context != null ? context : d.context(), dtype.equals("bfloat16"));
+      } catch (IllegalArgumentException e) {
+        throw usageError(e.getMessage());
+      }
+    }
+
+    /** The value of a flag whose default depends on the model. */
+    private <T> T byModel(String flag, T given, T mlp, T transformer) {
+      return given(flag) ? given : model.equals("transformer") ? transformer : mlp;
+    }
 
     @Option(names = "--sweep",
         description = "learning-rate sweep instead of one run: every optimizer at every --lrs"
@@ -412,13 +562,15 @@ public final class Demo {
         throw usageError(String.join(", ", single) + " cannot be combined with --sweep (it runs"
             + " seeds 1..--seeds at the rates of --lrs and saves no model)");
       }
+      TransformerModel.Architecture arch = architecture();
       Sweep.Options d = Sweep.Options.defaults(out);
-      int sweepSteps = given("--steps") ? steps : d.steps();
+      int sweepSteps = byModel("--steps", steps, d.steps(), Sweep.DEFAULT_TRANSFORMER_STEPS);
       return new Sweep.Options(List.copyOf(new LinkedHashSet<>(optimizers)),
           lrs == null ? d.lrs() : List.copyOf(new java.util.TreeSet<>(lrs)),
           seeds == null ? d.seeds() : seeds, sweepSteps,
-          given("--eval-every") ? evalEvery : d.evalEvery(), batch, embed, hidden, !noXla,
-          workers == null ? d.workers() : workers, out, training(sweepSteps));
+          byModel("--eval-every", evalEvery, d.evalEvery(), Sweep.DEFAULT_TRANSFORMER_EVAL_EVERY),
+          byModel("--batch", batch, batch, DEFAULT_TRANSFORMER_BATCH), embed, hidden, !noXla,
+          workers == null ? d.workers() : workers, out, training(sweepSteps), arch, text);
     }
 
     /** The parsed command line as the demo's options, after the checks across options. */
@@ -428,9 +580,18 @@ public final class Demo {
       if (!sweepOnly.isEmpty()) {
         throw usageError(String.join(", ", sweepOnly) + " only apply with --sweep");
       }
+      TransformerModel.Architecture arch = architecture();
       List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden", "--schedule",
-          "--warmup", "--weight-decay-mask", "--accumulate", "--momentum").stream().filter(this::given).toList();
+          "--warmup", "--weight-decay-mask", "--accumulate", "--momentum", "--layers", "--width", "--heads",
+          "--context", "--dtype", "--text").stream().filter(this::given).toList();
       List<Algorithm> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
+      if (resume != null && given("--model")) {
+        String saved = savedModelName(resume);
+        if (saved != null && !saved.equals(model)) {
+          throw usageError("--resume " + resume + " holds a --model " + saved + " run: it cannot"
+              + " continue as --model " + model + " (a resumed run keeps the model it was saved with)");
+        }
+      }
       if (resume != null) {
         if (!settingFlags.isEmpty()) {
           throw usageError(String.join(", ", settingFlags) + " cannot be combined with"
@@ -448,8 +609,28 @@ public final class Demo {
       if (tfrecord != null && accumulate > 1) {
         throw usageError("--tfrecord writes one batch per step: it cannot be combined with --accumulate " + accumulate);
       }
-      return new Options(new Settings(seed, batch, lr, embed, hidden, training(steps)), steps, chosen, out, !noXla,
-          save, resume, evalEvery, progress, tfrecord);
+      int runSteps = byModel("--steps", steps, steps, DEFAULT_TRANSFORMER_STEPS);
+      Settings settings;
+      try {
+        settings = new Settings(seed, byModel("--batch", batch, batch, DEFAULT_TRANSFORMER_BATCH),
+            byModel("--lr", lr, lr, DEFAULT_TRANSFORMER_LR), embed, hidden, training(runSteps), arch, text);
+      } catch (IllegalArgumentException e) {
+        throw usageError(e.getMessage());
+      }
+      return new Options(settings, runSteps, chosen, out, !noXla, save, resume,
+          byModel("--eval-every", evalEvery, evalEvery, DEFAULT_TRANSFORMER_EVAL_EVERY), progress, tfrecord);
+    }
+
+    /** The model a saved run was trained with ("mlp" for runs saved before the transformer), or null if unreadable. */
+    private static String savedModelName(Path dir) {
+      Path file = dir.resolve(RUN_PROPERTIES);
+      Properties p = new Properties();
+      try (Reader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+        p.load(r);
+      } catch (IOException e) {
+        return null; // --resume reports what is wrong with the directory
+      }
+      return p.getProperty("model", "mlp");
     }
 
     @Override
@@ -504,88 +685,6 @@ public final class Demo {
   // ---------------------------------------------------------------------------------------------
 
   /**
-   * The data of a run, all from its seed: a training stream, a sample of it (for train_loss), a
-   * held-out stream (for heldout_loss), and the batch of every step.
-   */
-  static final class Data {
-    final MarkovSource source = MarkovSource.createDefault();
-    final int[] train;
-    final Batches.Batch trainSample;
-    final Batches.Batch heldOut;
-    private final long seed;
-    private final int batch;
-
-    Data(long seed, int batch) {
-      this.seed = seed;
-      this.batch = batch;
-      this.train = source.sample(mix(seed, TRAIN_STREAM, 0), TRAIN_TOKENS);
-      int[] held = source.sample(mix(seed, HELDOUT_STREAM, 0), HELDOUT_ROWS * DemoModel.CONTEXT + 1);
-      this.heldOut = Batches.heldOut(held, HELDOUT_ROWS, DemoModel.CONTEXT, 1).get(0);
-      this.trainSample = Batches.heldOut(train, TRAIN_EVAL_ROWS, DemoModel.CONTEXT, 1).get(0);
-    }
-
-    /** The batch of step {@code k} (1-based): a function of (seed, k) only. */
-    Batches.Batch batch(long k) {
-      return batches(k, 1).get(0);
-    }
-
-    /**
-     * The {@code calls} micro-batches of optimizer step {@code k} under {@code --accumulate
-     * calls}: consecutive draws of step k's sampler, so together they are, in order, the rows
-     * that {@code --batch calls·B} draws for step k (and {@code calls = 1} is {@link #batch}).
-     */
-    List<Batches.Batch> batches(long k, int calls) {
-      Batches sampler = new Batches(train, batch, DemoModel.CONTEXT, mix(seed, BATCH_STREAM, k));
-      List<Batches.Batch> out = new ArrayList<>(calls);
-      for (int j = 0; j < calls; j++) {
-        out.add(sampler.next());
-      }
-      return out;
-    }
-
-    /**
-     * Writes the batches of steps {@code first … last} to a TFRecord file, row by row: one
-     * {@code tf.train.Example} per row with the model's inputs as int64 features, so that batch
-     * {@code k} is records {@code (k − first)·B … (k − first + 1)·B − 1}.
-     *
-     * @return the number of records
-     */
-    long writeTfRecord(Path file, long first, long last) throws IOException {
-      try (TfRecordWriter w = new TfRecordWriter(file)) {
-        for (long k = first; k <= last; k++) {
-          Batches.Batch b = batch(k);
-          int[] labels = DemoModel.labelsOf(b);
-          for (int r = 0; r < b.batchSize(); r++) {
-            long[] tokens = new long[DemoModel.CONTEXT];
-            for (int t = 0; t < tokens.length; t++) {
-              tokens[t] = b.inputs()[r][t];
-            }
-            w.write(TfRecordWriter.int64Example(Map.of(DemoModel.TOKENS, tokens,
-                DemoModel.LABELS, new long[] {labels[r]})));
-          }
-        }
-        return w.records();
-      }
-    }
-
-    /** The exact entropy rate of the source: no model can do better on average. */
-    double floor() {
-      return source.entropyRateNats();
-    }
-
-    /** The loss the true chain itself scores on the held-out tokens (the floor plus sampling noise). */
-    double heldOutTrueLoss() {
-      int[][] in = heldOut.inputs();
-      int[][] tg = heldOut.targets();
-      double sum = 0;
-      for (int r = 0; r < in.length; r++) {
-        sum -= StrictMath.log(source.probability(in[r][0], in[r][1], tg[r][DemoModel.CONTEXT - 1]));
-      }
-      return sum / in.length;
-    }
-  }
-
-  /**
    * What a run produced.
    *
    * @param rows every row of the CSV (earlier rows kept when resuming)
@@ -635,16 +734,25 @@ public final class Demo {
     if (o.tfrecord() != null) {
       writableDirectory(o.tfrecord().toAbsolutePath().getParent());
     }
-    Data data = new Data(s.seed(), s.batch());
+    DemoData data = DemoData.of(s); // reads and checks --text: fails now, before any training
     if (o.tfrecord() != null) {
       long first = saved == null ? 1 : saved.step() + 1;
       long records = data.writeTfRecord(o.tfrecord(), first, first + o.steps() - 1);
       out.printf(Locale.ROOT, "wrote %s: steps %d to %d, %d tf.train.Examples (%s, %s)%n",
           o.tfrecord(), first, first + o.steps() - 1, records, DemoModel.TOKENS, DemoModel.LABELS);
     }
-    out.printf(Locale.ROOT, "source: %s; entropy floor %.4f nats/token (the true chain scores"
-        + " %.4f on the %d held-out tokens)%n", "order-2 Markov chain over "
-        + data.source.vocabSize() + " tokens", data.floor(), data.heldOutTrueLoss(), HELDOUT_ROWS);
+    if (s.transformer() != null) {
+      out.printf(Locale.ROOT, "model: transformer, %s; %,d parameters%n", s.transformer().describe(),
+          s.transformer().parameterCount(data.vocabSize()));
+    }
+    if (Double.isNaN(data.floor())) {
+      out.printf(Locale.ROOT, "source: %s; no entropy floor is known for a text (%d held-out"
+          + " predictions)%n", data.description(), data.heldOutPredictions());
+    } else {
+      out.printf(Locale.ROOT, "source: %s; entropy floor %.4f nats/token (the true chain scores"
+          + " %.4f on the %d held-out tokens)%n", data.description(), data.floor(),
+          data.heldOutTrueLoss(), data.heldOutPredictions());
+    }
 
     // The CSV: kept rows of an earlier run when resuming, then this run's rows.
     Path csvPath = o.out().resolve(CSV);
@@ -664,7 +772,7 @@ public final class Demo {
       }
       List<ResultsCsv.Row> mine = new ArrayList<>();
       Run run;
-      try (DemoModel model = DemoModel.create(opt, s.modelConfig(data.source.vocabSize(), o.xla()))) {
+      try (LanguageModel model = s.model(opt, data, o.xla())) {
         run = train(model, o, s.batch(), saved, data, mine::add, progress, stop);
         long first = saved == null ? 0 : saved.step();
         if (run.lastStep() == first) { // stopped before its first step: it leaves nothing
@@ -674,10 +782,10 @@ public final class Demo {
         rows.addAll(mine);
         results.add(run.result());
         losses.put(opt, run.losses());
-        out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f (%+.4f from"
-            + " the floor)%s%n", opt.displayName(), run.losses().length,
-            run.result().stepsPerSecond(), run.result().heldoutLoss(),
-            run.result().heldoutLoss() - data.floor(),
+        out.printf(Locale.ROOT, "%-10s  %d steps, %.1f steps/s, held-out loss %.4f%s%s%n",
+            opt.displayName(), run.losses().length, run.result().stepsPerSecond(),
+            run.result().heldoutLoss(), Double.isNaN(data.floor()) ? "" : String.format(Locale.ROOT,
+                " (%+.4f from the floor)", run.result().heldoutLoss() - data.floor()),
             run.stopped() ? " (stopped at step " + run.lastStep() + ")" : "");
         if (opt == Algorithm.FADAM) {
           fadam = run;
@@ -702,10 +810,15 @@ public final class Demo {
       err.println("demo: stopped by " + stop.signal() + " " + stoppedAt + "; nothing written");
       return new Report(List.copyOf(rows), table, losses, savedModel);
     }
-    String subtitle = String.format(Locale.ROOT, "order-2 Markov source, V=%d · model %d-%d-%d-%d,"
-        + " batch %d, lr %s for all, paper defaults · seed %d", data.source.vocabSize(),
-        DemoModel.CONTEXT * s.embed(), s.hidden(), s.hidden(), data.source.vocabSize(), s.batch(),
-        num(s.learningRate()), s.seed());
+    String subtitle = s.transformer() == null
+        ? String.format(Locale.ROOT, "order-2 Markov source, V=%d · model %d-%d-%d-%d,"
+            + " batch %d, lr %s for all, paper defaults · seed %d", data.vocabSize(),
+            DemoModel.CONTEXT * s.embed(), s.hidden(), s.hidden(), data.vocabSize(), s.batch(),
+            num(s.learningRate()), s.seed())
+        : String.format(Locale.ROOT, "%s · transformer %d×%d, %d heads, context %d · batch %d,"
+            + " lr %s for all, paper defaults · seed %d", s.text() == null ? "order-2 Markov source"
+            : s.text().getFileName(), s.transformer().layers(), s.transformer().width(),
+            s.transformer().heads(), s.transformer().context(), s.batch(), num(s.learningRate()), s.seed());
     String title = "Held-out loss vs step: " + String.join(", ",
         o.optimizers().stream().map(Algorithm::displayName).toList());
     AtomicFile.write(o.out().resolve(PNG), tmp -> LossPlot.write(tmp, rows, data.floor(), title,
@@ -773,8 +886,8 @@ public final class Demo {
         .toList();
   }
 
-  /** Trains as {@link #train(DemoModel, Options, int, SavedRun, Data, Consumer, Progress, StopSignal)}, to the end. */
-  static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
+  /** Trains as {@link #train(LanguageModel, Options, int, SavedRun, DemoData, Consumer, Progress, StopSignal)}, to the end. */
+  static Run train(LanguageModel model, Options o, int batch, SavedRun saved, DemoData data,
       Consumer<ResultsCsv.Row> sink, Progress progress) {
     return train(model, o, batch, saved, data, sink, progress, StopSignal.none());
   }
@@ -783,7 +896,7 @@ public final class Demo {
    * Trains {@code o.steps()} steps (after the restored ones when resuming), evaluating as it goes;
    * a stop request ends it after the step under way, evaluated there.
    */
-  static Run train(DemoModel model, Options o, int batch, SavedRun saved, Data data,
+  static Run train(LanguageModel model, Options o, int batch, SavedRun saved, DemoData data,
       Consumer<ResultsCsv.Row> sink, Progress progress, StopSignal stop) {
     String name = model.optimizer().displayName();
     long start = 0;
@@ -857,7 +970,7 @@ public final class Demo {
   }
 
   /** Restores a saved run, naming the file when TensorFlow finds one truncated or corrupt. */
-  private static void restore(DemoModel model, Path dir) {
+  private static void restore(LanguageModel model, Path dir) {
     try {
       model.restore(dir);
     } catch (IllegalArgumentException e) {
@@ -895,7 +1008,7 @@ public final class Demo {
     return Optional.empty();
   }
 
-  private static ResultsCsv.Row evaluate(DemoModel model, String name, long step, Data data) {
+  private static ResultsCsv.Row evaluate(LanguageModel model, String name, long step, DemoData data) {
     return new ResultsCsv.Row(name, step, model.loss(data.trainSample), model.loss(data.heldOut));
   }
 
@@ -903,7 +1016,7 @@ public final class Demo {
    * Exports the FAdam run with its settings, replacing a SavedModel left there earlier only once
    * the new one is complete (a crash leaves the old one or the new one, whole).
    */
-  private static void export(DemoModel model, Settings s, Path dir, PrintStream out)
+  private static void export(LanguageModel model, Settings s, Path dir, PrintStream out)
       throws IOException {
     checkReplaceable(dir);
     if (isEmptyDirectory(dir)) {
@@ -984,7 +1097,7 @@ public final class Demo {
     }
   }
 
-  private static String markdown(ResultsTable table, Options o, Settings s, Data data,
+  private static String markdown(ResultsTable table, Options o, Settings s, DemoData data,
       String stoppedNote) {
     FisherOptions paper = FisherOptions.defaults();
     String when = ZonedDateTime.now(ZoneOffset.UTC).truncatedTo(ChronoUnit.SECONDS)
@@ -992,17 +1105,31 @@ public final class Demo {
     StringBuilder md = new StringBuilder();
     md.append("# fadam-tf demo results\n\n");
     md.append(table.toMarkdown()).append('\n');
-    md.append(String.format(Locale.ROOT, "Losses in nats/token. Entropy floor: %.4f, the exact"
-        + " entropy rate of the source (order-2 Markov chain over %d tokens); the true chain scores"
-        + " %.4f on the %d held-out tokens. train_loss is measured on %d windows of the training"
-        + " stream. steps/s leaves out the first step (XLA compilation) and the evaluations.%n%n",
-        data.floor(), data.source.vocabSize(), data.heldOutTrueLoss(), HELDOUT_ROWS,
-        TRAIN_EVAL_ROWS));
-    md.append(String.format(Locale.ROOT, "Model: embedding %d per token, 2 tokens of context,"
-        + " hidden %d, %d output tokens. %s%d steps, batch %d, learning rate %s for every"
+    if (Double.isNaN(data.floor())) {
+      md.append(String.format(Locale.ROOT, "Losses in nats/token on %s; no entropy floor is known"
+          + " for a text. heldout_loss is measured on %d held-out predictions, train_loss on %d"
+          + " windows of the training part. steps/s leaves out the first step (XLA compilation)"
+          + " and the evaluations.%n%n", data.description(), data.heldOutPredictions(),
+          data.trainSample.batchSize()));
+    } else {
+      md.append(String.format(Locale.ROOT, "Losses in nats/token. Entropy floor: %.4f, the exact"
+          + " entropy rate of the source (%s); the true chain scores %.4f on the %d held-out"
+          + " tokens. train_loss is measured on %d windows of the training stream. steps/s leaves"
+          + " out the first step (XLA compilation) and the evaluations.%n%n", data.floor(),
+          data.description(), data.heldOutTrueLoss(), data.heldOutPredictions(),
+          data.trainSample.batchSize()));
+    }
+    String modelText = s.transformer() == null
+        ? String.format(Locale.ROOT, "Model: embedding %d per token, 2 tokens of context, hidden %d,"
+            + " %d output tokens.", s.embed(), s.hidden(), data.vocabSize())
+        : String.format(Locale.ROOT, "Model: decoder-only transformer, %s, %d tokens, %,d"
+            + " parameters; every position from %d predicts the next token.",
+            s.transformer().describe(), data.vocabSize(),
+            s.transformer().parameterCount(data.vocabSize()), data.scoredFrom());
+    md.append(String.format(Locale.ROOT, "%s %s%d steps, batch %d, learning rate %s for every"
         + " optimizer, paper defaults (β1 %s, β2 %s, ε %s, ε2 %s, c %s, λ %s, ρ %s; Adafactor:"
         + " Algorithm 4's ε %s inside the Fisher EMAs, and λθ without the learning rate), XLA %s,"
-        + " seed %d.%n%n", s.embed(), s.hidden(), data.source.vocabSize(),
+        + " seed %d.%n%n", modelText,
         o.resume() == null ? "" : "Resumed from " + o.resume() + " for ", o.steps(), s.batch(),
         num(s.learningRate()), num(paper.beta1()), num(paper.beta2()), num(paper.epsilon()),
         num(paper.epsilon2()), num(paper.clipThreshold()), num(paper.weightDecay()),

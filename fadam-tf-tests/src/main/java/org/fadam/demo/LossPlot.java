@@ -91,7 +91,7 @@ public final class LossPlot {
    * Writes the chart as a PNG of {@code width × height} pixels.
    *
    * @param rows the loss log; rows whose held-out loss is not finite are skipped
-   * @param floorNats the entropy floor, nats/token
+   * @param floorNats the entropy floor, nats/token (NaN: none is known, no line is drawn)
    * @param subtitle a line under the title (e.g. the data's description), or null
    */
   public static void write(Path png, List<ResultsCsv.Row> rows, double floorNats, String title,
@@ -107,8 +107,8 @@ public final class LossPlot {
   /** The chart itself, for callers that render it elsewhere. */
   public static JFreeChart chart(List<ResultsCsv.Row> rows, double floorNats, String title,
       String subtitle) {
-    if (!Double.isFinite(floorNats)) {
-      throw new IllegalArgumentException("`floorNats` must be finite; got " + floorNats);
+    if (Double.isInfinite(floorNats)) {
+      throw new IllegalArgumentException("`floorNats` must be finite or NaN (no floor); got " + floorNats);
     }
     Map<String, XYSeries> byOptimizer = new LinkedHashMap<>();
     for (ResultsCsv.Row row : rows) {
@@ -170,13 +170,16 @@ public final class LossPlot {
     return withFloor(new XYPlot(dataset, null, lossAxis, renderer), floorNats);
   }
 
-  /** White background, light grid, and the entropy floor as a dashed, labelled line. */
+  /** White background, light grid, and the entropy floor (unless NaN) as a dashed, labelled line. */
   static XYPlot withFloor(XYPlot panel, double floorNats) {
     panel.setBackgroundPaint(Color.WHITE);
     panel.setDomainGridlinePaint(new Color(0xdddddd));
     panel.setRangeGridlinePaint(new Color(0xdddddd));
     panel.setOutlinePaint(new Color(0x999999));
     panel.setAxisOffset(RectangleInsets.ZERO_INSETS);
+    if (Double.isNaN(floorNats)) { // no floor known (a text file)
+      return panel;
+    }
     ValueMarker floor = new ValueMarker(floorNats, Color.BLACK, new BasicStroke(1.5f,
         BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {8f, 6f}, 0f));
     floor.setLabel(String.format(Locale.ROOT, "%s = %.4f", FLOOR_LABEL, floorNats));
@@ -201,7 +204,7 @@ public final class LossPlot {
    * panel), only when they span under {@value #ZOOM_THRESHOLD} of the main range.
    */
   static Ranges ranges(List<double[][]> curves, double floor) {
-    double lowest = floor;
+    double lowest = Double.isNaN(floor) ? Double.POSITIVE_INFINITY : floor;
     double maxStep = Double.NEGATIVE_INFINITY;
     double minStep = Double.POSITIVE_INFINITY;
     List<Double> heads = new ArrayList<>();
@@ -232,8 +235,9 @@ public final class LossPlot {
       }
     }
     if (!(head > lowest)) { // no data, or everything at the floor
-      double pad = Math.max(0.05, Math.abs(floor) * 0.05);
-      return new Ranges(new double[] {lowest - pad, Math.max(head, floor) + pad}, null);
+      double base = Double.isFinite(lowest) ? lowest : Double.isNaN(floor) ? 0 : floor;
+      double pad = Math.max(0.05, Math.abs(base) * 0.05);
+      return new Ranges(new double[] {base - pad, Math.max(head, base) + pad}, null);
     }
     double span = head - lowest;
     double[] main = {lowest - 0.10 * span, head + 0.04 * span};

@@ -50,6 +50,9 @@ import java.util.Random;
  */
 public final class MarkovSource {
 
+  /** The order of every chain: the next symbol depends on the two before it. */
+  public static final int ORDER = 2;
+
   /** Default alphabet size {@code V}. */
   public static final int DEFAULT_VOCAB_SIZE = 64;
 

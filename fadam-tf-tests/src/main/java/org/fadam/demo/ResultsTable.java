@@ -41,13 +41,14 @@ public final class ResultsTable {
   private final List<Row> rows;
 
   /**
-   * A table whose gaps are measured from {@code floorNats} (the entropy rate, or the window floor).
+   * A table whose gaps are measured from {@code floorNats} (the entropy rate, or the window floor),
+   * or NaN when no floor is known (a text file): the gap column then says "n/a".
    *
-   * @throws IllegalArgumentException if {@code floorNats} is not finite
+   * @throws IllegalArgumentException if {@code floorNats} is infinite
    */
   public ResultsTable(double floorNats, List<Row> rows) {
-    if (!Double.isFinite(floorNats)) {
-      throw new IllegalArgumentException("`floorNats` must be finite; got " + floorNats);
+    if (Double.isInfinite(floorNats)) {
+      throw new IllegalArgumentException("`floorNats` must be finite or NaN (no floor); got " + floorNats);
     }
     this.floorNats = floorNats;
     this.rows = List.copyOf(rows);
@@ -70,7 +71,7 @@ public final class ResultsTable {
     String throughput = throughputFormat(rows);
     for (Row r : rows) {
       out.add(List.of(r.optimizer(), fmt("%.4f", r.finalTrainLoss()), fmt("%.4f", r.heldoutLoss()),
-          fmt("%+.4f", r.heldoutLoss() - floorNats), fmt(throughput, r.stepsPerSecond()),
+          Double.isNaN(floorNats) ? "n/a" : fmt("%+.4f", r.heldoutLoss() - floorNats), fmt(throughput, r.stepsPerSecond()),
           fmt("%.2f", r.stateBytesPerParam())));
     }
     return out;

@@ -25,7 +25,7 @@ import org.fadam.Algorithm;
 /**
  * The learning-rate sweep of {@code scripts/demo --sweep}: every optimizer at every learning rate
  * and seed, each point exactly the run {@code scripts/demo --optimizers O --lr X --steps N --seed
- * S} makes (the same {@link Demo#train} on the same {@link Demo.Data}), so one point can be checked
+ * S} makes (the same {@link Demo#train} on the same {@link DemoData}), so one point can be checked
  * against a plain run. Writes {@value #CSV}, {@value #PNG} and {@value #MARKDOWN} into the output
  * directory.
  *
@@ -43,6 +43,10 @@ public final class Sweep {
   public static final int DEFAULT_STEPS = 1000;
   /** Default evaluation interval of the sweep, steps. */
   public static final int DEFAULT_EVAL_EVERY = 500;
+  /** Default steps per point of {@code --model transformer}. */
+  public static final int DEFAULT_TRANSFORMER_STEPS = 1000;
+  /** Default evaluation interval of {@code --model transformer}, steps. */
+  public static final int DEFAULT_TRANSFORMER_EVAL_EVERY = 500;
   /**
    * Default worker threads: both cores of the reference machine. Measured there (2026-11-28, other
    * jobs loading the machine, load average 10 to 17): 4 runs of 400 steps took 64 s and 69 s on one
@@ -72,10 +76,20 @@ public final class Sweep {
    * @param workers points trained at the same time
    * @param out the output directory
    * @param training the schedule, weight-decay mask and accumulation of every point
+   * @param transformer the transformer's shape, or null for the MLP
+   * @param text the transformer's {@code --text} file, or null for the Markov source
    */
   public record Options(List<Algorithm> optimizers, List<Double> lrs, int seeds, int steps,
       int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out,
-      DemoModel.Training training) {
+      DemoModel.Training training, TransformerModel.Architecture transformer, Path text) {
+
+    /** Options of the MLP on the Markov source. */
+    public Options(List<Algorithm> optimizers, List<Double> lrs, int seeds, int steps,
+        int evalEvery, int batch, int embed, int hidden, boolean xla, int workers, Path out,
+        DemoModel.Training training) {
+      this(optimizers, lrs, seeds, steps, evalEvery, batch, embed, hidden, xla, workers, out,
+          training, null, null);
+    }
 
     /** Options whose points train as {@link DemoModel.Training#DEFAULT}. */
     public Options(List<Algorithm> optimizers, List<Double> lrs, int seeds, int steps,
@@ -116,7 +130,7 @@ public final class Sweep {
 
     /** The plain demo's options of one point (what {@code scripts/demo --lr X --seed S ...} runs). */
     Demo.Options point(Algorithm optimizer, double lr, long seed) {
-      return new Demo.Options(new Demo.Settings(seed, batch, lr, embed, hidden, training), steps,
+      return new Demo.Options(new Demo.Settings(seed, batch, lr, embed, hidden, training, transformer, text), steps,
           List.of(optimizer), out, xla, null, null, evalEvery, false, null);
     }
   }
@@ -157,7 +171,9 @@ public final class Sweep {
         + " steps, %d at a time%n", o.optimizers().size(), o.lrs().size(), o.seeds(),
         points.size(), o.steps(), o.workers());
     long t0 = System.nanoTime();
-    Map<Long, Demo.Data> data = new ConcurrentHashMap<>();
+    Map<Long, DemoData> data = new ConcurrentHashMap<>();
+    // the data of seed 1 now: a bad --text fails before any training
+    data.put(1L, DemoData.of(o.point(o.optimizers().get(0), o.lrs().get(0), 1).settings()));
     AtomicInteger done = new AtomicInteger();
     List<Result> results = new ArrayList<>();
     ExecutorService pool = Executors.newFixedThreadPool(o.workers());
@@ -165,7 +181,7 @@ public final class Sweep {
       List<Future<Result>> futures = new ArrayList<>();
       for (Point p : points) {
         futures.add(pool.submit(() -> {
-          Result r = train(o, p, data.computeIfAbsent(p.seed(), s -> new Demo.Data(s, o.batch())));
+          Result r = train(o, p, data.computeIfAbsent(p.seed(), s -> dataOf(o, p)));
           synchronized (out) {
             out.printf(Locale.ROOT, "[%d/%d] %-10s lr %-6s seed %d: held-out %.4f (%.1f s)%n",
                 done.incrementAndGet(), points.size(), p.optimizer().displayName(),
@@ -192,7 +208,7 @@ public final class Sweep {
     double seconds = (System.nanoTime() - t0) / 1e9;
     String load = loadBefore.isEmpty() ? "" : " Load average (1, 5, 15 min) of the machine: "
         + loadBefore + " at the start, " + loadAverage() + " at the end.";
-    double floor = MarkovSource.createDefault().entropyRateNats();
+    double floor = data.get(1L).floor();
 
     List<SweepCsv.Row> rows = new ArrayList<>();
     results.forEach(r -> rows.addAll(r.rows()));
@@ -216,13 +232,21 @@ public final class Sweep {
   }
 
   /** Trains one point exactly as the plain demo trains it. */
-  static Result train(Options o, Point p, Demo.Data data) {
+  /** The data of a point's seed (the same for every optimizer and rate). */
+  private static DemoData dataOf(Options o, Point p) {
+    try {
+      return DemoData.of(o.point(p.optimizer(), p.lr(), p.seed()).settings());
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  static Result train(Options o, Point p, DemoData data) {
     long t0 = System.nanoTime();
     Demo.Options plain = o.point(p.optimizer(), p.lr(), p.seed());
     Demo.Settings s = plain.settings();
     List<SweepCsv.Row> rows = new ArrayList<>();
-    try (DemoModel model = DemoModel.create(p.optimizer(),
-        s.modelConfig(data.source.vocabSize(), o.xla()))) {
+    try (LanguageModel model = s.model(p.optimizer(), data, o.xla())) {
       Demo.train(model, plain, s.batch(), null, data,
           r -> rows.add(SweepCsv.Row.of(p.lr(), p.seed(), r)),
           new Progress(System.err, false, System::nanoTime));

@@ -44,7 +44,7 @@ public final class SweepPlot {
   /** The chart. */
   public static JFreeChart chart(SweepTable table, double floorNats, String subtitle) {
     YIntervalSeriesCollection data = new YIntervalSeriesCollection();
-    double lo = floorNats;
+    double lo = Double.isNaN(floorNats) ? Double.POSITIVE_INFINITY : floorNats; // NaN: a text, no floor
     double hi = Double.NEGATIVE_INFINITY;
     for (SweepTable.Line l : table.lines()) {
       YIntervalSeries s = new YIntervalSeries(l.optimizer());

@@ -167,8 +167,8 @@ class DemoTrainingTest {
   /** Trains FAdam as Demo.run does, keeping the model open to read its parameters. */
   private static Trained trainDirect(Demo.Options o) {
     Demo.Settings s = o.settings();
-    Demo.Data data = new Demo.Data(s.seed(), s.batch());
-    try (DemoModel m = DemoModel.create(Algorithm.FADAM, s.modelConfig(data.source.vocabSize(), o.xla()))) {
+    DemoData data = new DemoData(s.seed(), s.batch());
+    try (DemoModel m = DemoModel.create(Algorithm.FADAM, s.modelConfig(data.vocabSize(), o.xla()))) {
       Demo.Run run = Demo.train(m, o, s.batch(), null, data, row -> { }, new Progress(System.err, false,
           System::nanoTime));
       assertEquals(5, m.iterations(), "optimizer steps");
