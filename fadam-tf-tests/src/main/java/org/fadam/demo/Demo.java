@@ -492,6 +492,12 @@ public final class Demo {
             + " bytes as tokens (V = 256), the last 10% held out (no entropy floor is known)")
     Path text;
 
+    @Option(names = "--evaluate", paramLabel = "DIR",
+        description = "evaluate a saved run instead of training: DIR is a --save directory, or the"
+            + " --export of tpu-configs/train.py continuing one; prints its step and its train and"
+            + " held-out losses (the data of its saved settings)")
+    Path evaluate;
+
     private static final List<String> TRANSFORMER_FLAGS =
         List.of("--layers", "--width", "--heads", "--context", "--dtype", "--text");
 
@@ -635,6 +641,15 @@ public final class Demo {
 
     @Override
     protected int run() throws IOException {
+      if (evaluate != null) {
+        List<String> others = givenOptions().stream().filter(n -> !n.equals("--evaluate")).toList();
+        if (!others.isEmpty()) {
+          throw usageError(String.join(", ", others) + " cannot be combined with --evaluate (it"
+              + " evaluates the saved run with its own settings)");
+        }
+        Demo.evaluate(evaluate, System.out);
+        return 0;
+      }
       if (sweep) {
         Sweep.run(sweepOptions(), System.out);
         return 0;
@@ -661,7 +676,7 @@ public final class Demo {
   }
 
   /** Parses a command line into the demo's options (a {@link ParameterException} if it is wrong). */
-  static Options parse(String... args) {
+  public static Options parse(String... args) {
     Cli cli = new Cli();
     Tool.commandLine(cli).parseArgs(args);
     return cli.options();
@@ -967,6 +982,30 @@ public final class Demo {
     double stateBytes = model.step().optimizerStateBytes() / (double) model.step().parameterCount();
     return new Run(new ResultsTable.Row(name, trainLoss, heldOut, stepsPerSecond, stateBytes),
         Arrays.copyOf(losses, (int) (k - start)), k, stopped);
+  }
+
+  /**
+   * Evaluates a saved run: rebuilds its model from the saved settings, restores every variable
+   * (from a {@code --save} directory, or from the launcher's {@code --export} of one, whose
+   * settings file is the one it was started from and whose variables are where the launcher
+   * left them), and prints its step and losses on the data of those settings.
+   *
+   * @return {train loss, held-out loss}
+   */
+  static double[] evaluate(Path dir, PrintStream out) throws IOException {
+    SavedRun saved = SavedRun.load(dir);
+    Settings s = saved.settings();
+    DemoData data = DemoData.of(s);
+    try (LanguageModel model = s.model(Algorithm.FADAM, data, false)) {
+      restore(model, dir);
+      long step = model.iterations();
+      ResultsCsv.Row row = evaluate(model, Algorithm.FADAM.displayName(), step, data);
+      out.printf(Locale.ROOT, "%s: --model %s, FAdam at step %d: train loss %.6f, held-out loss %.6f"
+          + " nats/token%s%n", dir, s.modelName(), step, row.trainLoss(), row.heldoutLoss(),
+          Double.isNaN(data.floor()) ? "" : String.format(Locale.ROOT, " (%+.4f from the floor %.4f)",
+              row.heldoutLoss() - data.floor(), data.floor()));
+      return new double[] {row.trainLoss(), row.heldoutLoss()};
+    }
   }
 
   /** Restores a saved run, naming the file when TensorFlow finds one truncated or corrupt. */

@@ -428,8 +428,8 @@ public final class TransformerModel implements LanguageModel {
     step.restore(session, dir);
   }
 
-  /** The session holding the variables. */
-  Session session() {
+  /** {@return the session holding the variables} */
+  public Session session() {
     return session;
   }
 
@@ -448,13 +448,13 @@ public final class TransformerModel implements LanguageModel {
   }
 
   /** The token input of a batch: {@code [B, T]}. */
-  static TInt32 tokens(Batches.Batch batch) {
+  public static TInt32 tokens(Batches.Batch batch) {
     return TInt32.tensorOf(Shape.of(batch.batchSize(), batch.contextLength()),
         DataBuffers.of(batch.inputsFlat(), true, false));
   }
 
   /** The labels of a batch: {@code [B, T]}, the token after each input position. */
-  static TInt32 labels(Batches.Batch batch) {
+  public static TInt32 labels(Batches.Batch batch) {
     return TInt32.tensorOf(Shape.of(batch.batchSize(), batch.contextLength()),
         DataBuffers.of(batch.targetsFlat(), true, false));
   }

@@ -29,6 +29,7 @@ import org.fadam.ResourceVariable;
 import org.fadam.demo.Batches;
 import org.fadam.demo.Demo;
 import org.fadam.demo.DemoModel;
+import org.fadam.demo.TransformerModel;
 import org.fadam.demo.MarkovSource;
 import org.tensorflow.Graph;
 import org.tensorflow.GraphOperation;
@@ -74,7 +75,12 @@ public final class ReplayExport {
      */
     OPTIMIZER,
     /** The demo model's whole train step (forward, gradients, optimizer). */
-    DEMO
+    DEMO,
+    /**
+     * The demo's default transformer's whole train step (attention: batched matmuls, softmax,
+     * the causal mask, layer norms, GELU), trained as {@code scripts/demo --model transformer}.
+     */
+    TRANSFORMER
   }
 
   /**
@@ -83,8 +89,8 @@ public final class ReplayExport {
    * @param name file stem and manifest key
    * @param model what the step trains
    * @param algorithm the update rule
-   * @param dtype the parameters' dtype (float32 or bfloat16; the demo is float32)
-   * @param shape the variable's shape (OPTIMIZER), ignored for DEMO
+   * @param dtype the parameters' dtype (float32 or bfloat16; the demo models are float32)
+   * @param shape the variable's shape (OPTIMIZER), ignored for the demo models
    * @param checked whether the CPU's inputs and outputs after steps 1 and 3 are exported (small
    *     steps) or only the HLO (benchmark sizes, timed with random inputs)
    */
@@ -132,6 +138,10 @@ public final class ReplayExport {
     for (Algorithm o : Algorithm.values()) {
       (CI_OPTIMIZERS.contains(o) ? checked : extra)
           .add(new Config("demo_" + o.cliName(), Model.DEMO, o, "float32", new long[0], true));
+    }
+    for (Algorithm o : Algorithm.values()) { // FAdam's in the ci set: the suite replays attention
+      (o == Algorithm.FADAM ? checked : extra)
+          .add(new Config("transformer_" + o.cliName(), Model.TRANSFORMER, o, "float32", new long[0], true));
     }
     return switch (name) {
       case "ci" -> checked;
@@ -241,7 +251,11 @@ public final class ReplayExport {
   /** In the child: builds the step, runs it, and writes NAME.hlo.pb, NAME.npz, NAME.json. */
   static void exportOne(Config c, Path out, Path dump) throws IOException {
     Files.createDirectories(out);
-    try (Stepper s = c.model() == Model.DEMO ? demo(c) : optimizer(c)) {
+    try (Stepper s = switch (c.model()) {
+      case DEMO -> demo(c);
+      case TRANSFORMER -> transformer(c);
+      case OPTIMIZER -> optimizer(c);
+    }) {
       s.export(c, out, dump);
     }
   }
@@ -670,6 +684,46 @@ public final class ReplayExport {
       Map<String, Tensor> feeds(int k) {
         Batches.Batch batch = batches.next();
         return Map.of(DemoModel.TOKENS, DemoModel.tokens(batch), DemoModel.LABELS, DemoModel.labels(batch));
+      }
+
+      @Override
+      public void close() {
+        model.close();
+      }
+    };
+  }
+
+  /**
+   * The default {@code scripts/demo --model transformer} step (its shape, batch, rate, cosine
+   * schedule and matrices-only decay), on the Markov source's windows.
+   */
+  private static Stepper transformer(Config c) {
+    Demo.Settings s = Demo.parse("--model", "transformer").settings();
+    TransformerModel.Architecture a = s.transformer();
+    TransformerModel model = TransformerModel.create(c.algorithm(), new TransformerModel.Config(a,
+        MarkovSource.DEFAULT_VOCAB_SIZE, MarkovSource.ORDER - 1, s.learningRate(), s.seed(), true, s.training()));
+    Batches batches = new Batches(MarkovSource.createDefault().sample(s.seed(), 8192), s.batch(), a.context(), s.seed());
+    return new Stepper() {
+      @Override
+      FisherTrainStep step() {
+        return model.step();
+      }
+
+      @Override
+      Session session() {
+        return model.session();
+      }
+
+      @Override
+      Graph graph() {
+        return (Graph) model.step().loss().env();
+      }
+
+      @Override
+      Map<String, Tensor> feeds(int k) {
+        Batches.Batch batch = batches.next();
+        return Map.of(TransformerModel.TOKENS, TransformerModel.tokens(batch), TransformerModel.LABELS,
+            TransformerModel.labels(batch));
       }
 
       @Override

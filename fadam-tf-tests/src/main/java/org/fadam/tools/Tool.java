@@ -104,6 +104,12 @@ public abstract class Tool implements Callable<Integer> {
     return spec.commandLine().getParseResult().hasMatchedOption(optionName);
   }
 
+  /** {@return the options given on the command line, by their longest names, in order} */
+  protected final java.util.List<String> givenOptions() {
+    return spec.commandLine().getParseResult().matchedOptions().stream()
+        .map(o -> o.longestName()).toList();
+  }
+
   /** Where the tool's output goes (stdout, or a test's writer). */
   protected final PrintWriter out() {
     return spec.commandLine().getOut();

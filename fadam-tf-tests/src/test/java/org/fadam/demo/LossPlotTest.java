@@ -210,9 +210,18 @@ class LossPlotTest {
   }
 
   @Test
-  void aNonFiniteFloorIsRejected() {
+  void anInfiniteFloorIsRejectedAndNoFloorDrawsNoLine() {
     assertThrows(IllegalArgumentException.class,
-        () -> LossPlot.chart(converging(), Double.NaN, "t", null));
+        () -> LossPlot.chart(converging(), Double.POSITIVE_INFINITY, "t", null));
+    // NaN: no floor is known (a --text run): no marker, and the axis fits the losses alone
+    var plot = (org.jfree.chart.plot.CombinedDomainXYPlot) LossPlot.chart(converging(), Double.NaN, "t", null).getPlot();
+    var panel = plot.getSubplots().get(0);
+    assertTrue(panel.getRangeAxis().getLowerBound() > 0.5, "the axis fits the losses");
+    assertEquals(null, panel.getRangeMarkers(org.jfree.chart.ui.Layer.FOREGROUND));
+    var withFloor = (org.jfree.chart.plot.CombinedDomainXYPlot) LossPlot.chart(converging(), 1.0, "t", null).getPlot();
+    java.util.Collection<?> markers = withFloor.getSubplots().get(0)
+        .getRangeMarkers(org.jfree.chart.ui.Layer.FOREGROUND);
+    assertEquals(1, markers.size());
   }
 
   private static int countPixels(BufferedImage image, int rgb) {

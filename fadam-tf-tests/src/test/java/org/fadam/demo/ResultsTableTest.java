@@ -62,6 +62,9 @@ class ResultsTableTest {
     assertEquals(3, text.lines().count());
     assertEquals(true, text.contains("  0.500  "));
     assertEquals(true, text.contains(" 12.250  "));
-    assertThrows(IllegalArgumentException.class, () -> new ResultsTable(Double.NaN, List.of()));
+    assertThrows(IllegalArgumentException.class, () -> new ResultsTable(Double.POSITIVE_INFINITY, List.of()));
+    // no floor known (a --text run): the gap column says so
+    assertEquals(true, new ResultsTable(Double.NaN, List.of(new ResultsTable.Row("FAdam", 2, 2.5, 10, 8)))
+        .toText().contains("  n/a  "));
   }
 }
