@@ -80,7 +80,7 @@ public final class Demo {
   /** The transformer's default evaluation interval, steps. */
   public static final int DEFAULT_TRANSFORMER_EVAL_EVERY = 250;
   /** The transformer's default learning rate (its sweep's, docs/demo.md). */
-  public static final double DEFAULT_TRANSFORMER_LR = 1e-3;
+  public static final double DEFAULT_TRANSFORMER_LR = 3e-3;
 
   /** The files a run writes into {@code --out}. */
   static final String CSV = "results.csv";

@@ -37,7 +37,7 @@ import org.tensorflow.types.family.TType;
  * tokens [B, T] ─ gather E [V, d] + P [T, d]                          x [B·T, d]
  * N pre-norm blocks:
  *   x += (softmax(Q Kᵀ/√(d/h) + causal mask) V) Wo + bo              h heads of d/h
- *        with Q, K, V = layerNorm(x) Wq + bq, … Wk …, … Wv …
+ *        with Q = layerNorm(x) Wq + bq, K = layerNorm(x) Wk (no bias), V = … Wv + bv
  *   x += gelu_tanh(layerNorm(x) W1 + b1) W2 + b2                    W1 [d, 4d], W2 [4d, d]
  * logits = layerNorm(x) Eᵀ                                           [B·T, V] (tied to E)
  * loss = mean over rows and scored positions of softmax cross-entropy
@@ -109,7 +109,7 @@ public final class TransformerModel implements LanguageModel {
       long d = width;
       long m = (long) MLP_RATIO * width;
       long block = 2 * 2 * d // two layer norms
-          + 4 * (d * d + d) // Wq, Wk, Wv, Wo and their biases
+          + 4 * d * d + 3 * d // Wq, Wk, Wv, Wo and the biases of all but the keys
           + (d * m + m) + (m * d + d); // the MLP
       return (long) vocab * d + (long) context * d + layers * block + 2 * d;
     }
@@ -208,12 +208,18 @@ public final class TransformerModel implements LanguageModel {
     return new TransformerModel(optimizer, config);
   }
 
-  /** The names of one block's parameters, in the model's order. */
-  static List<String> blockParameters(int block) {
-    String p = "block" + block + "_";
-    return List.of(p + "ln1_gain", p + "ln1_shift", p + "wq", p + "bq", p + "wk", p + "bk",
-        p + "wv", p + "bv", p + "wo", p + "bo", p + "ln2_gain", p + "ln2_shift", p + "w1", p + "b1",
-        p + "w2", p + "b2");
+  /**
+   * The parameters of a block, in the model's order. The keys have no bias: softmax ignores a
+   * shift of a query's scores, and q·b_k shifts all of them alike, so its gradient is exactly 0
+   * and in float32 pure round-off, which an Adam-type step (ḡ = g/√f) would turn into ±η moves
+   * that differ from one summation order to the next (a replay or another worker count).
+   */
+  static final List<String> BLOCK_PARAMETERS = List.of("ln1_gain", "ln1_shift", "wq", "bq", "wk",
+      "wv", "bv", "wo", "bo", "ln2_gain", "ln2_shift", "w1", "b1", "w2", "b2");
+
+  /** The variable name of block {@code block}'s parameter {@code name}: {@code block0_wq}. */
+  static String name(int block, String name) {
+    return "block" + block + "_" + name;
   }
 
   /** The initial parameters, in the model's order (GPT-2's initialization). */
@@ -226,19 +232,18 @@ public final class TransformerModel implements LanguageModel {
     vars.add(variable(tf, a, "embedding", normal(rng, vocab, d, INIT_STD)));
     vars.add(variable(tf, a, "position", normal(rng, a.context(), d, INIT_STD)));
     for (int l = 0; l < a.layers(); l++) {
-      List<String> n = blockParameters(l);
-      vars.add(variable(tf, a, n.get(0), filled(d, 1f)));
-      vars.add(variable(tf, a, n.get(1), new float[d]));
-      for (int j = 0; j < 4; j++) { // wq, wk, wv, wo and their biases
-        vars.add(variable(tf, a, n.get(2 + 2 * j), normal(rng, d, d, j == 3 ? residual : INIT_STD)));
-        vars.add(variable(tf, a, n.get(3 + 2 * j), new float[d]));
+      for (String n : BLOCK_PARAMETERS) {
+        Object init = switch (n) {
+          case "ln1_gain", "ln2_gain" -> filled(d, 1f);
+          case "wq", "wk", "wv" -> normal(rng, d, d, INIT_STD);
+          case "wo" -> normal(rng, d, d, residual);
+          case "w1" -> normal(rng, d, m, INIT_STD);
+          case "w2" -> normal(rng, m, d, residual);
+          case "b1" -> new float[m];
+          default -> new float[d]; // the shifts and the other biases
+        };
+        vars.add(variable(tf, a, name(l, n), init));
       }
-      vars.add(variable(tf, a, n.get(10), filled(d, 1f)));
-      vars.add(variable(tf, a, n.get(11), new float[d]));
-      vars.add(variable(tf, a, n.get(12), normal(rng, d, m, INIT_STD)));
-      vars.add(variable(tf, a, n.get(13), new float[m]));
-      vars.add(variable(tf, a, n.get(14), normal(rng, m, d, residual)));
-      vars.add(variable(tf, a, n.get(15), new float[d]));
     }
     vars.add(variable(tf, a, "final_ln_gain", filled(d, 1f)));
     vars.add(variable(tf, a, "final_ln_shift", new float[d]));
@@ -296,21 +301,22 @@ public final class TransformerModel implements LanguageModel {
     Operand<TInt64> heads4 = tf.constant(new long[] {-1, t, h, dh});
     Operand<TInt32> swap = tf.constant(new int[] {0, 2, 1, 3}); // [B, T, h, dh] <-> [B, h, T, dh]
     for (int l = 0; l < a.layers(); l++) {
-      List<String> n = blockParameters(l);
+      String b = "block" + l + "_";
       // attention sub-block: x += Attention(LN(x)) Wo + bo
-      Operand<TFloat32> in = layerNorm(tf, x, param(tf, w, n.get(0)), param(tf, w, n.get(1)));
-      Operand<TFloat32> q = tf.linalg.transpose(tf.reshape(dense(tf, in, w, n.get(2), n.get(3)), heads4), swap);
-      Operand<TFloat32> k = tf.linalg.transpose(tf.reshape(dense(tf, in, w, n.get(4), n.get(5)), heads4), swap);
-      Operand<TFloat32> v = tf.linalg.transpose(tf.reshape(dense(tf, in, w, n.get(6), n.get(7)), heads4), swap);
+      Operand<TFloat32> in = layerNorm(tf, x, param(tf, w, b + "ln1_gain"), param(tf, w, b + "ln1_shift"));
+      Operand<TFloat32> q = tf.linalg.transpose(tf.reshape(dense(tf, in, w, b + "wq", b + "bq"), heads4), swap);
+      Operand<TFloat32> k = tf.linalg.transpose(tf.reshape(
+          tf.linalg.matMul(in, param(tf, w, b + "wk")), heads4), swap); // no key bias (BLOCK_PARAMETERS)
+      Operand<TFloat32> v = tf.linalg.transpose(tf.reshape(dense(tf, in, w, b + "wv", b + "bv"), heads4), swap);
       Operand<TFloat32> scores = tf.math.add(tf.math.mul(
           BatchMatMul.create(tf.scope(), q, k, TFloat32.class, BatchMatMul.adjY(true)), scale), mask);
       Operand<TFloat32> attended = BatchMatMul.create(tf.scope(), tf.nn.softmax(scores), v, TFloat32.class);
       Operand<TFloat32> merged = tf.reshape(tf.linalg.transpose(attended, swap),
           tf.constant(new long[] {-1, d}));
-      x = tf.math.add(x, dense(tf, merged, w, n.get(8), n.get(9)));
+      x = tf.math.add(x, dense(tf, merged, w, b + "wo", b + "bo"));
       // MLP sub-block: x += gelu(LN(x) W1 + b1) W2 + b2
-      Operand<TFloat32> in2 = layerNorm(tf, x, param(tf, w, n.get(10)), param(tf, w, n.get(11)));
-      x = tf.math.add(x, dense(tf, gelu(tf, dense(tf, in2, w, n.get(12), n.get(13))), w, n.get(14), n.get(15)));
+      Operand<TFloat32> in2 = layerNorm(tf, x, param(tf, w, b + "ln2_gain"), param(tf, w, b + "ln2_shift"));
+      x = tf.math.add(x, dense(tf, gelu(tf, dense(tf, in2, w, b + "w1", b + "b1")), w, b + "w2", b + "b2"));
     }
     Operand<TFloat32> out = layerNorm(tf, x, param(tf, w, "final_ln_gain"), param(tf, w, "final_ln_shift"));
     return tf.linalg.matMul(out, embedding, MatMul.transposeB(true)); // tied output projection

@@ -51,7 +51,7 @@ class DemoTransformerTest {
     // warmup 5 % then cosine to 10 % at the last step; no decay of biases and layer norms
     assertEquals(new DemoModel.Training("cosine", Demo.DEFAULT_TRANSFORMER_STEPS / 20,
         Demo.DEFAULT_TRANSFORMER_STEPS, true, 1), s.training());
-    assertEquals(409_088, s.transformer().parameterCount(64));
+    assertEquals(408_832, s.transformer().parameterCount(64));
     // the MLP keeps its own defaults
     assertEquals(null, Demo.parse().settings().transformer());
     assertEquals(DemoModel.Training.DEFAULT, Demo.parse().settings().training());
