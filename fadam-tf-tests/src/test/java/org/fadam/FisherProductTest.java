@@ -313,7 +313,7 @@ class FisherProductTest {
           .fadam(0.01, FisherOptions.builder().weightDecay(0).build())
           .input("x", TFloat32.class, Shape.of(-1, ROWS))
           .variables(List.of(w, b))
-          .loss((ops, in, v) -> snap.penalty(ops, v, lambda))
+          .loss((ops, in, v) -> snap.penalty(ops, v, lambda, TFloat32.class))
           .build();
       s.initialize();
       double want = 0;
@@ -333,7 +333,7 @@ class FisherProductTest {
         assertTrue(after[i] - anchorW[i] < delta, "the step pulls w[" + i + "] toward θ*");
       }
       Operands missingB = new Operands(StepFunctions.VARIABLE, Map.of("w", w.read(tf)));
-      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> snap.penalty(tf, missingB, 1));
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> snap.penalty(tf, missingB, 1, TFloat32.class));
       assertEquals("no variable 'b'; the variables are [w]", e.getMessage());
     }
   }

@@ -29,7 +29,7 @@ import org.tensorflow.types.family.TType;
  * Ewc.Snapshot a = Ewc.snapshot(session, stepA);          // θ* and F after task A, on the host
  * FisherTrainStep stepB = FisherTrainStep.builder(graphB)
  *     ...
- *     .loss((ops, in, w) -> ops.math.add(taskLoss(ops, in, w), a.penalty(ops, w, 1e3)))
+ *     .loss((ops, in, w) -> ops.math.add(taskLoss(ops, in, w), a.penalty(ops, w, 1e3, TFloat32.class)))
  *     .build();
  * }</pre>
  */
@@ -219,7 +219,7 @@ public final class Ewc {
 
   /**
    * θ* and F of some parameters, held on the host (float32, or float64 for float64 parameters).
-   * Build the penalty into a later loss with {@link #penalty(Ops, Operands, double)}: they enter the
+   * Build the penalty into a later loss with {@link #penalty(Ops, Operands, double, Class)}: they enter the
    * graph as constants, so a step function or an export carries them.
    */
   public static final class Snapshot implements AutoCloseable {
@@ -299,16 +299,21 @@ public final class Ewc {
      * @param tf the loss's ops
      * @param variables the loss's variables ({@link FisherTrainStep.Model#loss})
      * @param lambda λ, finite and ≥ 0
-     * @return λ/2 · Σ F (θ − θ*)²
+     * @param type the loss's dtype, to add the penalty to it ({@code TFloat32.class})
+     * @param <T> the loss's dtype
+     * @return λ/2 · Σ F (θ − θ*)², in {@code type}
      * @throws IllegalArgumentException naming a snapshot variable the loss does not have, or one
      *     whose shape differs
      */
-    public Operand<? extends TFloating> penalty(Ops tf, Operands variables, double lambda) {
+    public <T extends TFloating> Operand<T> penalty(Ops tf, Operands variables, double lambda, Class<T> type) {
       Map<String, Operand<?>> theta = new LinkedHashMap<>();
       for (String n : names()) {
         theta.put(n, variables.get(n));
       }
-      return Ewc.penalty(tf, theta, anchors(tf), fishers(tf), lambda);
+      Operand<? extends TFloating> p = Ewc.penalty(tf, theta, anchors(tf), fishers(tf), lambda);
+      @SuppressWarnings("unchecked")
+      Operand<T> typed = p.type() == type ? (Operand<T>) p : tf.dtypes.cast(p, type);
+      return typed;
     }
 
     /** Frees the host copies. */
