@@ -374,8 +374,8 @@ public abstract class FisherOptimizer extends Optimizer {
    * variable's shape (float64 for float64 variables, else float32) that reads its slots each time
    * it is fetched: the slot {@link #FIM}, or R C / 1ᵀR from {@link #FIM_ROW} and {@link #FIM_COL}
    * where FAdafactor factors the tensor (Alg. 2 l.9). Bias-corrected, as {@link
-   * FisherTrainStep#fisher} (which says what it estimates); docs/design.md, "The Fisher as a
-   * product".
+   * FisherTrainStep#fisher} (which says what it estimates);
+   * docs/design.md, "The Fisher as a product".
    *
    * @param variable a variable whose step this optimizer built ({@link #minimize} or {@link
    *     #applyGradients})

@@ -81,8 +81,8 @@ final class Rule {
 
   /**
    * The diagonal Fisher estimate a step would divide by, from a tensor's stored slots: what
-   * {@link FisherTrainStep#fisher} and {@link FisherOptimizer#fisher} return (docs/design.md,
-   * "The Fisher as a product"). FAdam and FAdafactor store it bias-corrected already (β̂2 of
+   * {@link FisherTrainStep#fisher} and {@link FisherOptimizer#fisher} return
+   * (docs/design.md, "The Fisher as a product"). FAdam and FAdafactor store it bias-corrected already (β̂2 of
    * Alg. 1, 2 l.6), so it is f itself, or R C / 1ᵀR where the tensor is factored (Alg. 2 l.9);
    * Adam stores the raw EMA, corrected here as its l.6 does (f / (1 − β2^t); 0 before its first
    * step); Adafactor's is its l.9 f, ε inside.
