@@ -450,11 +450,6 @@ final class StepFunctions {
     return (Operand<? extends TNumber>) x;
   }
 
-  /** Every parameter's update target, each variable reached through {@code varOf}. */
-  List<Updater.Target> targets(List<? extends Operand<?>> grads, Function<ResourceVariable<?>, StateVar> varOf) {
-    return targets(grads, null, varOf);
-  }
-
   /**
    * Every parameter's update target, each variable reached through {@code varOf}, with the g² of
    * its Fisher EMA from {@code squares} (null: the gradients' squares).
