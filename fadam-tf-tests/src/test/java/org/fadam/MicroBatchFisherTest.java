@@ -167,6 +167,59 @@ class MicroBatchFisherTest {
     }
   }
 
+  /**
+   * The exported stateless_apply carries the squared-gradient sums as state values like any other:
+   * four calls of it (a window's end among them) equal apply_gradients on the variables, bit for bit.
+   */
+  @Test
+  void theStatelessApplyCarriesTheSquareSums(@TempDir Path dir) throws Exception {
+    Path model = dir.resolve("m");
+    List<String> names = new java.util.ArrayList<>();
+    Map<String, String> keys;
+    try (Graph g = new Graph(); Session s = new Session(g)) {
+      FisherTrainStep step = FisherProductTest.build(g, Algorithm.FADAFACTOR,
+          FisherOptions.builder().factoredMinDim(4).build(), K, true, true);
+      s.initialize();
+      step.export(s, model);
+      step.variables().forEach(v -> names.add(v.name()));
+      keys = step.valueKeys();
+    }
+    assertTrue(keys.containsKey(SQ_W), keys.toString());
+    try (org.tensorflow.SavedModelBundle m = FisherTrainStep.loadSavedModel(model)) {
+      for (int i = 0; i < 4; i++) {
+        Map<String, org.tensorflow.Tensor> in = new LinkedHashMap<>();
+        for (String n : names) {
+          in.put(keys.get(n), read(m, n));
+        }
+        Map<String, TFloat32> grads = grads(i).tensors();
+        in.putAll(grads);
+        try (var next = m.function(FisherTrainStep.STATELESS_APPLY).call(in)) {
+          m.function(FisherTrainStep.APPLY_GRADIENTS).call(new LinkedHashMap<String, org.tensorflow.Tensor>(grads)).close();
+          for (String n : names) {
+            try (org.tensorflow.Tensor after = read(m, n)) {
+              assertArrayEquals(bytes(after), bytes(next.get(keys.get(n)).orElseThrow()), n + " after call " + (i + 1));
+            }
+          }
+        }
+        in.values().forEach(org.tensorflow.Tensor::close);
+      }
+    }
+  }
+
+  private static org.tensorflow.Tensor read(org.tensorflow.SavedModelBundle m, String name) {
+    try (var r = m.session().runner().fetch(name + "/" + ResourceVariable.SNAPSHOT).run()) {
+      org.tensorflow.Tensor t = r.get(0);
+      return org.tensorflow.Tensor.of(org.tensorflow.internal.types.registry.TensorTypeRegistry.find(t.dataType()).type(),
+          t.shape(), org.tensorflow.ndarray.buffer.DataBuffers.of(bytes(t), true, false));
+    }
+  }
+
+  private static byte[] bytes(org.tensorflow.Tensor t) {
+    byte[] b = new byte[(int) t.numBytes()];
+    t.asRawTensor().data().read(b);
+    return b;
+  }
+
   private static void apply(FisherTrainStep step, Session s, Grads gr) {
     Map<String, TFloat32> feed = gr.tensors();
     try {
