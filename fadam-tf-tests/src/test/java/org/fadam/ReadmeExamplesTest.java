@@ -230,6 +230,58 @@ class ReadmeExamplesTest {
     }
   }
 
+  /** docs/fisher.md: EWC with the optimizer's own Fisher after task A, in task B's loss. */
+  @Test
+  void ewcWorksAsShown() {
+    Map<String, TFloat32> batch = org.fadam.tools.ResumeProbe.classBatch(1, 16, 4, 3);
+    TFloat32 x = batch.get("x");
+    TFloat32 y = batch.get("y");
+    List<Float> losses = new ArrayList<>();
+    try (Graph graphA = new Graph(); Session a = new Session(graphA);
+        Graph graphB = new Graph(); Session s = new Session(graphB)) {
+      Ops tfA = Ops.create(graphA);
+      var wA = ResourceVariable.create(tfA, "w", tfA.withInitScope().constant(new float[4][3]));
+      var bA = ResourceVariable.create(tfA, "b", tfA.withInitScope().constant(new float[3]));
+      FisherTrainStep stepA = FisherTrainStep.builder(graphA).fadam(3e-3, FisherOptions.defaults())
+          .input("x", TFloat32.class, Shape.of(-1, 4)).input("y", TFloat32.class, Shape.of(-1, 3))
+          .variables(List.of(wA, bA))
+          .loss((ops, in, v) -> ops.math.mean(ops.nn.softmaxCrossEntropyWithLogits(
+              ops.math.add(ops.linalg.matMul(in.float32("x"), v.float32("w")), v.float32("b")),
+              in.float32("y")).loss(), ops.constant(0)))
+          .build();
+      a.initialize();
+      float lossA = 0;
+      for (int k = 0; k < 3; k++) {
+        stepA.train(a, Map.of("x", x, "y", y));
+      }
+      try (var r = a.runner().feed(stepA.input("x"), x).feed(stepA.input("y"), y).fetch(stepA.evalLoss()).run()) {
+        lossA = ((TFloat32) r.get(0)).getFloat();
+      }
+      Ops tf = Ops.create(graphB);
+      // doc docs/fisher.md#ewc
+      try (Ewc.Snapshot taskA = Ewc.snapshot(a, stepA)) {  // θ* and F = stepA.fisher(p), copied now
+        var w = ResourceVariable.create(tf, "w", tf.withInitScope().constantOf((TFloat32) taskA.anchor("w")));
+        var b = ResourceVariable.create(tf, "b", tf.withInitScope().constantOf((TFloat32) taskA.anchor("b")));
+        FisherTrainStep stepB = FisherTrainStep.builder(graphB)
+            .fadam(3e-3, FisherOptions.defaults())
+            .input("x", TFloat32.class, Shape.of(-1, 4))
+            .input("y", TFloat32.class, Shape.of(-1, 3))
+            .variables(List.of(w, b))
+            .loss((ops, in, v) -> ops.math.add(
+                ops.math.mean(ops.nn.softmaxCrossEntropyWithLogits(   // task B's own loss
+                    ops.math.add(ops.linalg.matMul(in.float32("x"), v.float32("w")), v.float32("b")),
+                    in.float32("y")).loss(), ops.constant(0)),
+                taskA.penalty(ops, v, 1e3, TFloat32.class)))           // + λ/2 Σ F (θ − θ*)²
+            .build();
+        s.initialize();
+        losses.add(stepB.train(s, Map.of("x", x, "y", y)).loss());  // at θ = θ*: no penalty yet
+      }
+      // doc end
+      assertEquals(lossA, losses.get(0), 1e-6f, "B starts at θ*, where the penalty is 0");
+    }
+    batch.values().forEach(TFloat32::close);
+  }
+
   // --- the docs show exactly these regions -----------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
@@ -260,7 +312,10 @@ class ReadmeExamplesTest {
           + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> w,"
           + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> b,"
           + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, java.util.List<Boolean> applied",
-      "schedule-drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss");
+      "schedule-drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss",
+      "ewc", "org.tensorflow.Session a, org.fadam.FisherTrainStep stepA, org.tensorflow.Graph graphB,"
+          + " org.tensorflow.Session s, org.tensorflow.op.Ops tf, org.tensorflow.types.TFloat32 x,"
+          + " org.tensorflow.types.TFloat32 y, java.util.List<Float> losses");
 
   /** Every {@code // doc FILE#name} … {@code // doc end} region of this source file, by name. */
   static Map<String, Region> regions() throws IOException {
@@ -416,7 +471,8 @@ class ReadmeExamplesTest {
   @Test
   void theDocsShowTheseExamplesAndNoOthers() throws IOException {
     Map<String, Region> regions = regions();
-    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in"), List.copyOf(regions.keySet()));
+    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in", "ewc"),
+        List.copyOf(regions.keySet()));
     assertEquals(regions.keySet(), CONTEXT.keySet(), "every region needs its CONTEXT");
     Map<String, String> documents = documents();
     assertEquals(List.of(), coverage(documents, List.copyOf(regions.values()), EXEMPT));

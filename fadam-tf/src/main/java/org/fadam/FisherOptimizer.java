@@ -369,6 +369,33 @@ public abstract class FisherOptimizer extends Optimizer {
     return own == null ? Optional.empty() : Optional.ofNullable((Variable<T>) own.get(slotName));
   }
 
+  /**
+   * The diagonal Fisher estimate of a variable this optimizer updates, as a graph operand of the
+   * variable's shape (float64 for float64 variables, else float32) that reads its slots each time
+   * it is fetched: the slot {@link #FIM}, or R C / 1ᵀR from {@link #FIM_ROW} and {@link #FIM_COL}
+   * where FAdafactor factors the tensor (Alg. 2 l.9). Bias-corrected, as {@link
+   * FisherTrainStep#fisher} (which says what it estimates);
+   * docs/design.md, "The Fisher as a product".
+   *
+   * @param variable a variable whose step this optimizer built ({@link #minimize} or {@link
+   *     #applyGradients})
+   * @return the estimate
+   * @throws IllegalArgumentException naming the variable if this optimizer has no state for it
+   */
+  public Operand<? extends org.tensorflow.types.family.TFloating> fisher(Operand<?> variable) {
+    String varName = variable.op().name();
+    Map<String, Variable<?>> own = slots.get(varName);
+    if (own == null) {
+      throw new IllegalArgumentException("variable '" + varName + "' has no state in optimizer '"
+          + name + "', so it has no Fisher estimate: it is not a variable this optimizer updates,"
+          + " or its minimize/applyGradients was not built yet; its variables are " + slots.keySet());
+    }
+    Map<String, Operand<?>> values = new LinkedHashMap<>();
+    Ops read = Ops.create(graph).withSubScope(name + "_fisher");
+    own.forEach((slot, v) -> values.put(slot, read.identity(v)));
+    return Rule.fisherEstimate(algorithm, options, variable.shape(), variable.type(), values, read);
+  }
+
   /** The VariableV2 ancestors of {@code loss} (data edges), in graph order, minus optimizer state. */
   private List<Operand<?>> modelVariables(Operand<?> loss) {
     Set<GraphOperation> seen = new HashSet<>();

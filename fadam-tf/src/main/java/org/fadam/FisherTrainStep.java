@@ -147,10 +147,13 @@ public final class FisherTrainStep {
   private final TrainState state;
   private final StepFunctions functions;
   private final StepRunner runner;
+  /** The Fisher estimates built so far, by parameter. */
+  private final Map<ResourceVariable<?>, Operand<? extends TFloating>> fishers = new java.util.HashMap<>();
 
   private FisherTrainStep(Builder b) {
     this.graph = b.graph;
-    this.state = new TrainState(graph, b.name, b.algorithm, b.options, b.variables, b.accumulate);
+    this.state = new TrainState(graph, b.name, b.algorithm, b.options, b.variables, b.accumulate,
+        b.microBatchFisher);
     this.functions = new StepFunctions(graph, b.functionSpec(), state);
     this.runner = new StepRunner(graph, functions, state);
     ResourceSaver.build(graph, state.all());
@@ -364,6 +367,36 @@ public final class FisherTrainStep {
    */
   public Optional<ResourceVariable<?>> slot(ResourceVariable<?> parameter, String slotName) {
     return state.slot(parameter, slotName);
+  }
+
+  /**
+   * The diagonal Fisher estimate of a parameter, as a graph operand of the parameter's shape (in
+   * its working dtype: float64 for float64 parameters, else float32) that reads the step's slots
+   * each time it is fetched: the f that the next step's EMA starts from and the last step divided
+   * by. For FAdam it is the slot f; for FAdafactor's factored tensors R C / 1ᵀR (Alg. 2 l.9). It
+   * is <b>bias-corrected</b>: the paper's β̂2 (Alg. 1, 2 l.6) makes the stored f the corrected
+   * estimate f̂ = (1 − β2) Σ β2^(t−i) g_i² / (1 − β2^t) itself (f0 = 1 is forgotten at t = 1;
+   * before any step it is that 1). For Adam it is f / (1 − β2^t) (Alg. 3 l.6; 0 before any step);
+   * for Adafactor its f, ε inside (Alg. 4 l.9).
+   *
+   * <p>What it estimates: the EMA of the squared <em>mean-batch</em> gradient (Eq. 21), about
+   * 1/B of the per-example empirical Fisher for batch B where the gradient's mean is small
+   * (Eq. 20: E[ḡ²] = mean² + variance/B); with {@link Builder#microBatchFisher} it is the EMA of
+   * the micro-batches' mean square, about 1/b for micro-batch b. See docs/fisher.md and {@link
+   * Ewc}.
+   *
+   * @param parameter one of {@link #parameters()}
+   * @return the estimate (one operand per parameter, built once)
+   * @throws IllegalArgumentException naming the variable if it is not one of the parameters
+   */
+  public synchronized Operand<? extends TFloating> fisher(ResourceVariable<?> parameter) {
+    Operand<? extends TFloating> f = fishers.get(parameter);
+    if (f == null) {
+      f = state.fisher(Ops.create(graph).withSubScope(functions.spec.name() + "_fisher"), parameter,
+          functions.spec.algorithm(), functions.spec.options());
+      fishers.put(parameter, f);
+    }
+    return f;
   }
 
   /** {@return the {@code iterations} counter: steps taken (skipped ones included)} */

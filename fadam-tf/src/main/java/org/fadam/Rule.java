@@ -34,6 +34,9 @@ final class Rule {
    * @param g the gradient in W (zeros where the policy skips the step)
    * @param slots each slot's current value by name
    * @param s the step's scalars, policy folded in
+   * @param gSquared the g² that feeds the Fisher EMA, or null for the square of {@code g}: with
+   *     {@link FisherTrainStep.Builder#microBatchFisher} the mean of the micro-batches' squared
+   *     gradients (paper Eq. 20 instead of Eq. 21; zeros where the policy skips the step)
    * @param <W> the working dtype
    */
   record Input<W extends TFloating>(
@@ -43,7 +46,20 @@ final class Rule {
       Operand<W> theta,
       Operand<W> g,
       Map<String, Operand<W>> slots,
-      StepScalars<W> s) {}
+      StepScalars<W> s,
+      Operand<W> gSquared) {
+
+    /** An input whose Fisher EMA takes the square of {@code g} (Eq. 21, the paper's algorithms). */
+    Input(Kernels<W> k, FisherOptions o, Shape shape, Operand<W> theta, Operand<W> g,
+        Map<String, Operand<W>> slots, StepScalars<W> s) {
+      this(k, o, shape, theta, g, slots, s, null);
+    }
+
+    /** g² of the Fisher EMA: Eq. 21's square of the batch gradient, or Eq. 20's mean of squares. */
+    Operand<W> squared() {
+      return gSquared != null ? gSquared : k.tf.math.square(g); // Eq. 20 (given) or Eq. 21: g²
+    }
+  }
 
   /**
    * What one step computes for one tensor.
@@ -61,6 +77,54 @@ final class Rule {
       case ADAM -> adam(in);
       case ADAFACTOR -> adafactor(in);
     };
+  }
+
+  /**
+   * The diagonal Fisher estimate a step would divide by, from a tensor's stored slots: what
+   * {@link FisherTrainStep#fisher} and {@link FisherOptimizer#fisher} return
+   * (docs/design.md, "The Fisher as a product"). FAdam and FAdafactor store it bias-corrected already (β̂2 of
+   * Alg. 1, 2 l.6), so it is f itself, or R C / 1ᵀR where the tensor is factored (Alg. 2 l.9);
+   * Adam stores the raw EMA, corrected here as its l.6 does (f / (1 − β2^t); 0 before its first
+   * step); Adafactor's is its l.9 f, ε inside.
+   *
+   * @param a the algorithm
+   * @param o the options
+   * @param shape the tensor's shape
+   * @param paramType the variable's dtype (the estimate is in its working dtype)
+   * @param slotsAndStep the slots' current values and the step counter ({@link Algorithm#STEP}) by name
+   * @param tf ops to read and compute in
+   */
+  static Operand<? extends TFloating> fisherEstimate(Algorithm a, FisherOptions o, Shape shape, Class<? extends org.tensorflow.types.family.TType> paramType,
+      Map<String, ? extends Operand<?>> slotsAndStep, org.tensorflow.op.Ops tf) {
+    Kernels<? extends TFloating> k = Kernels.forParameter(tf, paramType, false);
+    return fisherEstimateIn(k, a, o, shape, slotsAndStep);
+  }
+
+  /** {@link #fisherEstimate} with its kernels' type captured. */
+  private static <W extends TFloating> Operand<W> fisherEstimateIn(Kernels<W> k, Algorithm a,
+      FisherOptions o, Shape shape, Map<String, ? extends Operand<?>> slotsAndStep) {
+    Map<String, Operand<W>> slots = new LinkedHashMap<>();
+    slotsAndStep.forEach((n, v) -> {
+      if (!n.equals(Algorithm.STEP)) {
+        slots.put(n, k.cast(v));
+      }
+    });
+    Operand<W> t = k.stepNumber(k.tf.dtypes.cast(slotsAndStep.get(Algorithm.STEP), org.tensorflow.types.TInt64.class));
+    return fisherEstimate(a, k, o, shape, slots, t);
+  }
+
+  /** The estimate from slots in W and the step counter t as W. */
+  static <W extends TFloating> Operand<W> fisherEstimate(
+      Algorithm a, Kernels<W> k, FisherOptions o, Shape shape, Map<String, Operand<W>> slots,
+      Operand<W> t) {
+    if (a.factors(shape, o)) {
+      return k.factoredFisher(slots.get(FIM_ROW), slots.get(FIM_COL)); // Alg.2,4 l.9: f = R C / 1ᵀR
+    }
+    Operand<W> f = slots.get(FIM);
+    if (a == Algorithm.ADAM) {
+      return k.tf.math.divNoNan(f, k.oneMinusPow(o.beta2(), t)); // Alg.3 l.6: f̂ = f/(1 − β2^t)
+    }
+    return f; // Alg.1 l.7: f_t, bias-corrected through β̂2 (l.6)
   }
 
   /**
@@ -96,7 +160,7 @@ final class Rule {
     Operand<W> g = in.g();
     Operand<W> theta = in.theta();
     Map<String, Operand<W>> out = new LinkedHashMap<>();
-    Operand<W> f = fisherEma(a, in, tf.math.square(g), out); // l.6–7 (Alg. 2: l.6–9)
+    Operand<W> f = fisherEma(a, in, in.squared(), out); // l.6–7 (Alg. 2: l.6–9)
     Operand<W> e = k.pow(s.epsHat(), 2 * o.rho()); // ε̂^(2ρ), ε̂ of l.8
     // 1/(f^ρ + ε̂^(2ρ)), the denominator of l.9 and l.12, inverted once
     Operand<W> rcp = k.reciprocal(tf.math.add(k.pow(f, o.rho()), e));
@@ -126,7 +190,7 @@ final class Rule {
     StepScalars<W> s = in.s();
     Operand<W> g = in.g();
     Map<String, Operand<W>> out = new LinkedHashMap<>();
-    Operand<W> f = k.ema(in.slots().get(FIM), s.beta2(), s.oneMinusBeta2(), tf.math.square(g)); // l.6 EMA
+    Operand<W> f = k.ema(in.slots().get(FIM), s.beta2(), s.oneMinusBeta2(), in.squared()); // l.6 EMA
     Operand<W> m = momentum(in, g, out); // l.7 EMA
     Operand<W> fHat = tf.math.mul(f, tf.math.reciprocal(k.oneMinusPow(o.beta2(), s.t()))); // l.6: /(1 − β2^t)
     Operand<W> mHat = tf.math.mul(m, tf.math.reciprocal(k.oneMinusPow(o.beta1(), s.t()))); // l.7: /(1 − β1^t)
@@ -157,7 +221,7 @@ final class Rule {
     StepScalars<W> s = in.s();
     Operand<W> g = in.g();
     Map<String, Operand<W>> out = new LinkedHashMap<>();
-    Operand<W> sq = tf.math.add(tf.math.square(g), k.c(o.adafactorEpsilon())); // l.7–8: g² + ε 1_n 1ᵀ_m
+    Operand<W> sq = tf.math.add(in.squared(), k.c(o.adafactorEpsilon())); // l.7–8: g² + ε 1_n 1ᵀ_m
     Operand<W> f = fisherEma(Algorithm.ADAFACTOR, in, sq, out); // l.6–9: β̂2, R, C, f = R C / 1ᵀR
     Operand<W> rcp = k.reciprocal(tf.math.sqrt(f)); // l.10: ḡ = g/√f (0 where f = 0)
     ClipSums<W> clip = new ClipSums<>(k, in.shape());

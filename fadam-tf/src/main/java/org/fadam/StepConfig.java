@@ -31,6 +31,7 @@ abstract class StepConfig<B extends StepConfig<B>> {
   String name = "train_step";
   Predicate<ResourceVariable<?>> decayMask;
   int accumulate = 1;
+  boolean microBatchFisher;
 
   StepConfig(Graph graph) {
     this.graph = Objects.requireNonNull(graph, "graph");
@@ -145,6 +146,22 @@ abstract class StepConfig<B extends StepConfig<B>> {
   }
 
   /**
+   * The Fisher from micro-batches (paper Eq. 20): with {@link #accumulate} k &gt; 1, the Fisher EMA
+   * of the k-th call is fed with the mean of the k micro-batches' squared gradients, (1/k) Σ g_i²,
+   * instead of the square of their mean, ((1/k) Σ g_i)² (Eq. 21, the default and the paper's
+   * algorithms). The squares are summed in a state variable per parameter, {@code
+   * <parameter>-grad_sq_sum}, exported and checkpointed; the rest of the step (m, the clip, the
+   * adaptive ε) still reads the mean gradient. See docs/design.md, "The Fisher from micro-batches".
+   *
+   * @param on whether the Fisher EMA takes the micro-batches' mean square
+   * @return this builder
+   */
+  public B microBatchFisher(boolean on) {
+    this.microBatchFisher = on;
+    return self();
+  }
+
+  /**
    * An input of the step (a placeholder in the outer graph and in the step function).
    *
    * @param name the input's name
@@ -235,6 +252,11 @@ abstract class StepConfig<B extends StepConfig<B>> {
             + " (a typo?); to decay none, set FisherOptions.weightDecay(0)");
       }
     }
+    if (microBatchFisher && accumulate < 2) {
+      throw new IllegalArgumentException("microBatchFisher(true) needs accumulate(k ≥ 2); got"
+          + " accumulate(" + accumulate + "), where the mean of one micro-batch's squared gradient"
+          + " is the square of its mean (the default Fisher)");
+    }
     for (String n : serveInputs) {
       if (!inputs.containsKey(n)) {
         throw new IllegalArgumentException("prediction input '" + n + "' is not a declared input");
@@ -245,6 +267,6 @@ abstract class StepConfig<B extends StepConfig<B>> {
   /** What the step functions are built from. */
   StepFunctions.Spec functionSpec() {
     return new StepFunctions.Spec(name, inputs, model, algorithm, options, learningRate, schedule, jit,
-        predictor, serveInputs, decayMask == null ? v -> true : decayMask, accumulate);
+        predictor, serveInputs, decayMask == null ? v -> true : decayMask, accumulate, microBatchFisher);
   }
 }

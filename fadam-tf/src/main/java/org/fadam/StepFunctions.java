@@ -51,6 +51,7 @@ final class StepFunctions {
    * @param serveInputs the inputs the predictions read
    * @param decayMask which parameters the weight decay applies to
    * @param accumulate k: the optimizer steps once every k calls, on the mean of their gradients
+   * @param microBatchFisher whether the Fisher EMA takes the mean of the k squared gradients (Eq. 20)
    */
   record Spec(
       String name,
@@ -64,7 +65,8 @@ final class StepFunctions {
       FisherTrainStep.Predictor predictor,
       List<String> serveInputs,
       Predicate<ResourceVariable<?>> decayMask,
-      int accumulate) {}
+      int accumulate,
+      boolean microBatchFisher) {}
 
   /**
    * An input's dtype and shape.
@@ -355,6 +357,8 @@ final class StepFunctions {
     List<StateVar> vars = new ArrayList<>();
     List<Operand<?>> stepGrads = new ArrayList<>(grads);
     List<Operand<?>> sums = new ArrayList<>();
+    List<Operand<?>> squareSums = new ArrayList<>();
+    List<Operand<?>> stepSquares = null;
     Operand<TBool> windowEnds = null;
     Operand<TInt64> micro = null;
     Operand<TInt64> microNext = null;
@@ -369,10 +373,21 @@ final class StepFunctions {
         Operand<TFloating> sum = floating(varOf.apply(sumVar).read(fn));
         Operand<TFloating> added = fn.math.add(sum, floating(fn.dtypes.cast(grads.get(i), sum.type())));
         sums.add(added);
-        stepGrads.add(fn.math.div(added, floating(fn.dtypes.cast(fn.constant((double) k), sum.type())))); // mean of k
+        Operand<TFloating> kW = floating(fn.dtypes.cast(fn.constant((double) k), sum.type()));
+        stepGrads.add(fn.math.div(added, kW)); // mean of k
+        ResourceVariable<?> sqVar = state.squareAccumulator(parameters.get(i));
+        if (sqVar != null) {
+          if (stepSquares == null) {
+            stepSquares = new ArrayList<>();
+          }
+          Operand<TFloating> g = floating(fn.dtypes.cast(grads.get(i), sum.type()));
+          Operand<TFloating> sqAdded = fn.math.add(floating(varOf.apply(sqVar).read(fn)), fn.math.square(g));
+          squareSums.add(sqAdded);
+          stepSquares.add(fn.math.div(sqAdded, kW)); // Eq. 20: E_B[g²], the mean of the k micro-batches' g²
+        }
       }
     }
-    Updater.Plan plan = updater(fn, varOf).plan(fn, targets(stepGrads, varOf),
+    Updater.Plan plan = updater(fn, varOf).plan(fn, targets(stepGrads, stepSquares, varOf),
         varOf.apply(state.skippedSteps()), windowEnds);
     values.addAll(plan.values());
     vars.addAll(plan.vars());
@@ -393,6 +408,13 @@ final class StepFunctions {
         Operand<TFloating> cleared = fn.select(windowEnds, fn.zerosLike(added), added);
         values.add(error ? fn.select(finite, cleared, sum) : cleared);
         vars.add(varOf.apply(state.accumulator(parameters.get(i))));
+      }
+      for (int i = 0; i < squareSums.size(); i++) { // the squares' sums, kept and cleared as the sums
+        StateVar sqVar = varOf.apply(state.squareAccumulator(parameters.get(i)));
+        Operand<TFloating> added = floating(squareSums.get(i));
+        Operand<TFloating> cleared = fn.select(windowEnds, fn.zerosLike(added), added);
+        values.add(error ? fn.select(finite, cleared, floating(sqVar.read(fn))) : cleared);
+        vars.add(sqVar);
       }
       Operand<TInt64> microAfter = fn.select(windowEnds, fn.constant(0L), microNext);
       values.add(error ? fn.select(finite, microAfter, micro) : microAfter);
@@ -428,8 +450,12 @@ final class StepFunctions {
     return (Operand<? extends TNumber>) x;
   }
 
-  /** Every parameter's update target, each variable reached through {@code varOf}. */
-  List<Updater.Target> targets(List<? extends Operand<?>> grads, Function<ResourceVariable<?>, StateVar> varOf) {
+  /**
+   * Every parameter's update target, each variable reached through {@code varOf}, with the g² of
+   * its Fisher EMA from {@code squares} (null: the gradients' squares).
+   */
+  List<Updater.Target> targets(List<? extends Operand<?>> grads, List<? extends Operand<?>> squares,
+      Function<ResourceVariable<?>, StateVar> varOf) {
     List<Updater.Target> targets = new ArrayList<>();
     List<ResourceVariable<?>> parameters = state.parameters();
     for (int k = 0; k < parameters.size(); k++) {
@@ -441,7 +467,8 @@ final class StepFunctions {
         }
       });
       targets.add(new Updater.Target(p.name(), p.shape(), p.type(), grads.get(k), varOf.apply(p),
-          slotVars, varOf.apply(state.slotsOf(p).get(Algorithm.STEP)), spec.decayMask().test(p)));
+          slotVars, varOf.apply(state.slotsOf(p).get(Algorithm.STEP)), spec.decayMask().test(p),
+          squares == null ? null : squares.get(k)));
     }
     return targets;
   }

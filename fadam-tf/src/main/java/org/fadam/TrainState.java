@@ -21,7 +21,8 @@ import org.tensorflow.types.family.TType;
  * counter ({@link OptimizerSlots}), the step's {@code iterations} and {@code skipped_steps}
  * counters, its run-time hyperparameters ({@code hparams/learning_rate_scale}, and {@code
  * hparams/weight_decay} where the step decays), and with gradient accumulation each parameter's
- * gradient sum and the {@code micro_steps} counter, in the order the checkpoint and the step
+ * gradient sum (and, with the micro-batch Fisher, its squared-gradient sum) and the {@code
+ * micro_steps} counter, in the order the checkpoint and the step
  * function list them.
  */
 final class TrainState {
@@ -35,6 +36,8 @@ final class TrainState {
   private final ResourceVariable<?> weightDecay;
   /** Parameter name → the sum of its gradients since the last applied step (accumulation only). */
   private final Map<String, ResourceVariable<?>> accumulators = new LinkedHashMap<>();
+  /** Parameter name → the sum of its squared gradients since then (micro-batch Fisher only). */
+  private final Map<String, ResourceVariable<?>> squareAccumulators = new LinkedHashMap<>();
   /** The calls since the last applied step (accumulation only), else null. */
   private final ResourceVariable<TInt64> microSteps;
   private final List<ResourceVariable<?>> all;
@@ -46,7 +49,7 @@ final class TrainState {
    *     <name>-skipped_steps})
    */
   TrainState(Graph graph, String name, Algorithm algorithm, FisherOptions options,
-      List<ResourceVariable<?>> parameters, int accumulate) {
+      List<ResourceVariable<?>> parameters, int accumulate, boolean microBatchFisher) {
     Ops scope = Ops.create(graph).withSubScope(name);
     this.parameters = List.copyOf(parameters);
     List<ResourceVariable<?>> vars = new ArrayList<>(this.parameters);
@@ -79,6 +82,14 @@ final class TrainState {
         accumulators.put(p.name(), sum);
         vars.add(sum);
       }
+      if (microBatchFisher) {
+        for (ResourceVariable<?> p : this.parameters) {
+          ResourceVariable<?> sq = filled(scope, p.name() + "-" + SQUARE_ACCUMULATOR,
+              Kernels.workingType(p.type()), p.shape(), 0);
+          squareAccumulators.put(p.name(), sq);
+          vars.add(sq);
+        }
+      }
       this.microSteps = filled(scope, name + "-micro_steps", TInt64.class, Shape.scalar(), 0);
       vars.add(microSteps);
     } else {
@@ -89,6 +100,8 @@ final class TrainState {
 
   /** The name of a parameter's gradient accumulator after the parameter's ({@code w-grad_sum}). */
   static final String ACCUMULATOR = "grad_sum";
+  /** The name of a parameter's squared-gradient accumulator after the parameter's ({@code w-grad_sq_sum}). */
+  static final String SQUARE_ACCUMULATOR = "grad_sq_sum";
 
   /** The scope of the run-time hyperparameters under the step's name. */
   static final String HPARAMS = "hparams";
@@ -121,6 +134,25 @@ final class TrainState {
     return new Operands(StepFunctions.VARIABLE, out);
   }
 
+  /**
+   * A parameter's diagonal Fisher estimate read in {@code tf}'s graph ({@link Rule#fisherEstimate}).
+   *
+   * @throws IllegalArgumentException naming the variable if it is not one of the parameters
+   */
+  Operand<? extends org.tensorflow.types.family.TFloating> fisher(
+      Ops tf, ResourceVariable<?> parameter, Algorithm algorithm, FisherOptions options) {
+    Map<String, ResourceVariable<?>> own = parameters.contains(parameter) ? slots.get(parameter.name()) : null;
+    if (own == null) {
+      throw new IllegalArgumentException("variable '" + parameter.name() + "' is not a parameter of"
+          + " this train step, so it has no Fisher estimate; its parameters are "
+          + parameters.stream().map(ResourceVariable::name).toList());
+    }
+    Map<String, Operand<?>> values = new LinkedHashMap<>();
+    own.forEach((slot, v) -> values.put(slot, v.read(tf)));
+    return Rule.fisherEstimate(algorithm, options, parameter.shape(), parameter.type(),
+        values, tf);
+  }
+
   /** A parameter's slots and counter by slot name. */
   Map<String, ResourceVariable<?>> slotsOf(ResourceVariable<?> parameter) {
     return Collections.unmodifiableMap(slots.get(parameter.name()));
@@ -150,6 +182,11 @@ final class TrainState {
     return accumulators.get(parameter.name());
   }
 
+  /** A parameter's squared-gradient accumulator, or null without the micro-batch Fisher. */
+  ResourceVariable<?> squareAccumulator(ResourceVariable<?> parameter) {
+    return squareAccumulators.get(parameter.name());
+  }
+
   /** The calls since the last applied step, or null without accumulation. */
   ResourceVariable<TInt64> microSteps() {
     return microSteps;
@@ -162,11 +199,12 @@ final class TrainState {
 
   /**
    * Bytes of optimizer state: every slot and step counter, the two global counters, and with
-   * accumulation the gradient sums and their counter.
+   * accumulation the gradient sums (and squared-gradient sums) and their counter.
    */
   long optimizerStateBytes() {
     long bytes = 16;
     List<ResourceVariable<?>> counted = new ArrayList<>(accumulators.values());
+    counted.addAll(squareAccumulators.values());
     slots.values().forEach(own -> counted.addAll(own.values()));
     if (microSteps != null) {
       counted.add(microSteps);

@@ -62,6 +62,8 @@ final class Updater {
    * @param slots its float slots by name
    * @param step its step counter (int64)
    * @param decayed whether the weight decay applies to it (a weight-decay mask's verdict)
+   * @param gradientSquared the g² that feeds the Fisher EMA, or null for the gradient's square
+   *     (see {@link Rule.Input#gSquared})
    */
   record Target(
       String name,
@@ -71,7 +73,14 @@ final class Updater {
       StateVar param,
       Map<String, StateVar> slots,
       StateVar step,
-      boolean decayed) {
+      boolean decayed,
+      Operand<? extends TType> gradientSquared) {
+
+    /** A target whose Fisher EMA takes the square of its gradient. */
+    Target(String name, Shape shape, Class<? extends TType> paramType, Operand<? extends TType> gradient,
+        StateVar param, Map<String, StateVar> slots, StateVar step, boolean decayed) {
+      this(name, shape, paramType, gradient, param, slots, step, decayed, null);
+    }
 
     Target {
       if (shape.isUnknown() || shape.hasUnknownDimension()) {
@@ -218,8 +227,22 @@ final class Updater {
     });
     Operand<TInt64> step = tf.dtypes.cast(target.step().read(tf), TInt64.class);
     Operand<W> g = k.cast(target.gradient());
+    Operand<W> sq = target.gradientSquared() == null ? null : k.cast(target.gradientSquared());
     // Σg² always: the policy and the adaptive ε read it, and every step reports finiteness
-    return new Pending<>(k, target, theta, slots, slotTypes, step, g, k.stats(g, target.shape()));
+    Kernels.Stats stats = k.stats(g, target.shape());
+    // with Eq. 20's g² the step is finite only where that is too (a square can overflow alone)
+    Operand<TBool> finite = sq == null ? stats.finite()
+        : tf.math.logicalAnd(stats.finite(), tf.reduceAll(tf.math.isFinite(sq), allAxes(tf, target.shape())));
+    return new Pending<>(k, target, theta, slots, slotTypes, step, g, sq, stats, finite);
+  }
+
+  /** Every axis of a tensor of this shape (a scalar has none). */
+  private static Operand<org.tensorflow.types.TInt32> allAxes(Ops tf, Shape shape) {
+    int[] axes = new int[shape.numDimensions()];
+    for (int i = 0; i < axes.length; i++) {
+      axes[i] = i;
+    }
+    return tf.constant(axes);
   }
 
   /** A read but not yet computed step of one variable. */
@@ -231,12 +254,9 @@ final class Updater {
       Map<String, Class<? extends TType>> slotTypes,
       Operand<TInt64> step,
       Operand<W> gradient,
-      Kernels.Stats stats) {
-
-    /** Whether the gradient is finite (its sum of squares is). */
-    Operand<TBool> finite() {
-      return stats.finite();
-    }
+      Operand<W> gradientSquared,
+      Kernels.Stats stats,
+      Operand<TBool> finite) {
 
     /** Runs the rule and adds (value, variable) pairs; {@code keep} is null where every step is taken. */
     void collect(Spec spec, Operand<TBool> keep, List<Operand<?>> values, List<StateVar> vars) {
@@ -248,8 +268,10 @@ final class Updater {
           k.stepNumber(next), rmsG, keep, spec.lambda(k, target.decayed()));
       // g, or zeros where the policy skips the step (a scalar-predicated select, fused)
       Operand<W> g = keep == null ? gradient : tf.select(keep, gradient, tf.zerosLike(gradient));
+      Operand<W> sq = gradientSquared == null || keep == null ? gradientSquared
+          : tf.select(keep, gradientSquared, tf.zerosLike(gradientSquared)); // as g
       Rule.Result<W> r = Rule.step(spec.algorithm(),
-          new Rule.Input<>(k, spec.options(), shape, theta, g, slots, s));
+          new Rule.Input<>(k, spec.options(), shape, theta, g, slots, s, sq));
       Operand<W> newTheta = r.theta();
       values.add(newTheta.type() == target.paramType()
           ? newTheta : tf.dtypes.cast(newTheta, target.paramType()));

@@ -167,6 +167,7 @@ public final class Demo {
       p.setProperty("weight_decay_mask", training.matricesOnly() ? "matrices" : "all");
       p.setProperty("accumulate", Integer.toString(training.accumulate()));
       p.setProperty("momentum", training.momentum());
+      p.setProperty("fisher", training.microBatchFisher() ? "micro-batch" : "mean-batch");
       p.setProperty("model", modelName());
       if (transformer != null) {
         p.setProperty("layers", Integer.toString(transformer.layers()));
@@ -210,7 +211,8 @@ public final class Demo {
         DemoModel.Training t = new DemoModel.Training(p.getProperty("schedule", "constant"),
             Long.parseLong(p.getProperty("warmup", "0")), Long.parseLong(p.getProperty("total_steps", "0")),
             p.getProperty("weight_decay_mask", "all").equals("matrices"),
-            Integer.parseInt(p.getProperty("accumulate", "1")), p.getProperty("momentum", "float32"));
+            Integer.parseInt(p.getProperty("accumulate", "1")), p.getProperty("momentum", "float32"),
+            p.getProperty("fisher", "mean-batch").equals("micro-batch"));
         // runs saved before the transformer were MLP runs
         TransformerModel.Architecture arch = p.getProperty("model", "mlp").equals("transformer")
             ? new TransformerModel.Architecture(Integer.parseInt(get(p, file, "layers")),
@@ -432,6 +434,12 @@ public final class Demo {
             + " bytes), none (beta1 = 0: no m, the update takes the clipped gradient itself)")
     String momentum;
 
+    @Option(names = "--fisher", paramLabel = "F", defaultValue = "mean-batch",
+        description = "the Fisher the optimizers' EMA is fed: mean-batch (default, the paper's"
+            + " algorithms: the square of the step's mean gradient, Eq. 21) or micro-batch (with"
+            + " --accumulate K >= 2: the mean of the K micro-batches' squared gradients, Eq. 20)")
+    String fisher;
+
     /** The training options of the command line, for a run of {@code runSteps} optimizer steps. */
     DemoModel.Training training(int runSteps) {
       // the transformer trains as transformers are trained: warmup + cosine, no decay of the
@@ -441,10 +449,13 @@ public final class Demo {
       if (!mask.equals("all") && !mask.equals("matrices")) {
         throw usageError("--weight-decay-mask must be all or matrices; got " + mask);
       }
+      if (!DemoModel.Training.FISHERS.contains(fisher)) {
+        throw usageError("--fisher must be one of " + DemoModel.Training.FISHERS + "; got " + fisher);
+      }
       long w = warmup != null ? warmup : schedule.equals("constant") ? 0 : Math.max(1, runSteps / 20);
       try {
         return new DemoModel.Training(schedule, w, schedule.equals("constant") ? 0 : runSteps,
-            mask.equals("matrices"), accumulate, momentum);
+            mask.equals("matrices"), accumulate, momentum, fisher.equals("micro-batch"));
       } catch (IllegalArgumentException e) {
         throw usageError(e.getMessage());
       }
@@ -560,9 +571,46 @@ public final class Demo {
             + Sweep.DEFAULT_WORKERS + "; results do not depend on it)")
     Integer workers;
 
+    @Option(names = "--continual",
+        description = "continual learning with EWC instead of one run: FAdam on Markov chain A,"
+            + " then on chain B without EWC and with each --ewc-lambdas; writes "
+            + Continual.MARKDOWN + ", " + Continual.CSV + " and " + Continual.PNG + " (held-out"
+            + " loss on A and B after B vs λ) into --out. Seeds 1..--seeds (default "
+            + Continual.DEFAULT_SEEDS + "), --steps per task (default " + Continual.DEFAULT_STEPS
+            + "), --lr (default " + Continual.DEFAULT_LR + " here)")
+    boolean continual;
+
+    @Option(names = "--ewc-lambdas", paramLabel = "LIST", split = ",", hideParamSyntax = true,
+        converter = Tool.PositiveFiniteDouble.class,
+        description = "with --continual: the EWC strengths swept (default 1e1,1e2,1e3,1e4,1e5; 0 is always run)")
+    List<Double> ewcLambdas;
+
+    /** The parsed command line as the continual experiment's options. */
+    Continual.Options continualOptions() {
+      List<String> other = List.of("--sweep", "--seed", "--save", "--resume", "--tfrecord", "--lrs", "--workers",
+          "--optimizers", "--schedule", "--warmup", "--weight-decay-mask", "--accumulate", "--momentum", "--fisher",
+          "--model", "--layers", "--width", "--heads", "--context", "--dtype", "--text")
+          .stream().filter(this::given).toList();
+      if (!other.isEmpty()) {
+        throw usageError(String.join(", ", other) + " cannot be combined with --continual (FAdam on the"
+            + " MLP, seeds 1..--seeds, the paper's defaults)");
+      }
+      List<Long> s = new ArrayList<>();
+      for (long i = 1; i <= (seeds == null ? Continual.DEFAULT_SEEDS : seeds); i++) {
+        s.add(i);
+      }
+      try {
+        return new Continual.Options(s, given("--steps") ? steps : Continual.DEFAULT_STEPS,
+            batch, given("--lr") ? lr : Continual.DEFAULT_LR, embed, hidden,
+            ewcLambdas == null ? Continual.DEFAULT_LAMBDAS : ewcLambdas, !noXla, out);
+      } catch (IllegalArgumentException e) {
+        throw usageError(e.getMessage());
+      }
+    }
+
     /** The parsed command line as the sweep's options, after the checks across options. */
     Sweep.Options sweepOptions() {
-      List<String> single = List.of("--seed", "--lr", "--save", "--resume", "--tfrecord")
+      List<String> single = List.of("--seed", "--lr", "--save", "--resume", "--tfrecord", "--ewc-lambdas")
           .stream().filter(this::given).toList();
       if (!single.isEmpty()) {
         throw usageError(String.join(", ", single) + " cannot be combined with --sweep (it runs"
@@ -581,6 +629,9 @@ public final class Demo {
 
     /** The parsed command line as the demo's options, after the checks across options. */
     Options options() {
+      if (ewcLambdas != null) {
+        throw usageError("--ewc-lambdas only applies with --continual");
+      }
       List<String> sweepOnly = List.of("--lrs", "--seeds", "--workers").stream()
           .filter(this::given).toList();
       if (!sweepOnly.isEmpty()) {
@@ -588,8 +639,8 @@ public final class Demo {
       }
       TransformerModel.Architecture arch = architecture();
       List<String> settingFlags = List.of("--seed", "--batch", "--lr", "--embed", "--hidden", "--schedule",
-          "--warmup", "--weight-decay-mask", "--accumulate", "--momentum", "--layers", "--width", "--heads",
-          "--context", "--dtype", "--text").stream().filter(this::given).toList();
+          "--warmup", "--weight-decay-mask", "--accumulate", "--momentum", "--fisher", "--layers", "--width",
+          "--heads", "--context", "--dtype", "--text").stream().filter(this::given).toList();
       List<Algorithm> chosen = List.copyOf(new LinkedHashSet<>(optimizers));
       if (resume != null && given("--model")) {
         String saved = savedModelName(resume);
@@ -648,6 +699,10 @@ public final class Demo {
               + " evaluates the saved run with its own settings)");
         }
         Demo.evaluate(evaluate, System.out);
+        return 0;
+      }
+      if (continual) {
+        Continual.run(continualOptions(), System.out);
         return 0;
       }
       if (sweep) {

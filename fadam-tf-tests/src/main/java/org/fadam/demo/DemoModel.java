@@ -101,9 +101,20 @@ public final class DemoModel implements LanguageModel {
    * @param matricesOnly whether weight decay is kept off the rank-1 tensors (biases, layer norm)
    * @param accumulate train calls per optimizer step
    * @param momentum the m slot: float32 (the paper's), bfloat16, or none (β1 = 0)
+   * @param microBatchFisher whether the Fisher EMA takes the accumulated micro-batches' mean square
+   *     (paper Eq. 20, {@code --fisher micro-batch}) instead of the square of their mean
    */
   public record Training(String schedule, long warmup, long totalSteps, boolean matricesOnly, int accumulate,
-      String momentum) {
+      String momentum, boolean microBatchFisher) {
+
+    /** The Fisher estimators of {@code --fisher}: mean-batch (Eq. 21, the default), micro-batch (Eq. 20). */
+    public static final List<String> FISHERS = List.of("mean-batch", "micro-batch");
+
+    /** Training with the default Fisher (the square of the mean gradient). */
+    public Training(String schedule, long warmup, long totalSteps, boolean matricesOnly, int accumulate,
+        String momentum) {
+      this(schedule, warmup, totalSteps, matricesOnly, accumulate, momentum, false);
+    }
 
     /** The momenta: float32 (the paper's), bfloat16, none (β1 = 0). */
     public static final List<String> MOMENTA = List.of("float32", "bfloat16", "none");
@@ -131,6 +142,10 @@ public final class DemoModel implements LanguageModel {
       if (accumulate < 1) {
         throw new IllegalArgumentException("--accumulate must be >= 1; got " + accumulate);
       }
+      if (microBatchFisher && accumulate < 2) {
+        throw new IllegalArgumentException("--fisher micro-batch needs --accumulate K ≥ 2 (the Fisher is fed"
+            + " the mean of the K micro-batches' squared gradients); got --accumulate " + accumulate);
+      }
       if (!MOMENTA.contains(momentum)) {
         throw new IllegalArgumentException("--momentum must be one of " + MOMENTA + "; got " + momentum);
       }
@@ -157,6 +172,9 @@ public final class DemoModel implements LanguageModel {
       if (accumulate > 1) {
         parts.add(accumulate + " calls of batch " + batch + " per optimizer step (effective batch "
             + (long) accumulate * batch + ")");
+      }
+      if (microBatchFisher) {
+        parts.add("the Fisher fed the micro-batches' mean squared gradient (Eq. 20)");
       }
       if (momentum.equals("bfloat16")) {
         parts.add("m in bfloat16");
@@ -221,7 +239,7 @@ public final class DemoModel implements LanguageModel {
       if (t.matricesOnly()) {
         builder.weightDecayMask(WeightDecayMasks.matrices());
       }
-      this.step = builder.accumulate(t.accumulate())
+      this.step = builder.accumulate(t.accumulate()).microBatchFisher(t.microBatchFisher())
           // each algorithm's own paper defaults (with --momentum's m)
           .algorithm(optimizer, config.learningRate(), t.options(optimizer))
           .input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
@@ -246,7 +264,7 @@ public final class DemoModel implements LanguageModel {
   }
 
   /** The initial parameters: embeddings N(0, 1), weights N(0, 1/fan_in), zero biases, unit gain. */
-  private static List<ResourceVariable<TFloat32>> variables(Ops tf, Config c) {
+  static List<ResourceVariable<TFloat32>> variables(Ops tf, Config c) {
     Random rng = new Random(c.initSeed());
     int v = c.vocabSize();
     int d = c.embedDim();
@@ -316,7 +334,7 @@ public final class DemoModel implements LanguageModel {
   }
 
   /** Mean cross-entropy in nats; dense one-hot labels (the sparse op has no gradient here). */
-  private static Operand<TFloat32> loss(
+  static Operand<TFloat32> loss(
       Ops tf, Operand<TFloat32> logits, Operand<TInt32> labels, int vocabSize) {
     Operand<TFloat32> oneHot = tf.oneHot(labels, tf.constant(vocabSize), tf.constant(1f),
         tf.constant(0f));

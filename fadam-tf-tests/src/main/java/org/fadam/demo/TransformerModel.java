@@ -183,7 +183,7 @@ public final class TransformerModel implements LanguageModel {
       }
       int v = config.vocabSize();
       int from = config.scoredFrom();
-      this.step = builder.accumulate(t.accumulate())
+      this.step = builder.accumulate(t.accumulate()).microBatchFisher(t.microBatchFisher())
           .algorithm(optimizer, config.learningRate(), t.options(optimizer))
           .input(TOKENS, TInt32.class, Shape.of(-1, a.context()))
           .input(LABELS, TInt32.class, Shape.of(-1, a.context()))

@@ -267,6 +267,15 @@ public final class PaperReference {
 
   /** One step of {@code alg}, in place on {@code s}; {@code grad} is row-major like θ. */
   public static void step(Algorithm alg, State s, double[] grad, Hyper h) {
+    step(alg, s, grad, null, h);
+  }
+
+  /**
+   * One step whose Fisher EMA takes {@code gradSquared} as its g² (paper Eq. 20: the mean of the
+   * micro-batches' squared gradients) instead of {@code grad}², or {@code grad}² where it is null
+   * (Eq. 21, the algorithms as printed).
+   */
+  public static void step(Algorithm alg, State s, double[] grad, double[] gradSquared, Hyper h) {
     requireNonNull(alg, "alg");
     requireNonNull(s, "s");
     requireNonNull(grad, "grad");
@@ -291,22 +300,22 @@ public final class PaperReference {
       requireSlot(alg, s, FIM, n, factored);
     }
     Runnable rule = switch (alg) {
-      case FADAM -> () -> fisherAdamStep(s, grad, h, false);
-      case FADAFACTOR -> () -> fisherAdamStep(s, grad, h, factored);
-      case ADAM -> () -> adamStep(s, grad, h);
-      case ADAFACTOR -> () -> adafactorStep(s, grad, h, factored);
+      case FADAM -> () -> fisherAdamStep(s, grad, sq(grad, gradSquared, 0.0), h, false);
+      case FADAFACTOR -> () -> fisherAdamStep(s, grad, sq(grad, gradSquared, 0.0), h, factored);
+      case ADAM -> () -> adamStep(s, grad, sq(grad, gradSquared, 0.0), h);
+      case ADAFACTOR -> () -> adafactorStep(s, grad, sq(grad, gradSquared, h.eps()), h, factored);
     };
     rule.run();
   }
 
   /** Algorithm 1 (factored = false) and Algorithm 2 (factored = true): they differ only in f. */
-  private static void fisherAdamStep(State s, double[] g, Hyper h, boolean factored) {
+  private static void fisherAdamStep(State s, double[] g, double[] g2, Hyper h, boolean factored) {
     double[] theta = s.theta; // θ_{t−1}
     double[] m = s.slots.get(M);
     int n = theta.length;
     s.step += 1; // Alg.1 l.4, Alg.2 l.4: t ← t + 1
     double beta2Hat = biasCorrectedBeta2(h.beta2(), s.step); // Alg.1 l.6, Alg.2 l.6
-    double[] g2 = squares(g, 0.0); // g_t² (no ε inside the EMA: Appendix B.3)
+    // g2: g_t² (no ε inside the EMA: Appendix B.3), or Eq. 20's mean of the micro-batches' g²
     double[] f;
     if (factored) {
       f = factoredFisher(s, g2, beta2Hat); // Alg.2 l.7-9: R, C, f = R C / 1ᵀR
@@ -335,13 +344,12 @@ public final class PaperReference {
   }
 
   /** Algorithm 3, with the EMAs stored uncorrected and corrected when used (Kingma &amp; Ba). */
-  private static void adamStep(State s, double[] g, Hyper h) {
+  private static void adamStep(State s, double[] g, double[] g2, Hyper h) {
     double[] theta = s.theta; // θ_{t−1}
     double[] m = s.slots.get(M);
     double[] f = s.slots.get(FIM);
     int n = theta.length;
     s.step += 1; // Alg.3 l.4: t ← t + 1
-    double[] g2 = squares(g, 0.0);
     for (int k = 0; k < n; k++) {
       f[k] = h.beta2() * f[k] + (1 - h.beta2()) * g2[k]; // Alg.3 l.6: EMA of g² (uncorrected)
       m[k] = h.beta1() * m[k] + (1 - h.beta1()) * g[k]; // Alg.3 l.7: EMA of g (uncorrected)
@@ -362,13 +370,13 @@ public final class PaperReference {
   }
 
   /** Algorithm 4 (factored), and its diagonal form f ← β̂2 f + (1 − β̂2)(g² + ε) otherwise. */
-  private static void adafactorStep(State s, double[] g, Hyper h, boolean factored) {
+  private static void adafactorStep(State s, double[] g, double[] g2eps, Hyper h, boolean factored) {
     double[] theta = s.theta; // θ_{t−1}
     double[] m = s.slots.get(M);
     int n = theta.length;
     s.step += 1; // Alg.4 l.4: t ← t + 1
     double beta2Hat = biasCorrectedBeta2(h.beta2(), s.step); // Alg.4 l.6
-    double[] g2eps = squares(g, h.eps()); // Alg.4 l.7-8: g² + ε 1n 1mᵀ
+    // g2eps: Alg.4 l.7-8: g² + ε 1n 1mᵀ
     double[] f;
     if (factored) {
       f = factoredFisher(s, g2eps, beta2Hat); // Alg.4 l.7-9: R, C, f = R C / 1ᵀR
@@ -443,6 +451,21 @@ public final class PaperReference {
   }
 
   /** g² + eps, element-wise. */
+  /** g² + eps, or the given squares + eps (Eq. 20), checked for length. */
+  private static double[] sq(double[] g, double[] given, double eps) {
+    if (given == null) {
+      return squares(g, eps);
+    }
+    if (given.length != g.length) {
+      throw new IllegalArgumentException("gradSquared has length " + given.length + ", grad " + g.length);
+    }
+    double[] out = new double[given.length];
+    for (int k = 0; k < out.length; k++) {
+      out[k] = given[k] + eps;
+    }
+    return out;
+  }
+
   private static double[] squares(double[] g, double eps) {
     double[] q = new double[g.length];
     for (int k = 0; k < g.length; k++) {
