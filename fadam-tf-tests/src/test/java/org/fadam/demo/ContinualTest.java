@@ -63,7 +63,7 @@ class ContinualTest {
     assertEquals(List.of(1L, 2L, 3L), cli("--continual").continualOptions().seeds());
     ParameterException e = assertThrows(ParameterException.class,
         () -> cli("--continual", "--accumulate", "2").continualOptions());
-    assertEquals("--accumulate cannot be combined with --continual (FAdam, seeds 1..--seeds, the paper's defaults)",
+    assertEquals("--accumulate cannot be combined with --continual (FAdam on the MLP, seeds 1..--seeds, the paper's defaults)",
         e.getMessage());
     e = assertThrows(ParameterException.class, () -> Demo.parse("--ewc-lambdas", "1"));
     assertEquals("--ewc-lambdas only applies with --continual", e.getMessage());
