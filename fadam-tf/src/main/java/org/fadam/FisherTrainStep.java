@@ -140,8 +140,9 @@ public final class FisherTrainStep {
    *     PROPAGATE it was taken; ERROR throws instead); with accumulation, the window's sum so far
    * @param applied whether the optimizer stepped ({@value #APPLIED}): with {@link
    *     Builder#accumulate} only every k-th call does
+   * @param telemetry what the step reports about itself (the {@link StepTelemetry#NAMES} outputs)
    */
-  public record Result(float loss, long step, boolean finite, boolean applied) {}
+  public record Result(float loss, long step, boolean finite, boolean applied, StepTelemetry telemetry) {}
 
   private final Graph graph;
   private final TrainState state;
