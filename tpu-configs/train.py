@@ -747,6 +747,9 @@ def train(args):
     import tensorflow as tf
 
     worker, workers, chief = task_info(strategy)
+    board = None
+    if args.tensorboard and chief:  # the chief alone writes the scalars (docs/telemetry.md)
+        board = open_tensorboard(tf, args.tensorboard)  # checked before anything else
     replicas = strategy.num_replicas_in_sync
     if args.global_batch % replicas:
         raise UsageError(f"--global-batch {args.global_batch} is not a multiple of the"
@@ -865,9 +868,6 @@ def train(args):
         dataset_fn(files, specs, args.global_batch, replicas, start))
     data = iter(dataset)
 
-    board = None
-    if args.tensorboard and chief:  # the chief alone writes the scalars (docs/telemetry.md)
-        board = open_tensorboard(tf, args.tensorboard)
     progress = Progress(args.progress or sys.stderr.isatty())
     pause_at = int(os.environ.get("FADAM_TRAIN_PAUSE_AT_STEP", "0"))  # crash tests only
     log({"event": "start", "strategy": args.strategy, "worker": worker, "workers": workers,
