@@ -113,11 +113,17 @@ public final class TelemetryPlot {
         series.addSeries(line);
       }
       NumberAxis y = new NumberAxis(tag);
-      y.setAutoRangeIncludesZero(false);
+      // loss and grad_rms: their own range; fractions and the counter from 0 to at least 1; η from 0
+      boolean own = tag.equals(Summaries.LOSS) || tag.equals(org.fadam.StepTelemetry.GRAD_RMS);
+      y.setAutoRangeIncludesZero(!own);
+      if (!own && !tag.equals(org.fadam.StepTelemetry.LEARNING_RATE)) {
+        y.setAutoRangeMinimumSize(1.1);
+      }
       XYLineAndShapeRenderer renderer = new XYLineAndShapeRenderer(true, false);
       for (int i = 0; i < runs.size(); i++) {
         renderer.setSeriesPaint(i, LossPlot.PALETTE[i % LossPlot.PALETTE.length]);
         renderer.setSeriesStroke(i, new BasicStroke(1.5f));
+        renderer.setSeriesVisibleInLegend(i, tag.equals(Summaries.LOSS)); // one legend for all panels
       }
       plot.add(new XYPlot(series, null, y, renderer));
     }
