@@ -230,6 +230,34 @@ class ReadmeExamplesTest {
     }
   }
 
+  /** docs/telemetry.md: every 10th step's loss and telemetry land in the run's event file. */
+  @Test
+  void summariesWriteEveryTenthStep(@TempDir Path dir) throws IOException {
+    Map<String, TFloat32> batch = org.fadam.tools.ResumeProbe.batch(0);
+    TFloat32 x = batch.get("x");
+    TFloat32 y = batch.get("y");
+    int steps = 20;
+    try (Graph graph = new Graph()) {
+      FisherTrainStep step = org.fadam.tools.ResumeProbe.build(graph, Algorithm.FADAM, false);
+      try (Session s = new Session(graph)) {
+        s.initialize();
+        // doc docs/telemetry.md#tensorboard
+        try (Summaries board = Summaries.open(dir.resolve("fadam"), 10)) {  // one run per folder
+          for (int k = 0; k < steps; k++) {
+            board.write(step.train(s, Map.of("x", x, "y", y)));  // loss, telemetry at steps 10, 20
+          }
+        }
+        // doc end
+      }
+    }
+    batch.values().forEach(TFloat32::close);
+    var read = org.fadam.demo.TelemetryPlot.read(dir.resolve("fadam"));
+    assertEquals(new java.util.TreeSet<>(Summaries.TAGS), read.keySet());
+    for (String tag : Summaries.TAGS) {
+      assertEquals(List.of(10L, 20L), List.copyOf(read.get(tag).keySet()), tag);
+    }
+  }
+
   // --- the docs show exactly these regions -----------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
@@ -260,7 +288,9 @@ class ReadmeExamplesTest {
           + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> w,"
           + " org.fadam.ResourceVariable<org.tensorflow.types.TFloat32> b,"
           + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, java.util.List<Boolean> applied",
-      "schedule-drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss");
+      "schedule-drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss",
+      "tensorboard", "org.fadam.FisherTrainStep step, org.tensorflow.Session s, java.nio.file.Path dir,"
+          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, int steps");
 
   /** Every {@code // doc FILE#name} … {@code // doc end} region of this source file, by name. */
   static Map<String, Region> regions() throws IOException {
@@ -416,7 +446,8 @@ class ReadmeExamplesTest {
   @Test
   void theDocsShowTheseExamplesAndNoOthers() throws IOException {
     Map<String, Region> regions = regions();
-    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in"), List.copyOf(regions.keySet()));
+    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in", "tensorboard"),
+        List.copyOf(regions.keySet()));
     assertEquals(regions.keySet(), CONTEXT.keySet(), "every region needs its CONTEXT");
     Map<String, String> documents = documents();
     assertEquals(List.of(), coverage(documents, List.copyOf(regions.values()), EXEMPT));

@@ -165,7 +165,8 @@ public final class FisherTrainStep {
    *
    * @param session a session of the step's graph
    * @param feeds a tensor for every input, by name
-   * @return the loss and the step count after it
+   * @return the loss, the step count after it, whether it was finite and applied, and its
+   *     telemetry
    * @throws IllegalStateException if XLA cannot compile the step (naming the op) or on ERROR
    */
   public synchronized Result train(Session session, Map<String, ? extends Tensor> feeds) {
@@ -285,7 +286,7 @@ public final class FisherTrainStep {
     return Collections.unmodifiableMap(functions.keys);
   }
 
-  /** {@return the {@value #TRAIN} signature: every input → loss, step, finite} */
+  /** {@return the {@value #TRAIN} signature: every input → loss, step, finite, applied and the {@link StepTelemetry#NAMES} outputs} */
   public Signature trainSignature() {
     return functions.trainSignature(TRAIN);
   }
@@ -295,7 +296,7 @@ public final class FisherTrainStep {
     return functions.gradientsSignature(GRADIENTS);
   }
 
-  /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step, finite} */
+  /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step, finite, applied and the {@link StepTelemetry#NAMES} outputs} */
   public Signature applyGradientsSignature() {
     return functions.applySignature(APPLY_GRADIENTS);
   }
