@@ -72,6 +72,9 @@ GRADIENT_PREFIX = "grad_"
 LOSS = "loss"
 FINITE = "finite"
 APPLIED = "applied"
+# The step telemetry every train/apply signature returns (docs/telemetry.md), and the TensorBoard
+# tags --tensorboard writes: loss, then these, as Java's org.fadam.Summaries writes them.
+TELEMETRY = ("grad_rms", "clipped_natural", "clipped_decay", "eps_floor", "skipped", "learning_rate")
 STRATEGIES = ("one", "mirrored", "multiworker", "tpu")
 # The process that trains: set (to the write end of the watchdog's pipe) in the child's environment.
 CHILD_ENV = "FADAM_TRAIN_CHILD_FD"
@@ -112,6 +115,9 @@ def parse_args(argv=None):
                    help="after the last step, write the SavedModel with the trained values to the"
                    " local directory DIR (replacing it; written beside, then renamed), for Java")
     p.add_argument("--log-every", type=int, default=10, help="steps between log lines (default 10)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="the chief writes TensorBoard scalars of every step into DIR (loss and the"
+                        " step telemetry: " + ", ".join(TELEMETRY) + "; docs/telemetry.md)")
     p.add_argument("--connect-timeout", type=float, default=600, metavar="SECONDS",
                    help="give up when the cluster (multiworker: every TF_CONFIG worker; tpu: the"
                    " TPU system) is not up after this long (default 600)")
@@ -444,7 +450,8 @@ class Model:
                 {k for k in grads_def.inputs if k.startswith(VALUE_PREFIX)}, params),
             "stateless_gradients outputs": (set(grads_def.outputs), {LOSS} | grads),
             "stateless_apply inputs": (set(apply_def.inputs), values | grads),
-            "stateless_apply outputs": (set(apply_def.outputs), {FINITE, APPLIED} | values),
+            "stateless_apply outputs": (set(apply_def.outputs),
+                                        {FINITE, APPLIED, *TELEMETRY} | values),
         }
         for what, (have, need) in want.items():
             if have != need:
@@ -740,6 +747,9 @@ def train(args):
     import tensorflow as tf
 
     worker, workers, chief = task_info(strategy)
+    board = None
+    if args.tensorboard and chief:  # the chief alone writes the scalars (docs/telemetry.md)
+        board = open_tensorboard(tf, args.tensorboard)  # checked before anything else
     replicas = strategy.num_replicas_in_sync
     if args.global_batch % replicas:
         raise UsageError(f"--global-batch {args.global_batch} is not a multiple of the"
@@ -820,7 +830,7 @@ def train(args):
                 for n in model.parameters])
 
         named = tf.cond(out[FINITE], lambda: tf.ones([len(model.parameters)], tf.bool), sums_finite)
-        return new, stop, named
+        return new, stop, named, {k: out[k] for k in TELEMETRY}
 
     gradients_fn = tf.function(gradients_body, jit_compile=True).get_concrete_function(
         batch_specs, param_specs)
@@ -838,18 +848,21 @@ def train(args):
         mean = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, wide)
         mean = {k: tf.cast(v, out[k].dtype) for k, v in mean.items()}
         loss = mean.pop(LOSS)
-        new, stop, sums_finite = apply_fn({n: v.read_value() for n, v in variables.items()}, mean)
+        new, stop, sums_finite, telemetry = apply_fn(
+            {n: v.read_value() for n, v in variables.items()}, mean)
         for n, v in variables.items():
             v.assign(new[n])  # this replica's copy (aggregation NONE: no cross-replica traffic)
-        return loss, stop, sums_finite
+        return loss, stop, sums_finite, telemetry
 
     @tf.function
     def train_step(batch):
         _traced("step")
-        loss, stop, sums_finite = strategy.run(replica_step, args=(batch,))
+        loss, stop, sums_finite, telemetry = strategy.run(replica_step, args=(batch,))
         step_var.assign_add(1)
         first = strategy.experimental_local_results
-        return first(loss)[0], first(stop)[0], first(sums_finite)[0]
+        # every replica applies the same mean gradient to the same values: the same telemetry
+        return (first(loss)[0], first(stop)[0], first(sums_finite)[0],
+                {k: first(v)[0] for k, v in telemetry.items()})
 
     dataset = strategy.distribute_datasets_from_function(
         dataset_fn(files, specs, args.global_batch, replicas, start))
@@ -869,7 +882,7 @@ def train(args):
     while step < args.steps:
         try:
             batch = next(data)
-            loss, stop, sums_finite = train_step(batch)
+            loss, stop, sums_finite, telemetry = train_step(batch)
             stop = bool(stop.numpy())
         except StopIteration:
             raise ValueError(f"--data ends after {step} global batches of {args.global_batch};"
@@ -889,6 +902,12 @@ def train(args):
             bad = [n for n, ok in zip(model.parameters, sums_finite) if not ok] or model.parameters
             raise NonFiniteGradient(non_finite_message(bad[0]))
         loss = float(loss.numpy())
+        telemetry = {k: v.numpy().item() for k, v in telemetry.items()}
+        if board is not None:
+            with board.as_default(step=step):
+                tf.summary.scalar(LOSS, loss)
+                for k in TELEMETRY:
+                    tf.summary.scalar(k, float(telemetry[k]))
         if t0 is None:
             t0 = time.perf_counter()
         else:
@@ -900,6 +919,7 @@ def train(args):
             log({"step": step, "model_step": read(model.iterations),
                  "loss": loss if math.isfinite(loss) else None,
                  "skipped_steps": read(model.skipped),
+                 **{k: telemetry[k] if math.isfinite(telemetry[k]) else None for k in TELEMETRY},
                  "examples_per_s": None if rate is None else round(rate, 1)})
         if manager and chief and (step % args.checkpoint_every == 0 or step == args.steps):
             path = manager.save(checkpoint_number=step)
@@ -909,6 +929,8 @@ def train(args):
             log({"event": "paused", "step": step})
             time.sleep(3600)
     progress.end()
+    if board is not None:
+        board.close()  # flushes
     final = {n: v.numpy() for n, v in variables.items()}
     if args.export and chief:
         write_export(model, final, args.export)
@@ -918,6 +940,20 @@ def train(args):
         np.savez(os.path.join(args.write_final, f"task-{worker}.npz"), **final)
     log({"event": "done", "step": step, "fingerprint": fingerprint(final).hex(),
          "traces": dict(TRACES)})
+
+
+def open_tensorboard(tf, path):
+    """tf.summary's writer of --tensorboard DIR; a directory that cannot be written is one line
+    before any step (a ValueError naming it)."""
+    try:
+        tf.io.gfile.makedirs(path)
+        probe = os.path.join(path, ".train-write-check")
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
+    except (OSError, tf.errors.OpError) as e:
+        raise ValueError(f"--tensorboard {path}: cannot write there ({_first_line(e)})") from None
+    return tf.summary.create_file_writer(path)
 
 
 class NonFiniteGradient(RuntimeError):

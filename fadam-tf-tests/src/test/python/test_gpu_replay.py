@@ -15,6 +15,8 @@ import pytest
 from conftest import ROOT, run_java
 
 REPLAY = ROOT / "scripts" / "gpu-replay"
+# The step telemetry outputs after step, finite, applied (docs/telemetry.md)
+TELEMETRY = ["grad_rms", "clipped_natural", "clipped_decay", "eps_floor", "skipped", "learning_rate"]
 CI_SET = ["fadam_f32_128x256", "fadam_bf16_128x256", "fadafactor_f32_128x256",
           "fadafactor_bf16_128x256", "demo_fadam", "demo_fadafactor", "transformer_fadam"]
 
@@ -83,6 +85,7 @@ def test_parameters_and_outputs_are_named_from_the_module(ci_set):
     assert fadam["hlo_module"].startswith("train_step_apply_gradients")
     assert [(o["name"], o["role"], o.get("param")) for o in fadam["outputs"]] == [
         ("step", "result", None), ("finite", "result", None), ("applied", "result", None),
+        *[(t, "result", None) for t in TELEMETRY],
         ("theta", "update", 1), ("train_step/theta-m", "update", 2), ("train_step/theta-fim", "update", 3),
         ("train_step/theta-step", "update", 4), ("train_step/train_step-iterations", "update", 5),
         ("train_step/train_step-skipped_steps", "update", 6)]
@@ -92,7 +95,8 @@ def test_parameters_and_outputs_are_named_from_the_module(ci_set):
         ("train_step/theta-fim_row", "float32", [128])]
     demo = next(c for c in manifest["configs"] if c["name"] == "demo_fadam")
     assert [p["name"] for p in demo["params"][:3]] == ["tokens", "labels", "embedding"]
-    assert [o["name"] for o in demo["outputs"][:5]] == ["loss", "step", "finite", "applied", "embedding"]
+    assert [o["name"] for o in demo["outputs"][:11]] == [
+        "loss", "step", "finite", "applied", *TELEMETRY, "embedding"]
     assert demo["parameters"] == sum(int(np.prod(p["shape"])) for p in demo["params"][2:11])
 
 

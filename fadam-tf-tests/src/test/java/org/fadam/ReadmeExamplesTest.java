@@ -282,6 +282,34 @@ class ReadmeExamplesTest {
     batch.values().forEach(TFloat32::close);
   }
 
+  /** docs/telemetry.md: every 10th step's loss and telemetry land in the run's event file. */
+  @Test
+  void summariesWriteEveryTenthStep(@TempDir Path dir) throws IOException {
+    Map<String, TFloat32> batch = org.fadam.tools.ResumeProbe.batch(0);
+    TFloat32 x = batch.get("x");
+    TFloat32 y = batch.get("y");
+    int steps = 20;
+    try (Graph graph = new Graph()) {
+      FisherTrainStep step = org.fadam.tools.ResumeProbe.build(graph, Algorithm.FADAM, false);
+      try (Session s = new Session(graph)) {
+        s.initialize();
+        // doc docs/telemetry.md#tensorboard
+        try (Summaries board = Summaries.open(dir.resolve("fadam"), 10)) {  // one run per folder
+          for (int k = 0; k < steps; k++) {
+            board.write(step.train(s, Map.of("x", x, "y", y)));  // loss, telemetry at steps 10, 20
+          }
+        }
+        // doc end
+      }
+    }
+    batch.values().forEach(TFloat32::close);
+    var read = org.fadam.demo.TelemetryPlot.read(dir.resolve("fadam"));
+    assertEquals(new java.util.TreeSet<>(Summaries.TAGS), read.keySet());
+    for (String tag : Summaries.TAGS) {
+      assertEquals(List.of(10L, 20L), List.copyOf(read.get(tag).keySet()), tag);
+    }
+  }
+
   // --- the docs show exactly these regions -----------------------------------------------------
 
   private static final Pattern JAVA_BLOCK = Pattern.compile("(?s)```java\\n(.*?)```");
@@ -315,7 +343,9 @@ class ReadmeExamplesTest {
       "schedule-drop-in", "org.tensorflow.Graph graph, org.tensorflow.Operand<org.tensorflow.types.TFloat32> loss",
       "ewc", "org.tensorflow.Session a, org.fadam.FisherTrainStep stepA, org.tensorflow.Graph graphB,"
           + " org.tensorflow.Session s, org.tensorflow.op.Ops tf, org.tensorflow.types.TFloat32 x,"
-          + " org.tensorflow.types.TFloat32 y, java.util.List<Float> losses");
+          + " org.tensorflow.types.TFloat32 y, java.util.List<Float> losses",
+      "tensorboard", "org.fadam.FisherTrainStep step, org.tensorflow.Session s, java.nio.file.Path dir,"
+          + " org.tensorflow.types.TFloat32 x, org.tensorflow.types.TFloat32 y, int steps");
 
   /** Every {@code // doc FILE#name} … {@code // doc end} region of this source file, by name. */
   static Map<String, Region> regions() throws IOException {
@@ -471,7 +501,8 @@ class ReadmeExamplesTest {
   @Test
   void theDocsShowTheseExamplesAndNoOthers() throws IOException {
     Map<String, Region> regions = regions();
-    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in", "ewc"),
+    assertEquals(List.of("drop-in", "fused-step", "checkpoints", "training", "schedule-drop-in", "ewc",
+        "tensorboard"),
         List.copyOf(regions.keySet()));
     assertEquals(regions.keySet(), CONTEXT.keySet(), "every region needs its CONTEXT");
     Map<String, String> documents = documents();

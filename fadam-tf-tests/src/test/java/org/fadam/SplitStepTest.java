@@ -176,7 +176,9 @@ class SplitStepTest {
       assertEquals(java.util.Set.of("loss", "grad_w", "grad_b"), grads.getOutputs().keySet());
       Signature apply = m.function("apply_gradients").signature();
       assertEquals(java.util.Set.of("grad_w", "grad_b"), apply.getInputs().keySet());
-      assertEquals(java.util.Set.of("step", "finite", "applied"), apply.getOutputs().keySet());
+      java.util.Set<String> outputs = new java.util.HashSet<>(List.of("step", "finite", "applied"));
+      outputs.addAll(StepTelemetry.NAMES); // the step telemetry (docs/design.md, "Step telemetry")
+      assertEquals(outputs, apply.getOutputs().keySet());
       for (int k = 3; k < 6; k++) {
         Map<String, TFloat32> feeds = ResumeProbe.batch(k);
         try (var g = m.function("gradients").call(new LinkedHashMap<String, Tensor>(feeds))) {

@@ -140,10 +140,13 @@ class StatelessSignaturesTest {
           }
           Map<String, Tensor> applyIn = new LinkedHashMap<>(values);
           applyIn.putAll(grads);
-          try (var next = m.function(FisherTrainStep.STATELESS_APPLY).call(applyIn)) {
-            m.function(FisherTrainStep.APPLY_GRADIENTS).call(grads).close(); // writes the variables
+          try (var next = m.function(FisherTrainStep.STATELESS_APPLY).call(applyIn);
+              var stepped = m.function(FisherTrainStep.APPLY_GRADIENTS).call(grads)) { // writes the variables
             Map<String, Tensor> after = readAll(m, names, valueKeys);
             int ulps = algorithm == Algorithm.ADAM && jit ? 4 : 0;
+            for (String t : StepTelemetry.NAMES) { // the same telemetry from both
+              assertWithinUlps(stepped.get(t).orElseThrow(), next.get(t).orElseThrow(), ulps, t + " of step " + k);
+            }
             for (String key : valueKeys.values()) {
               assertWithinUlps(after.get(key), next.get(key).orElseThrow(), ulps, key + " after step " + k);
             }
@@ -195,12 +198,13 @@ class StatelessSignaturesTest {
         assertEquals(java.util.Set.of("loss", "grad_layer_w", "grad_layer_b"), grads.outputNames());
         assertTrue(apply.outputNames().contains(FisherTrainStep.FINITE));
         assertTrue(apply.outputNames().contains(FisherTrainStep.APPLIED));
-        // Every input of stateless_apply is a value or a gradient; every output but finite and
-        // applied a value.
+        assertTrue(apply.outputNames().containsAll(StepTelemetry.NAMES), apply.outputNames().toString());
+        // Every input of stateless_apply is a value or a gradient; every output but finite,
+        // applied and the telemetry a value.
         for (String in : apply.inputNames()) {
           assertTrue(in.startsWith("var_") || in.startsWith("grad_"), in);
         }
-        assertEquals(step.valueKeys().size() + 2, apply.outputNames().size());
+        assertEquals(step.valueKeys().size() + 2 + StepTelemetry.NAMES.size(), apply.outputNames().size());
         assertEquals(java.util.Set.copyOf(step.valueKeys().values()),
             apply.inputNames().stream().filter(n -> n.startsWith("var_")).collect(java.util.stream.Collectors.toSet()));
       }

@@ -62,6 +62,8 @@ public abstract class FisherOptimizer extends Optimizer {
   /** Variable op name → slot name → slot variable (the step counter under {@link Algorithm#STEP}). */
   private final Map<String, Map<String, Variable<?>>> slots = new LinkedHashMap<>();
   private Variable<TInt64> skippedSteps;
+  /** Each {@link #applyGradients} step op's telemetry outputs by name. */
+  private final Map<Op, Map<String, Output<?>>> telemetry = new java.util.IdentityHashMap<>();
   /** Which variables (by op name) the weight decay applies to; null: every one. */
   private Predicate<String> decayMask;
 
@@ -290,8 +292,30 @@ public abstract class FisherOptimizer extends Optimizer {
           + " (a typo?); to decay none, set FisherOptions.weightDecay(0)");
     }
     // with a schedule, η_t reads the counter and the step's writes advance it: one op named `name`
-    return XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()),
-        iterations == null ? null : new RefVar(iterations), name);
+    Map<String, Output<?>> outputs = new LinkedHashMap<>();
+    Op step = XlaUpdate.build(ops, spec(), targets, new RefVar(skippedCounter()),
+        iterations == null ? null : new RefVar(iterations), name, outputs);
+    telemetry.put(step, Collections.unmodifiableMap(outputs));
+    return step;
+  }
+
+  /**
+   * The telemetry outputs of a step {@link #applyGradients} built (docs/design.md, "Step
+   * telemetry"): float32 scalars ({@value StepTelemetry#SKIPPED}: int64) by {@link
+   * StepTelemetry#NAMES} name. Fetched in the same run that targets {@code step}, they describe that
+   * step; fetched alone, they compute a step's telemetry without applying it.
+   *
+   * @param step an op {@link #applyGradients} of this optimizer returned
+   * @return the outputs by name
+   * @throws IllegalArgumentException if this optimizer did not build {@code step}
+   */
+  public Map<String, Output<?>> telemetry(Op step) {
+    Map<String, Output<?>> t = telemetry.get(step);
+    if (t == null) {
+      throw new IllegalArgumentException("op " + step.op().name() + " is not a step this optimizer's"
+          + " applyGradients built");
+    }
+    return t;
   }
 
   /**

@@ -140,8 +140,9 @@ public final class FisherTrainStep {
    *     PROPAGATE it was taken; ERROR throws instead); with accumulation, the window's sum so far
    * @param applied whether the optimizer stepped ({@value #APPLIED}): with {@link
    *     Builder#accumulate} only every k-th call does
+   * @param telemetry what the step reports about itself (the {@link StepTelemetry#NAMES} outputs)
    */
-  public record Result(float loss, long step, boolean finite, boolean applied) {}
+  public record Result(float loss, long step, boolean finite, boolean applied, StepTelemetry telemetry) {}
 
   private final Graph graph;
   private final TrainState state;
@@ -167,7 +168,8 @@ public final class FisherTrainStep {
    *
    * @param session a session of the step's graph
    * @param feeds a tensor for every input, by name
-   * @return the loss and the step count after it
+   * @return the loss, the step count after it, whether it was finite and applied, and its
+   *     telemetry
    * @throws IllegalStateException if XLA cannot compile the step (naming the op) or on ERROR
    */
   public synchronized Result train(Session session, Map<String, ? extends Tensor> feeds) {
@@ -287,7 +289,7 @@ public final class FisherTrainStep {
     return Collections.unmodifiableMap(functions.keys);
   }
 
-  /** {@return the {@value #TRAIN} signature: every input → loss, step, finite} */
+  /** {@return the {@value #TRAIN} signature: every input → loss, step, finite, applied and the {@link StepTelemetry#NAMES} outputs} */
   public Signature trainSignature() {
     return functions.trainSignature(TRAIN);
   }
@@ -297,7 +299,7 @@ public final class FisherTrainStep {
     return functions.gradientsSignature(GRADIENTS);
   }
 
-  /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step, finite} */
+  /** {@return the {@value #APPLY_GRADIENTS} signature: each parameter's gradient → step, finite, applied and the {@link StepTelemetry#NAMES} outputs} */
   public Signature applyGradientsSignature() {
     return functions.applySignature(APPLY_GRADIENTS);
   }

@@ -187,6 +187,22 @@ final class Kernels<W extends TFloating> {
   }
 
   /**
+   * Whether a clip factor of {@link #clipScale} cut its value: 1/max(1, RMS(y)/c) &lt; 1, that is
+   * RMS(y) &gt; c (Alg. 1 l.10, l.13). A scalar comparison of the factor the clip already has.
+   */
+  Operand<TBool> cut(Operand<W> scale) {
+    return tf.math.less(scale, c(1));
+  }
+
+  /**
+   * Whether ε̂ = min(ε, ε2·RMS(g)) took ε2·RMS(g) (Alg. 1 l.8, the paper's C.1.1): ε2·RMS(g) &lt; ε.
+   * A scalar comparison of the RMS(g) the step already has.
+   */
+  Operand<TBool> epsilonFloored(double eps, double eps2, Operand<W> rmsG) {
+    return tf.math.less(tf.math.mul(c(eps2), rmsG), c(eps));
+  }
+
+  /**
    * 1/d, the one divide of the step (Alg. 1 l.9, l.12 multiply by it); 0 where d = 0, the zero rule of
    * docs/design.md, "Zero denominators" (there x/d would be 0/0): 1/0 = ∞ is replaced, so d has one reader (XLA writes an
    * expensive value with several readers out as a full-size array).

@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import org.tensorflow.Operand;
 import org.tensorflow.ndarray.Shape;
+import org.tensorflow.types.TBool;
 import org.tensorflow.types.family.TFloating;
 
 /**
@@ -66,9 +67,15 @@ final class Rule {
    *
    * @param theta the new θ
    * @param slots each slot's new value by name
+   * @param clippedNatural whether the RMS clip of ḡ cut it (clip factor &lt; 1: Alg. 1 l.10, Alg. 3
+   *     l.9, Alg. 4 l.11), a scalar the clip already computes (docs/design.md, "Step telemetry")
+   * @param clippedDecay whether the RMS clip of ḡw cut it (Alg. 1 l.13); null where the tensor has
+   *     no clipped decay term (not decayed, or Adam/Adafactor, whose λθ is not clipped)
    * @param <W> the working dtype
    */
-  record Result<W extends TFloating>(Operand<W> theta, Map<String, Operand<W>> slots) {}
+  record Result<W extends TFloating>(
+      Operand<W> theta, Map<String, Operand<W>> slots, Operand<TBool> clippedNatural,
+      Operand<TBool> clippedDecay) {}
 
   /** One step of {@code algorithm}. */
   static <W extends TFloating> Result<W> step(Algorithm algorithm, Input<W> in) {
@@ -171,15 +178,19 @@ final class Rule {
       clip.add("w", tf.math.mul(theta, rcp));
     }
     clip.sum();
-    Operand<W> gBar = k.clipped(g, rcp, clip.scale("g", o.clipThreshold())); // l.9–10
+    Operand<W> gScale = clip.scale("g", o.clipThreshold());
+    Operand<W> gBar = k.clipped(g, rcp, gScale); // l.9–10
     Operand<W> m = momentum(in, gBar, out); // l.11
     Operand<W> direction = m;
+    Operand<TBool> decayClipped = null;
     if (s.lambda() != null) {
-      Operand<W> gw = k.clipped(theta, rcp, clip.scale("w", o.clipThreshold())); // l.12–13
+      Operand<W> wScale = clip.scale("w", o.clipThreshold());
+      Operand<W> gw = k.clipped(theta, rcp, wScale); // l.12–13
       direction = tf.math.add(m, tf.math.mul(s.lambda(), gw)); // m + λ ḡw
+      decayClipped = k.cut(wScale); // l.13: max(1, RMS(ḡw)/c) > 1
     }
     Operand<W> newTheta = tf.math.sub(theta, tf.math.mul(s.eta(), direction)); // l.14
-    return new Result<>(newTheta, out);
+    return new Result<>(newTheta, out, k.cut(gScale), decayClipped); // l.10: max(1, RMS(ḡ)/c) > 1
   }
 
   /** Algorithm 3 (Adam): EMAs stored uncorrected, corrected where used (docs/design.md, "Adam and Adafactor (Algorithms 3 and 4)"). */
@@ -199,14 +210,15 @@ final class Rule {
     ClipSums<W> clip = new ClipSums<>(k, in.shape());
     clip.add("g", tf.math.mul(mHat, rcp));
     clip.sum();
-    Operand<W> gBar = k.clipped(mHat, rcp, clip.scale("g", o.clipThreshold())); // l.9
+    Operand<W> scale = clip.scale("g", o.clipThreshold());
+    Operand<W> gBar = k.clipped(mHat, rcp, scale); // l.9
     Operand<W> direction =
         s.lambda() == null
             ? gBar
             : tf.math.add(gBar, tf.math.mul(s.lambda(), in.theta())); // l.10: ḡ + λθ
     Operand<W> newTheta = tf.math.sub(in.theta(), tf.math.mul(s.eta(), direction)); // l.10
     out.put(FIM, f);
-    return new Result<>(newTheta, out);
+    return new Result<>(newTheta, out, k.cut(scale), null); // l.9: max(1, RMS/c) > 1; λθ unclipped
   }
 
   /**
@@ -227,14 +239,15 @@ final class Rule {
     ClipSums<W> clip = new ClipSums<>(k, in.shape());
     clip.add("g", tf.math.mul(g, rcp));
     clip.sum();
-    Operand<W> gBar = k.clipped(g, rcp, clip.scale("g", o.clipThreshold())); // l.11
+    Operand<W> scale = clip.scale("g", o.clipThreshold());
+    Operand<W> gBar = k.clipped(g, rcp, scale); // l.11
     Operand<W> m = momentum(in, tf.math.mul(s.eta(), gBar), out); // l.12
     Operand<W> update =
         s.lambda() == null
             ? m
             : tf.math.add(m, tf.math.mul(s.lambda(), in.theta())); // l.13: m + λθ
     Operand<W> newTheta = tf.math.sub(in.theta(), tf.math.mul(s.applied(), update)); // l.13
-    return new Result<>(newTheta, out);
+    return new Result<>(newTheta, out, k.cut(scale), null); // l.11: max(1, RMS/c) > 1; λθ unclipped
   }
 
   /**

@@ -35,7 +35,7 @@ final class StatelessFunctions {
   final Map<String, Placeholder<?>> valueInputs = new LinkedHashMap<>();
   /** Loss, then one gradient per parameter. */
   final Operation gradients;
-  /** Every state variable's new value (in {@link TrainState#all} order), then finite, applied. */
+  /** Every state variable's new value (in {@link TrainState#all} order), then finite, applied, the telemetry. */
   final Operation apply;
 
   /** Builds both functions and their calls, over the inputs and gradient placeholders of {@code functions}. */
@@ -125,6 +125,7 @@ final class StatelessFunctions {
     }
     a.output(Updater.allTrue(fn, step.finite()));
     a.output(fn.identity(step.applied()));
+    step.telemetry().outputs().forEach(t -> a.output(fn.identity(t)));
     return a.sig.build();
   }
 
@@ -153,6 +154,10 @@ final class StatelessFunctions {
     for (String key : valueInputs.keySet()) {
       s.output(key, apply.output(i++));
     }
-    return s.output(FisherTrainStep.FINITE, apply.output(i)).output(FisherTrainStep.APPLIED, apply.output(i + 1)).build();
+    s.output(FisherTrainStep.FINITE, apply.output(i)).output(FisherTrainStep.APPLIED, apply.output(i + 1));
+    for (int t = 0; t < StepTelemetry.NAMES.size(); t++) {
+      s.output(StepTelemetry.NAMES.get(t), apply.output(i + 2 + t));
+    }
+    return s.build();
   }
 }

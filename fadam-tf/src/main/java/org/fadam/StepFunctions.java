@@ -88,13 +88,13 @@ final class StepFunctions {
   final Map<String, Placeholder<?>> inputs = new LinkedHashMap<>();
   /** The whole step's function. */
   final ConcreteFunction trainFunction;
-  /** The whole step's outputs: loss, step, finite (per parameter), applied. */
+  /** The whole step's outputs: loss, step, finite (per parameter), applied, then the telemetry. */
   final Operation train;
   /** The first half's outputs: loss, then one gradient per parameter. */
   final Operation gradients;
   /** The second half's gradient inputs in the outer graph, by key. */
   final Map<String, Placeholder<?>> gradientInputs = new LinkedHashMap<>();
-  /** The second half's outputs: step, finite (per parameter), applied. */
+  /** The second half's outputs: step, finite (per parameter), applied, then the telemetry. */
   final Operation apply;
   /** Whether every gradient of the whole step was finite (a scalar of {@link #train}'s flags). */
   final Operand<TBool> trainFinite;
@@ -166,8 +166,22 @@ final class StepFunctions {
   Signature trainSignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
     inputs.forEach(s::input);
-    return s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1))
-        .output(FisherTrainStep.FINITE, trainFinite).output(FisherTrainStep.APPLIED, train.output(3)).build();
+    s.output(FisherTrainStep.LOSS, train.output(0)).output(FisherTrainStep.STEP, train.output(1))
+        .output(FisherTrainStep.FINITE, trainFinite).output(FisherTrainStep.APPLIED, train.output(3));
+    return telemetry(s, train, TRAIN_TELEMETRY).build();
+  }
+
+  /** Index of the first telemetry output of {@link #train}: after loss, step, finite, applied. */
+  static final int TRAIN_TELEMETRY = 4;
+  /** Index of the first telemetry output of {@link #apply}: after step, finite, applied. */
+  static final int APPLY_TELEMETRY = 3;
+
+  /** Adds the telemetry outputs of {@code call}, the first at {@code first}, under their names. */
+  private static Signature.Builder telemetry(Signature.Builder s, Operation call, int first) {
+    for (int i = 0; i < StepTelemetry.NAMES.size(); i++) {
+      s.output(StepTelemetry.NAMES.get(i), call.output(first + i));
+    }
+    return s;
   }
 
   /** The first half's signature under {@code key}: every input → loss and each gradient. */
@@ -186,8 +200,9 @@ final class StepFunctions {
   Signature applySignature(String key) {
     Signature.Builder s = Signature.builder().key(key);
     gradientInputs.forEach(s::input);
-    return s.output(FisherTrainStep.STEP, apply.output(0)).output(FisherTrainStep.FINITE, applyFinite)
-        .output(FisherTrainStep.APPLIED, apply.output(2)).build();
+    s.output(FisherTrainStep.STEP, apply.output(0)).output(FisherTrainStep.FINITE, applyFinite)
+        .output(FisherTrainStep.APPLIED, apply.output(2));
+    return telemetry(s, apply, APPLY_TELEMETRY).build();
   }
 
   /** The predictions' signature under {@code key}: the inputs they read → predictions. */
@@ -316,11 +331,17 @@ final class StepFunctions {
    */
   private record Update(Ops done, Next next) {
 
-    /** Adds the step, finite and applied outputs. */
+    /** Adds the step, finite and applied outputs, then the telemetry ({@link StepTelemetry#NAMES}). */
     Signature.Builder outputs(Signature.Builder sig) {
       sig.output(FisherTrainStep.STEP, done.withName(FisherTrainStep.STEP).identity(next.iterations()));
       sig.output(FisherTrainStep.FINITE, done.withName(FisherTrainStep.FINITE).stack(next.finite()));
-      return sig.output(FisherTrainStep.APPLIED, done.withName(FisherTrainStep.APPLIED).identity(next.applied()));
+      sig.output(FisherTrainStep.APPLIED, done.withName(FisherTrainStep.APPLIED).identity(next.applied()));
+      List<Operand<?>> values = next.telemetry().outputs();
+      for (int i = 0; i < values.size(); i++) {
+        String n = StepTelemetry.NAMES.get(i);
+        sig.output(n, done.withName(n).identity(values.get(i)));
+      }
+      return sig;
     }
   }
 
@@ -341,9 +362,10 @@ final class StepFunctions {
    * @param iterations {@code iterations} after the call
    * @param applied whether the optimizer stepped: the call ends an accumulation window (every call
    *     without accumulation) and, under SKIP and ERROR, its gradients were finite
+   * @param telemetry what the step reports about itself
    */
   record Next(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite,
-      Operand<TInt64> iterations, Operand<TBool> applied) {}
+      Operand<TInt64> iterations, Operand<TBool> applied, Updater.Telemetry telemetry) {}
 
   /**
    * One call's new values from the gradients of its batch. With accumulation (k &gt; 1, {@code
@@ -421,7 +443,7 @@ final class StepFunctions {
       vars.add(varOf.apply(state.microSteps()));
     }
     Operand<TBool> applied = policy ? fn.math.logicalAnd(stepped, finite) : stepped;
-    return new Next(values, vars, plan.finite(), after, applied);
+    return new Next(values, vars, plan.finite(), after, applied, plan.telemetry());
   }
 
   @SuppressWarnings("unchecked")

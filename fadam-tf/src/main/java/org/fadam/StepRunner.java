@@ -68,14 +68,16 @@ final class StepRunner {
   FisherTrainStep.Result train(Session session, Map<String, ? extends Tensor> feeds) {
     Session.Runner r = session.runner();
     feedInputs(r, feeds);
-    for (int i = 0; i < 4; i++) { // loss, step, finite, applied
+    int n = StepFunctions.TRAIN_TELEMETRY + StepTelemetry.NAMES.size();
+    for (int i = 0; i < n; i++) { // loss, step, finite, applied, the telemetry
       r.fetch(functions.train.output(i));
     }
     try (org.tensorflow.Result out = XlaErrors.run(r::run)) {
       TBool finite = (TBool) out.get(2);
       checkFinite(finite);
       return new FisherTrainStep.Result(((TFloat32) out.get(0)).getFloat(), ((TInt64) out.get(1)).getLong(),
-          allTrue(finite), ((TBool) out.get(3)).getBoolean());
+          allTrue(finite), ((TBool) out.get(3)).getBoolean(),
+          Updater.Telemetry.read(out, StepFunctions.TRAIN_TELEMETRY));
     }
   }
 

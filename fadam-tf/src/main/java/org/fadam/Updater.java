@@ -10,6 +10,7 @@ import org.tensorflow.op.Op;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.core.NoOp;
 import org.tensorflow.types.TBool;
+import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt64;
 import org.tensorflow.types.family.TFloating;
 import org.tensorflow.types.family.TNumber;
@@ -101,14 +102,58 @@ final class Updater {
    * @param values the new values
    * @param vars the variable each value goes to
    * @param finite whether each target's gradient was finite
+   * @param telemetry what the step reports about itself
    */
-  record Plan(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite) {
+  record Plan(List<Operand<?>> values, List<StateVar> vars, List<Operand<TBool>> finite,
+      Telemetry telemetry) {
 
     /** Whether every target's gradient was finite. */
     Operand<TBool> allFinite(Ops tf) {
       return allTrue(tf, finite);
     }
   }
+
+  /**
+   * The graph form of {@link StepTelemetry}: float32 scalars (the counter int64), every one from
+   * scalars the step already has (docs/design.md, "Step telemetry").
+   *
+   * @param gradRms RMS of all gradients together
+   * @param clippedNatural fraction of parameters whose ḡ was clipped
+   * @param clippedDecay fraction of parameters whose ḡw was clipped
+   * @param epsFloor fraction of parameters whose ε̂ took ε2·RMS(g)
+   * @param skipped the skipped-steps counter after the step
+   * @param learningRate η_t
+   */
+  record Telemetry(Operand<TFloat32> gradRms, Operand<TFloat32> clippedNatural,
+      Operand<TFloat32> clippedDecay, Operand<TFloat32> epsFloor, Operand<TInt64> skipped,
+      Operand<TFloat32> learningRate) {
+
+    /** The values in {@link StepTelemetry#NAMES} order. */
+    List<Operand<?>> outputs() {
+      return List.of(gradRms, clippedNatural, clippedDecay, epsFloor, skipped, learningRate);
+    }
+
+    /** The values of {@link #outputs} fetched, in that order, starting at {@code first}. */
+    static StepTelemetry read(org.tensorflow.Result out, int first) {
+      return new StepTelemetry(
+          ((TFloat32) out.get(first)).getFloat(), ((TFloat32) out.get(first + 1)).getFloat(),
+          ((TFloat32) out.get(first + 2)).getFloat(), ((TFloat32) out.get(first + 3)).getFloat(),
+          ((TInt64) out.get(first + 4)).getLong(), ((TFloat32) out.get(first + 5)).getFloat());
+    }
+  }
+
+  /**
+   * One tensor's share of the telemetry, all scalars.
+   *
+   * @param size the element count
+   * @param sumSq Σg², in float32
+   * @param clippedNatural whether ḡ was clipped
+   * @param clippedDecay whether ḡw was clipped, or null where there is no clipped decay term
+   * @param epsFloor whether ε̂ took ε2·RMS(g), or null without an adaptive ε
+   * @param eta η_t in float32
+   */
+  private record Share(long size, Operand<TFloat32> sumSq, Operand<TBool> clippedNatural,
+      Operand<TBool> clippedDecay, Operand<TBool> epsFloor, Operand<TFloat32> eta) {}
 
   private final Spec spec;
   /** Whether the step will be XLA-compiled (the sums take XLA's fused forms). */
@@ -172,19 +217,75 @@ final class Updater {
         : allFinite == null ? gate : tf.math.logicalAnd(gate, allFinite);
     List<Operand<?>> values = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
+    List<Share> shares = new ArrayList<>();
     for (Pending<?> p : pending) {
-      p.collect(spec, keep, values, vars);
+      shares.add(p.collect(spec, keep, values, vars));
+    }
+    Operand<TInt64> skippedAfter = tf.constant(0L);
+    if (skipped != null) {
+      skippedAfter = tf.dtypes.cast(skipped.read(tf), TInt64.class);
     }
     if (skipped != null && options.nonFinite() == FisherOptions.NonFinitePolicy.SKIP) {
       Operand<TBool> skip = tf.math.logicalNot(allFinite);
       if (gate != null) {
         skip = tf.math.logicalAnd(gate, skip);
       }
-      Operand<TInt64> count = tf.dtypes.cast(skipped.read(tf), TInt64.class);
-      values.add(tf.math.add(count, tf.select(skip, tf.constant(1L), tf.constant(0L))));
+      skippedAfter = tf.math.add(skippedAfter, tf.select(skip, tf.constant(1L), tf.constant(0L)));
+      values.add(skippedAfter);
       vars.add(skipped);
     }
-    return new Plan(values, vars, finite);
+    return new Plan(values, vars, finite, telemetry(tf, shares, keep, skippedAfter));
+  }
+
+  /**
+   * The step's telemetry from every tensor's scalars: a handful of ops on vectors of one scalar per
+   * tensor, however many tensors there are (docs/design.md, "Step telemetry").
+   */
+  private static Telemetry telemetry(
+      Ops tf, List<Share> shares, Operand<TBool> keep, Operand<TInt64> skipped) {
+    long total = 0;
+    List<Operand<TFloat32>> sumSq = new ArrayList<>();
+    for (Share s : shares) {
+      total += s.size();
+      sumSq.add(s.sumSq());
+    }
+    double n = Math.max(total, 1);
+    // sqrt(Σ_tensors Σg² / Σ_tensors n)
+    Operand<TFloat32> gradRms = tf.math.sqrt(tf.math.div(
+        tf.sum(tf.stack(sumSq), tf.constant(0)), tf.constant((float) n)));
+    Operand<TFloat32> eta = shares.isEmpty() ? tf.constant(0f) : shares.get(0).eta();
+    return new Telemetry(gradRms,
+        fraction(tf, shares, Share::clippedNatural, keep, n),
+        fraction(tf, shares, Share::clippedDecay, keep, n),
+        fraction(tf, shares, Share::epsFloor, keep, n),
+        skipped, eta);
+  }
+
+  /**
+   * Σ size·[flag] / n over the tensors that have the flag (a tensor without it counts as false),
+   * and 0 where the step is not applied ({@code keep} false).
+   */
+  private static Operand<TFloat32> fraction(Ops tf, List<Share> shares,
+      java.util.function.Function<Share, Operand<TBool>> flagOf, Operand<TBool> keep, double n) {
+    List<Operand<TBool>> flags = new ArrayList<>();
+    List<Float> weights = new ArrayList<>();
+    for (Share s : shares) {
+      Operand<TBool> flag = flagOf.apply(s);
+      if (flag != null) {
+        flags.add(flag);
+        weights.add((float) (s.size() / n));
+      }
+    }
+    if (flags.isEmpty()) {
+      return tf.constant(0f);
+    }
+    float[] w = new float[weights.size()];
+    for (int i = 0; i < w.length; i++) {
+      w[i] = weights.get(i);
+    }
+    Operand<TFloat32> on = tf.dtypes.cast(tf.stack(flags), TFloat32.class);
+    Operand<TFloat32> f = tf.sum(tf.math.mul(on, tf.constant(w)), tf.constant(0));
+    return keep == null ? f : tf.select(keep, f, tf.constant(0f));
   }
 
   /** Under ERROR, an assertion per target that fails the run naming the variable. */
@@ -258,13 +359,17 @@ final class Updater {
       Kernels.Stats stats,
       Operand<TBool> finite) {
 
-    /** Runs the rule and adds (value, variable) pairs; {@code keep} is null where every step is taken. */
-    void collect(Spec spec, Operand<TBool> keep, List<Operand<?>> values, List<StateVar> vars) {
+    /**
+     * Runs the rule and adds (value, variable) pairs; {@code keep} is null where every step is
+     * taken. Returns the tensor's share of the telemetry.
+     */
+    Share collect(Spec spec, Operand<TBool> keep, List<Operand<?>> values, List<StateVar> vars) {
       Ops tf = k.tf;
       Shape shape = target.shape();
       Operand<TInt64> next = tf.math.add(step, tf.constant(1L)); // l.4: t ← t + 1
       Operand<W> rmsG = spec.algorithm().needsGradientStats() ? k.rms(stats, shape) : null;
-      StepScalars<W> s = StepScalars.of(k, spec.options(), spec.learningRate().in(k),
+      Operand<W> eta = spec.learningRate().in(k);
+      StepScalars<W> s = StepScalars.of(k, spec.options(), eta,
           k.stepNumber(next), rmsG, keep, spec.lambda(k, target.decayed()));
       // g, or zeros where the policy skips the step (a scalar-predicated select, fused)
       Operand<W> g = keep == null ? gradient : tf.select(keep, gradient, tf.zerosLike(gradient));
@@ -283,6 +388,15 @@ final class Updater {
       });
       values.add(keep == null ? next : tf.select(keep, next, step));
       vars.add(target.step());
+      FisherOptions o = spec.options();
+      Operand<TBool> floored = rmsG == null ? null : k.epsilonFloored(o.epsilon(), o.epsilon2(), rmsG);
+      return new Share(shape.size(), f32(tf, (Operand<?>) stats.sumSq()), r.clippedNatural(),
+          r.clippedDecay(), floored, f32(tf, eta));
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Operand<TFloat32> f32(Ops tf, Operand<?> x) {
+      return x.type() == TFloat32.class ? (Operand<TFloat32>) x : tf.dtypes.cast(x, TFloat32.class);
     }
   }
 }

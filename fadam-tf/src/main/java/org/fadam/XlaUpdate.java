@@ -33,16 +33,18 @@ final class XlaUpdate {
    * @param iterations the optimizer's step counter (int64 scalar) whose read {@link
    *     LearningRate#steps()} the spec's schedule takes η_t from, advanced by one with the step's
    *     writes; null where η is not a schedule
+   * @param telemetry receives the step's telemetry outputs by {@link StepTelemetry#NAMES} name
+   *     (outputs of the same call: fetched with the step, they come from that step)
    */
   static Op build(Ops tf, Updater.Spec spec, List<Updater.Target> targets, StateVar skipped,
-      StateVar iterations, String name) {
+      StateVar iterations, String name, java.util.Map<String, Output<?>> telemetry) {
     LearningRate lr = spec.learningRate();
     if ((iterations == null) != (lr.schedule() == null)) {
       throw new IllegalStateException("a step counter goes with a schedule: " + iterations + ", " + lr);
     }
     List<Output<?>> args = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
-    int[] planned = new int[1];
+    int[] planned = new int[2];
     ConcreteFunction fn = ConcreteFunction.create(f -> {
       Signature.Builder sig = Signature.builder().key(name);
       Inputs in = new Inputs(f, sig, args);
@@ -71,6 +73,8 @@ final class XlaUpdate {
       if (spec.options().nonFinite() == FisherOptions.NonFinitePolicy.ERROR) {
         outputs.addAll(plan.finite()); // only ERROR's checks read them
       }
+      planned[1] = outputs.size();
+      outputs.addAll(plan.telemetry().outputs()); // scalars; read only where fetched
       for (int k = 0; k < outputs.size(); k++) {
         sig.output(String.format("o%05d", k), outputs.get(k)); // names sort in output order
       }
@@ -84,8 +88,10 @@ final class XlaUpdate {
     for (int i = 0; i < call.numOutputs(); i++) {
       if (i < planned[0]) {
         values.add(call.output(i));
-      } else {
+      } else if (i < planned[1]) {
         finite.add(call.output(i));
+      } else {
+        telemetry.put(StepTelemetry.NAMES.get(i - planned[1]), call.output(i));
       }
     }
     if (iterations != null) {

@@ -34,6 +34,7 @@ import java.util.stream.Stream;
 import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
+import org.fadam.Summaries;
 import org.fadam.TfRecordWriter;
 import org.fadam.tools.StopSignal;
 import org.fadam.tools.Tool;
@@ -312,9 +313,17 @@ public final class Demo {
    * @param evalEvery evaluation interval, steps
    * @param progress force the progress line even when stderr is not a terminal
    * @param tfrecord where to write the batches this run trains on as TFRecord, or null
+   * @param tensorboard where to write TensorBoard scalars (one run directory per optimizer), or null
    */
   public record Options(Settings settings, int steps, List<Algorithm> optimizers, Path out,
-      boolean xla, Path save, Path resume, int evalEvery, boolean progress, Path tfrecord) {
+      boolean xla, Path save, Path resume, int evalEvery, boolean progress, Path tfrecord,
+      Path tensorboard) {
+
+    /** Options without TensorBoard scalars. */
+    public Options(Settings settings, int steps, List<Algorithm> optimizers, Path out,
+        boolean xla, Path save, Path resume, int evalEvery, boolean progress, Path tfrecord) {
+      this(settings, steps, optimizers, out, xla, save, resume, evalEvery, progress, tfrecord, null);
+    }
 
     /** The defaults, writing to {@code out}. */
     public static Options defaults(Path out) {
@@ -460,6 +469,12 @@ public final class Demo {
         throw usageError(e.getMessage());
       }
     }
+
+    @Option(names = "--tensorboard", paramLabel = "DIR",
+        description = "also write TensorBoard scalars of every step (loss, grad_rms,"
+            + " clipped_natural, clipped_decay, eps_floor, skipped, learning_rate) into DIR/<optimizer>;"
+            + " see docs/telemetry.md")
+    Path tensorboard;
 
     @Option(names = "--tfrecord", paramLabel = "FILE",
         description = "also write the batches of the steps this run trains, in order, to FILE as"
@@ -675,7 +690,8 @@ public final class Demo {
         throw usageError(e.getMessage());
       }
       return new Options(settings, runSteps, chosen, out, !noXla, save, resume,
-          byModel("--eval-every", evalEvery, evalEvery, DEFAULT_TRANSFORMER_EVAL_EVERY), progress, tfrecord);
+          byModel("--eval-every", evalEvery, evalEvery, DEFAULT_TRANSFORMER_EVAL_EVERY), progress, tfrecord,
+          tensorboard);
     }
 
     /** The model a saved run was trained with ("mlp" for runs saved before the transformer), or null if unreadable. */
@@ -803,6 +819,9 @@ public final class Demo {
     }
     if (o.tfrecord() != null) {
       writableDirectory(o.tfrecord().toAbsolutePath().getParent());
+    }
+    if (o.tensorboard() != null) {
+      writableDirectory(o.tensorboard());
     }
     DemoData data = DemoData.of(s); // reads and checks --text: fails now, before any training
     if (o.tfrecord() != null) {
@@ -989,6 +1008,9 @@ public final class Demo {
     long k = start;
     long evaluated = saved == null ? 0 : -1;
     int calls = model.accumulate();
+    // TensorBoard scalars of every step, one run directory per optimizer (docs/telemetry.md)
+    Summaries board = o.tensorboard() == null ? null // closed after the loop (it flushes)
+        : Summaries.open(o.tensorboard().resolve(name.toLowerCase(Locale.ROOT)), 1);
     while (k < end && !stop.requested()) {
       k++;
       long t0 = System.nanoTime();
@@ -1015,6 +1037,9 @@ public final class Demo {
         progress.begin(name, k, end, (long) batch * calls); // tokens per optimizer step
       }
       progress.update(k, losses[(int) (k - start - 1)]);
+      if (board != null) {
+        board.write(k, losses[(int) (k - start - 1)], r.telemetry());
+      }
       if (k % o.evalEvery() == 0 || k == end) {
         ResultsCsv.Row row = evaluate(model, name, k, data);
         heldOut = row.heldoutLoss();
@@ -1022,6 +1047,9 @@ public final class Demo {
         evaluated = k;
         sink.accept(row);
       }
+    }
+    if (board != null) {
+      board.close();
     }
     if (k > start) {
       progress.end();

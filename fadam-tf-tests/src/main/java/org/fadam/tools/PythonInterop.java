@@ -55,6 +55,10 @@ import picocli.CommandLine.Parameters;
  *   <li>{@code continue --model MODEL --from SAVEDMODEL --first K --steps N --out FILE.npy}: loads
  *       SAVEDMODEL with {@link FisherTrainStep#loadSavedModel}, calls its {@code train} signature
  *       on batches K … K+N−1 of MODEL and writes the losses.
+ *   <li>{@code summaries --model MODEL --steps N --out DIR}: trains MODEL N steps, writing every
+ *       step's TensorBoard scalars with {@link org.fadam.Summaries} into {@code DIR/java} and what
+ *       each step returned (its step, loss and {@link org.fadam.StepTelemetry}) into {@code
+ *       DIR/steps.json}, for the suite to read back from the event file.
  * </ul>
  *
  * Arrays are {@code .npy} files ({@link Npz#npy}; bfloat16 as its raw bits, {@code <u2}).
@@ -115,7 +119,13 @@ public final class PythonInterop extends Tool {
         }
         continueIn(model, savedModel, first, steps, out);
       }
-      default -> throw usageError("ACTION must be export or continue; got " + action);
+      case "summaries" -> {
+        if (model == null) {
+          throw usageError("summaries needs --model");
+        }
+        summaries(model, steps, out);
+      }
+      default -> throw usageError("ACTION must be export, continue or summaries; got " + action);
     }
     return 0;
   }
@@ -144,6 +154,33 @@ public final class PythonInterop extends Tool {
       case "bf16" -> new GraphSubject(Bf16Model.build(new Graph()), Bf16Model::batch);
       default -> throw new IllegalArgumentException("unknown model '" + model + "'; expected demo or bf16");
     };
+  }
+
+  /** Trains {@code steps} steps writing summaries into {@code dir/java} and the steps' results into {@code dir/steps.json}. */
+  private static void summaries(String model, int steps, Path dir) throws IOException {
+    List<Map<String, Object>> rows = new ArrayList<>();
+    try (Subject m = create(model);
+        org.fadam.Summaries board = org.fadam.Summaries.open(dir.resolve("java"), 1)) {
+      for (int k = 0; k < steps; k++) {
+        Map<String, Tensor> feeds = m.batch(k);
+        FisherTrainStep.Result r;
+        try {
+          r = m.step().train(m.session(), feeds);
+        } finally {
+          feeds.values().forEach(Tensor::close);
+        }
+        board.write(r);
+        Map<String, Object> row = new LinkedHashMap<>();
+        row.put("step", r.step());
+        row.put(org.fadam.Summaries.LOSS, (double) r.loss());
+        for (String n : org.fadam.StepTelemetry.NAMES) {
+          row.put(n, r.telemetry().get(n));
+        }
+        rows.add(row);
+      }
+    }
+    Files.writeString(dir.resolve("steps.json"),
+        new GsonBuilder().serializeSpecialFloatingPointValues().create().toJson(rows), StandardCharsets.UTF_8);
   }
 
   private static void exportTrained(String model, Path dir) throws IOException {

@@ -47,6 +47,10 @@ public final class StepHarness implements AutoCloseable {
   private final Op train;
   private final Shape shape;
   private final Map<String, Operand<TFloat64>> fetches = new LinkedHashMap<>();
+  /** The step's telemetry outputs, fetched with it, as float64. */
+  private final Map<String, Operand<TFloat64>> telemetryFetches = new LinkedHashMap<>();
+  /** The last step's telemetry by name. */
+  private final Map<String, Double> telemetry = new LinkedHashMap<>();
 
   /**
    * @param algorithm the optimizer's algorithm
@@ -71,6 +75,7 @@ public final class StepHarness implements AutoCloseable {
     FisherOptimizer opt =
         FisherOptimizer.create(algorithm, graph, algorithm.displayName(), lr, options);
     train = opt.applyGradients(List.of(pair(tf.dtypes.cast(grad, type), var)), "train");
+    opt.telemetry(train).forEach((n, o) -> telemetryFetches.put(n, tf.dtypes.cast(o, TFloat64.class)));
     fetches.put("theta", tf.dtypes.cast(var, TFloat64.class));
     for (String slot :
         List.of(
@@ -112,8 +117,23 @@ public final class StepHarness implements AutoCloseable {
           "gradient has " + g.length + " values, the variable " + shape.size() + " (shape " + shape + ")");
     }
     try (TFloat64 t = TFloat64.tensorOf(shape, DataBuffers.of(g, true, false))) {
-      session.runner().feed(grad, t).addTarget(train).run().close();
+      Session.Runner r = session.runner().feed(grad, t).addTarget(train);
+      telemetryFetches.values().forEach(r::fetch);
+      try (var result = r.run()) {
+        int i = 0;
+        for (String name : telemetryFetches.keySet()) {
+          telemetry.put(name, ((TFloat64) result.get(i++)).getDouble());
+        }
+      }
     }
+  }
+
+  /**
+   * {@return the last step's telemetry (org.fadam.StepTelemetry's names → value), the outputs of
+   * that step's own run}
+   */
+  public Map<String, Double> telemetry() {
+    return java.util.Collections.unmodifiableMap(telemetry);
   }
 
   /** The variable and every slot (and the step counter), as doubles, row-major. */

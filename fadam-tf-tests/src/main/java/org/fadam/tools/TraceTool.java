@@ -31,7 +31,9 @@ import picocli.CommandLine.Parameters;
     description = {
       "Runs one conformance case (from CASE.json, or stdin) through fadam-tf's TensorFlow graph"
           + " optimizer and prints one JSON object {\"thetas\": [θ after each step], \"slots\":"
-          + " {name: [value after each step]}}.",
+          + " {name: [value after each step]}, \"telemetry\": {name: [the tensor's value of each"
+          + " step]}} (telemetry: grad_rms, clipped_natural, clipped_decay, eps_floor, skipped,"
+          + " learning_rate; docs/telemetry.md).",
       "CASE: {\"optimizer\": \"fadam\"|\"fadafactor\"|\"adam\"|\"adafactor\","
           + " \"dtype\": \"float32\"|\"float64\","
           + " \"hparams\": {lr, beta1, beta2, eps, eps2, clip, weight_decay, rho, factored_min_dim},"
@@ -130,6 +132,7 @@ public final class TraceTool extends Tool {
     JsonArray grads = c.getAsJsonArray("grads");
     JsonArray thetas = new JsonArray();
     Map<String, JsonArray> slots = new LinkedHashMap<>();
+    Map<String, JsonArray> telemetry = new LinkedHashMap<>();
     try (StepHarness h =
         new StepHarness(algorithm, dtype, lr, options, shape, toArray(thetaList))) {
       for (int i = 0; i < grads.size(); i++) {
@@ -141,6 +144,7 @@ public final class TraceTool extends Tool {
           throw new IllegalArgumentException(where + " has shape " + gShape + ", theta " + shapeList);
         }
         h.step(toArray(g));
+        h.telemetry().forEach((n, v) -> telemetry.computeIfAbsent(n, x -> new JsonArray()).add(v));
         for (Map.Entry<String, double[]> e : h.state().entrySet()) {
           if (e.getKey().equals("theta")) {
             thetas.add(nest(e.getValue(), shape));
@@ -156,6 +160,9 @@ public final class TraceTool extends Tool {
     JsonObject slotObj = new JsonObject();
     slots.forEach(slotObj::add);
     out.add("slots", slotObj);
+    JsonObject telemetryObj = new JsonObject();
+    telemetry.forEach(telemetryObj::add);
+    out.add("telemetry", telemetryObj);
     Gson gson = new GsonBuilder().serializeSpecialFloatingPointValues().create();
     return gson.toJson(out);
   }

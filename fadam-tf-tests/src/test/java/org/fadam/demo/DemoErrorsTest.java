@@ -73,12 +73,15 @@ class DemoErrorsTest {
     Assumptions.assumeTrue(Files.isDirectory(Path.of("/proc/self")), "Linux /proc");
     assertOneLine("demo: cannot create directory /proc/forbidden: No such file or directory",
         demo("--steps", "1", "--out", "/proc/forbidden"));
-    // --save's and --tfrecord's folders are checked before training too.
+    // --save's, --tfrecord's and --tensorboard's folders are checked before training too.
     Path out = tmp.resolve("out");
     assertOneLine("demo: cannot create directory /proc/forbidden: No such file or directory",
         demo("--steps", "1", "--out", out.toString(), "--save", "/proc/forbidden/sv"));
     assertOneLine("demo: cannot create directory " + file + ": it exists and is not a directory",
         demo("--steps", "1", "--out", out.toString(), "--tfrecord", file + "/t.tfrecord"));
+    // and --tensorboard's
+    assertOneLine("demo: cannot create directory " + file + ": it exists and is not a directory",
+        demo("--steps", "1", "--out", out.toString(), "--tensorboard", file.toString()));
     assertFalse(Files.exists(out.resolve(Demo.CSV)));
   }
 

@@ -58,6 +58,30 @@ class TraceToolTest {
         flat(out.getAsJsonArray("thetas").get(0)), "θ1 by hand");
   }
 
+  /**
+   * The trace shows the tensor's telemetry of each step (docs/design.md, "Step telemetry"), here
+   * worked by hand for FAdam at the paper's defaults (c = 1, ε = 1e-8, ε2 = 1e-4). Step 1, g = (1,
+   * 0): f = g² (β̂2 = 0), ε̂ = min(ε, ε2·RMS(g)) = ε (1e-4·0.707 &gt; ε: no floor), ḡ = (1/(1 + ε),
+   * 0), RMS(ḡ) ≈ 0.707 &lt; 1: not clipped; ḡw = θ/(√f + ε) = (1/(1 + ε), 2/ε): clipped. Step 2, g
+   * = (1e-9, 1e-9): ε2·RMS(g) = 1e-13 &lt; ε: the floor.
+   */
+  @Test
+  void traceShowsTheTensorsTelemetry() {
+    String json = "{\"optimizer\": \"fadam\", \"dtype\": \"float64\", \"hparams\": {\"lr\": 0.1},"
+        + " \"theta\": [1, 2], \"grads\": [[1, 0], [1e-9, 1e-9]]}";
+    JsonObject t = JsonParser.parseString(TraceTool.run(json)).getAsJsonObject().getAsJsonObject("telemetry");
+    assertEquals(List.of("grad_rms", "clipped_natural", "clipped_decay", "eps_floor", "skipped", "learning_rate"),
+        new ArrayList<>(t.keySet()));
+    double[] gradRms = flat(t.get("grad_rms")); // float32
+    assertEquals(Math.sqrt(0.5), gradRms[0], 1e-6, "grad_rms step 1");
+    assertEquals(1e-9, gradRms[1], 1e-15, "grad_rms step 2");
+    assertEquals(0.0, flat(t.get("clipped_natural"))[0], "clipped_natural step 1");
+    assertEquals(1.0, flat(t.get("clipped_decay"))[0], "clipped_decay step 1");
+    close(new double[] {0, 1}, flat(t.get("eps_floor")), "eps_floor");
+    close(new double[] {0, 0}, flat(t.get("skipped")), "skipped");
+    assertEquals(0.1, flat(t.get("learning_rate"))[0], 1e-8, "learning_rate (float32)");
+  }
+
   @Test
   void adafactorRejectsHyperparametersItDoesNotHave() {
     for (String hp : List.of("eps2", "rho")) {
