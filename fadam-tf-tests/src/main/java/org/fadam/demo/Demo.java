@@ -354,7 +354,7 @@ public final class Demo {
       footer = {"", "Same seed, same numbers. 10 steps with --save A, then --resume A --steps 10,"
           + " gives the losses of one 20-step run exactly (with the same --no-xla choice; under"
           + " --schedule cosine or linear the decay ends at the saved run's --steps, and the added"
-          + " steps train at its final 10%)."})
+          + " steps train at its final 10%%)."})
   public static final class Cli extends Tool {
     @Option(names = "--steps", paramLabel = "N", defaultValue = "" + DEFAULT_STEPS,
         converter = Tool.PositiveInt.class,
@@ -418,12 +418,12 @@ public final class Demo {
     @Option(names = "--schedule", paramLabel = "S", defaultValue = "constant",
         description = "learning-rate schedule with --lr as its peak: constant (default; the"
             + " transformer's: cosine), cosine or"
-            + " linear (warmup, then decay to 10% of the peak at the last step) or rsqrt (warmup,"
+            + " linear (warmup, then decay to 10%% of the peak at the last step) or rsqrt (warmup,"
             + " then peak*sqrt(warmup/t))")
     String schedule;
 
     @Option(names = "--warmup", paramLabel = "N", converter = Tool.PositiveInt.class,
-        description = "warmup steps of --schedule cosine|linear|rsqrt (default: 5% of --steps, at"
+        description = "warmup steps of --schedule cosine|linear|rsqrt (default: 5%% of --steps, at"
             + " least 1)")
     Integer warmup;
 
@@ -515,7 +515,7 @@ public final class Demo {
 
     @Option(names = "--text", paramLabel = "FILE",
         description = "train the transformer on a UTF-8 text file instead of the Markov source:"
-            + " bytes as tokens (V = 256), the last 10% held out (no entropy floor is known)")
+            + " bytes as tokens (V = 256), the last 10%% held out (no entropy floor is known)")
     Path text;
 
     @Option(names = "--evaluate", paramLabel = "DIR",
