@@ -14,7 +14,7 @@ Fixtures here:
   python_runs  each trained export loaded in Python and trained on Java's batches, once.
   java     runs a main class of fadam-tf-tests with the project's classpath.
 Helpers for the launcher's tests (tpu-configs/train.py): LAUNCHER, write_tfrecord, free_ports,
-events.
+events, start_workers and finish (MultiWorkerMirroredStrategy workers on 127.0.0.1).
 """
 
 import json
@@ -180,3 +180,36 @@ def free_ports(n):
 def events(stdout):
     """The launcher's JSON log lines."""
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+WORKER_TIMEOUT = 300  # seconds, for any one launcher process
+
+
+def start_workers(argss, envs=None):
+    """Starts one MultiWorkerMirroredStrategy worker per argument list, on free loopback ports."""
+    ports = free_ports(len(argss))
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i, args in enumerate(argss):
+        env = {**os.environ, **((envs or [{}] * len(argss))[i]),
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen(args + ["--strategy", "multiworker"], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return procs
+
+
+def finish(procs, expect=0):
+    """Waits for every worker (killing all of them past WORKER_TIMEOUT); returns their stdout/stderr."""
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=WORKER_TIMEOUT))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for i, (p, (out, err)) in enumerate(zip(procs, outs)):
+        if expect is not None and p.returncode != expect:
+            pytest.fail(f"worker {i} exited {p.returncode}, expected {expect}:\n{out}\n{err[-4000:]}")
+    return outs

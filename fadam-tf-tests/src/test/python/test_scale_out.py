@@ -24,7 +24,8 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import LAUNCHER, TRAINED, assert_javas_losses, events, export_batches, free_ports, write_tfrecord
+from conftest import (LAUNCHER, TRAINED, assert_javas_losses, events, export_batches, finish, free_ports,
+                      start_workers, write_tfrecord)
 
 sys.path.insert(0, str(LAUNCHER.parent))
 import train  # noqa: E402  (the launcher's own helpers: variable names, fingerprints)
@@ -61,36 +62,6 @@ def run_launcher(args, env=None, cwd=None):
     if done.returncode != 0:
         pytest.fail(f"{' '.join(args[1:])} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-4000:]}")
     return events(done.stdout)
-
-
-def start_workers(argss, envs=None):
-    """Starts one MultiWorkerMirroredStrategy worker per argument list, on free loopback ports."""
-    ports = free_ports(len(argss))
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for i, args in enumerate(argss):
-        env = {**os.environ, **((envs or [{}] * len(argss))[i]),
-               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen(args + ["--strategy", "multiworker"], env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    return procs
-
-
-def finish(procs, expect=0):
-    """Waits for every worker (killing all of them past TIMEOUT); returns their stdout/stderr."""
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=TIMEOUT))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for i, (p, (out, err)) in enumerate(zip(procs, outs)):
-        if expect is not None and p.returncode != expect:
-            pytest.fail(f"worker {i} exited {p.returncode}, expected {expect}:\n{out}\n{err[-4000:]}")
-    return outs
 
 
 def final(folder, task=0):

@@ -12,16 +12,13 @@ The launcher's variables equal Java's own run within float32 round-off (but for 
 whose gradient is near 0, below), and so do the losses Java measures on both.
 """
 
-import json
-import os
 import re
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import LAUNCHER, ROOT, events, free_ports
+from conftest import LAUNCHER, ROOT, events, finish, start_workers
 
 sys.path.insert(0, str(ROOT / "tpu-configs"))
 import tpu_check  # noqa: E402
@@ -29,7 +26,6 @@ import train  # noqa: E402
 
 BATCH = 8  # windows per global batch: 4 per worker
 STEPS = 6
-TIMEOUT = 300
 ROUND_OFF = 1e-5  # relative to a tensor's largest value
 AMPLIFIED = 1e-2  # of a tensor's elements (scripts/gpu-replay's AMPLIFIED_FRACTION)
 SMALL = ["--model", "transformer", "--layers", 2, "--width", 32, "--heads", 2, "--context", 8,
@@ -65,28 +61,11 @@ def test_two_workers_continue_it_and_java_evaluates_their_export(handoff, java):
     import tensorflow as tf
 
     d = handoff
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    args = [sys.executable, str(LAUNCHER), "--strategy", "multiworker", "--savedmodel", str(d / "start"),
+    args = [sys.executable, str(LAUNCHER), "--savedmodel", str(d / "start"),
             "--data", str(d / "train.tfrecord"), "--global-batch", str(BATCH), "--steps", str(STEPS),
             "--log-every", "2", "--checkpoint-dir", str(d / "ckpt"), "--write-final", str(d / "final"),
             "--export", str(d / "launcher-export")]  # the same command line on both: the chief exports
-    procs = []
-    for i in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen(args, env=env, text=True, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE))
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=TIMEOUT))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for i, (p, (out, err)) in enumerate(zip(procs, outs)):
-        assert p.returncode == 0, f"worker {i}:\n{out}\n{err[-4000:]}"
+    outs = finish(start_workers([args, args]))
     starts = [[e for e in events(o) if e.get("event") == "start"][0] for o, _ in outs]
     assert [(s["worker"], s["workers"]) for s in starts] == [(0, 2), (1, 2)]
 

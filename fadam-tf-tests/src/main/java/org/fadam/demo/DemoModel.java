@@ -1,30 +1,23 @@
 package org.fadam.demo;
 
-import java.io.IOException;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import org.fadam.Algorithm;
-import org.fadam.AtomicDirectory;
 import org.fadam.FisherOptions;
 import org.fadam.FisherTrainStep;
 import org.fadam.Schedules;
-import org.fadam.WeightDecayMasks;
 import org.fadam.Operands;
 import org.fadam.ResourceVariable;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
-import org.tensorflow.Session;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.ndarray.buffer.DataBuffers;
 import org.tensorflow.op.Ops;
-import org.tensorflow.op.math.Mean;
 import org.tensorflow.types.TFloat32;
 import org.tensorflow.types.TInt32;
-import org.tensorflow.types.TInt64;
 
 /**
  * The demo's language model and its fused train step, in a graph and session of its own (one
@@ -44,12 +37,12 @@ import org.tensorflow.types.TInt64;
  * Mean, Square, Rsqrt, SoftmaxCrossEntropyWithLogits with dense one-hot labels). Initial values
  * come from a {@link Random} with the given seed, so a run is a function of its seeds.
  */
-public final class DemoModel implements LanguageModel {
+public final class DemoModel extends StepModel {
 
   /** Name of the token input: {@code [B, 2]} int32, the two tokens before the predicted one. */
-  public static final String TOKENS = "tokens";
+  public static final String TOKENS = StepModel.TOKENS;
   /** Name of the label input: {@code [B]} int32, the token to predict. */
-  public static final String LABELS = "labels";
+  public static final String LABELS = StepModel.LABELS;
   /** Tokens of context the model sees: the order of the source. */
   public static final int CONTEXT = 2;
 
@@ -214,48 +207,24 @@ public final class DemoModel implements LanguageModel {
     }
   }
 
-  private static final float LAYER_NORM_EPSILON = 1e-5f;
-
-  private final Algorithm optimizer;
   private final Config config;
-  private final Graph graph;
-  private final Session session;
-  private final FisherTrainStep step;
-  private final Operand<TInt64> iterations;
 
   private DemoModel(Algorithm optimizer, Config config) {
-    this.optimizer = optimizer;
+    super(optimizer, config.training().accumulate(), graph -> buildStep(graph, optimizer, config));
     this.config = config;
-    this.graph = new Graph();
-    try {
-      Ops tf = Ops.create(graph);
-      List<ResourceVariable<TFloat32>> vars = variables(tf, config);
-      int v = config.vocabSize();
-      Training t = config.training();
-      FisherTrainStep.Builder builder = FisherTrainStep.builder(graph);
-      if (t.schedule(config.learningRate()) != null) {
-        builder.schedule(t.schedule(config.learningRate()));
-      }
-      if (t.matricesOnly()) {
-        builder.weightDecayMask(WeightDecayMasks.matrices());
-      }
-      this.step = builder.accumulate(t.accumulate()).microBatchFisher(t.microBatchFisher())
-          // each algorithm's own paper defaults (with --momentum's m)
-          .algorithm(optimizer, config.learningRate(), t.options(optimizer))
-          .input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
-          .input(LABELS, TInt32.class, Shape.of(-1))
-          .variables(vars)
-          .loss((ops, in, w) -> loss(ops, logits(ops, in.int32(TOKENS), w), in.int32(LABELS), v))
-          .predictions((ops, in, w) -> ops.nn.softmax(logits(ops, in.int32(TOKENS), w)), TOKENS)
-          .jit(config.jit())
-          .build();
-      this.iterations = step.iterations().read(tf);
-      this.session = new Session(graph);
-      session.initialize();
-    } catch (RuntimeException e) {
-      graph.close();
-      throw e;
-    }
+  }
+
+  private static FisherTrainStep buildStep(Graph graph, Algorithm optimizer, Config config) {
+    Ops tf = Ops.create(graph);
+    int v = config.vocabSize();
+    return builder(graph, optimizer, config.learningRate(), config.training())
+        .input(TOKENS, TInt32.class, Shape.of(-1, CONTEXT))
+        .input(LABELS, TInt32.class, Shape.of(-1))
+        .variables(variables(tf, config))
+        .loss((ops, in, w) -> loss(ops, logits(ops, in.int32(TOKENS), w), in.int32(LABELS), v))
+        .predictions((ops, in, w) -> ops.nn.softmax(logits(ops, in.int32(TOKENS), w)), TOKENS)
+        .jit(config.jit())
+        .build();
   }
 
   /** Builds the model, its train step and an initialized session. */
@@ -323,16 +292,6 @@ public final class DemoModel implements LanguageModel {
     return tf.math.add(tf.linalg.matMul(x, w.float32(weight)), w.float32(bias));
   }
 
-  /** Layer norm over the last axis, composed (TF Java has no fused op with a gradient). */
-  private static Operand<TFloat32> layerNorm(
-      Ops tf, Operand<TFloat32> x, Operand<TFloat32> gain, Operand<TFloat32> shift) {
-    Operand<TInt32> last = tf.constant(-1);
-    Operand<TFloat32> centered = tf.math.sub(x, tf.math.mean(x, last, Mean.keepDims(true)));
-    Operand<TFloat32> variance = tf.math.mean(tf.math.square(centered), last, Mean.keepDims(true));
-    Operand<TFloat32> inv = tf.math.rsqrt(tf.math.add(variance, tf.constant(LAYER_NORM_EPSILON)));
-    return tf.math.add(tf.math.mul(tf.math.mul(centered, inv), gain), shift);
-  }
-
   /** Mean cross-entropy in nats; dense one-hot labels (the sparse op has no gradient here). */
   static Operand<TFloat32> loss(
       Ops tf, Operand<TFloat32> logits, Operand<TInt32> labels, int vocabSize) {
@@ -342,61 +301,17 @@ public final class DemoModel implements LanguageModel {
     return tf.math.mean(perToken, tf.constant(0));
   }
 
-  /** The optimizer. */
-  @Override
-  public Algorithm optimizer() {
-    return optimizer;
-  }
-
   /** The configuration. */
   public Config config() {
     return config;
   }
 
-  /** The train step (signatures, export, state sizes). */
-  @Override
-  public FisherTrainStep step() {
-    return step;
-  }
-
-  /** The session holding the variables. */
-  public Session session() {
-    return session;
-  }
-
-  /** One optimizer step on a batch: predict each row's last target from its inputs. */
-  @Override
-  public FisherTrainStep.Result train(Batches.Batch batch) {
-    try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch)) {
-      return step.train(session, Map.of(TOKENS, tokens, LABELS, labels));
-    }
-  }
-
-  /** {@return the train calls per optimizer step (gradient accumulation)} */
-  @Override
-  public int accumulate() {
-    return config.training().accumulate();
-  }
-
-  /** The mean loss (nats/token) on a batch at the current parameters, without a step. */
-  @Override
-  public double loss(Batches.Batch batch) {
-    try (TInt32 tokens = tokens(batch); TInt32 labels = labels(batch);
-        var out = session.runner()
-            .feed(step.input(TOKENS), tokens)
-            .feed(step.input(LABELS), labels)
-            .fetch(step.evalLoss())
-            .run()) {
-      return ((TFloat32) out.get(0)).getFloat();
-    }
-  }
-
   /** Every parameter's current value, flattened, by name, in the model's order. */
   Map<String, float[]> parameterValues() {
-    Ops tf = Ops.create(graph);
+    Ops tf = Ops.create(graph());
     Map<String, float[]> out = new java.util.LinkedHashMap<>();
-    for (ResourceVariable<?> v : step.parameters()) {
-      try (var r = session.runner().fetch(v.read(tf)).run()) {
+    for (ResourceVariable<?> v : step().parameters()) {
+      try (var r = session().runner().fetch(v.read(tf)).run()) {
         TFloat32 t = (TFloat32) r.get(0);
         float[] values = new float[(int) t.shape().size()];
         t.copyTo(DataBuffers.of(values, false, false));
@@ -404,35 +319,6 @@ public final class DemoModel implements LanguageModel {
       }
     }
     return out;
-  }
-
-  /** Steps taken so far (restored with the variables by {@link #restore}). */
-  @Override
-  public long iterations() {
-    try (var out = session.runner().fetch(iterations).run()) {
-      return ((TInt64) out.get(0)).getLong();
-    }
-  }
-
-  /** Exports the SavedModel (train and serve signatures, every variable) to a new directory. */
-  @Override
-  public void export(Path dir) throws IOException {
-    step.export(session, dir);
-  }
-
-  /**
-   * Exports like {@link #export}, replacing what {@code dir} holds only once the new export, with
-   * what {@code extra} writes into it, is complete.
-   */
-  @Override
-  public void exportReplacing(Path dir, AtomicDirectory.Writer extra) throws IOException {
-    step.exportReplacing(session, dir, extra);
-  }
-
-  /** Restores every variable (parameters, slots, counters) from an exported directory. */
-  @Override
-  public void restore(Path dir) {
-    step.restore(session, dir);
   }
 
   /** The model's input tensor of a batch: {@code [B, 2]}, the batch's context length must be 2. */
@@ -467,8 +353,12 @@ public final class DemoModel implements LanguageModel {
   }
 
   @Override
-  public void close() {
-    session.close();
-    graph.close();
+  TInt32 tokenInput(Batches.Batch batch) {
+    return tokens(batch);
+  }
+
+  @Override
+  TInt32 labelInput(Batches.Batch batch) {
+    return labels(batch);
   }
 }

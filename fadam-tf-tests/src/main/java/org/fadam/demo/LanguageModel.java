@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import org.fadam.Algorithm;
 import org.fadam.AtomicDirectory;
 import org.fadam.FisherTrainStep;
+import org.tensorflow.Session;
 
 /**
  * A demo model with its fused train step, in a graph and session of its own: what {@link Demo}
@@ -18,6 +19,9 @@ public interface LanguageModel extends AutoCloseable {
 
   /** {@return the train step (signatures, export, state sizes)} */
   FisherTrainStep step();
+
+  /** {@return the session holding the model's variables} */
+  Session session();
 
   /** One train call on a batch (one optimizer step, or one micro-batch of it under accumulation). */
   FisherTrainStep.Result train(Batches.Batch batch);

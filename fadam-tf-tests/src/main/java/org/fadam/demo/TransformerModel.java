@@ -1,27 +1,20 @@
 package org.fadam.demo;
 
-import java.io.IOException;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 import java.util.Random;
 import org.fadam.Algorithm;
-import org.fadam.AtomicDirectory;
 import org.fadam.FisherTrainStep;
 import org.fadam.Operands;
 import org.fadam.ResourceVariable;
-import org.fadam.WeightDecayMasks;
 import org.tensorflow.Graph;
 import org.tensorflow.Operand;
-import org.tensorflow.Session;
 import org.tensorflow.ndarray.Shape;
 import org.tensorflow.ndarray.buffer.DataBuffers;
 import org.tensorflow.op.Ops;
 import org.tensorflow.op.linalg.MatMul;
-import org.tensorflow.op.math.Mean;
 import org.tensorflow.op.train.BatchMatMul;
 import org.tensorflow.types.TBfloat16;
 import org.tensorflow.types.TFloat32;
@@ -59,18 +52,17 @@ import org.tensorflow.types.family.TType;
  * residual projections Wo and W2 N(0, 0.02²/(2N)), zero biases, unit gains), so a run is a
  * function of its seeds.
  */
-public final class TransformerModel implements LanguageModel {
+public final class TransformerModel extends StepModel {
 
   /** Name of the token input: {@code [B, T]} int32. */
-  public static final String TOKENS = "tokens";
+  public static final String TOKENS = StepModel.TOKENS;
   /** Name of the label input: {@code [B, T]} int32, the token after each input position. */
-  public static final String LABELS = "labels";
+  public static final String LABELS = StepModel.LABELS;
   /** The MLP's width, in multiples of the model width. */
   public static final int MLP_RATIO = 4;
   /** Standard deviation of the initial weights (GPT-2). */
   static final double INIT_STD = 0.02;
 
-  private static final float LAYER_NORM_EPSILON = 1e-5f;
   /** Added to the scores of future positions: exp underflows to exactly 0 in float32. */
   private static final float MASKED = -1e9f;
   /** √(2/π), of the tanh form of GELU. */
@@ -159,48 +151,28 @@ public final class TransformerModel implements LanguageModel {
     }
   }
 
-  private final Algorithm optimizer;
   private final Config config;
-  private final Graph graph;
-  private final Session session;
-  private final FisherTrainStep step;
-  private final Operand<TInt64> iterations;
 
   private TransformerModel(Algorithm optimizer, Config config) {
-    this.optimizer = optimizer;
+    super(optimizer, config.training().accumulate(), graph -> buildStep(graph, optimizer, config));
     this.config = config;
-    this.graph = new Graph();
-    try {
-      Ops tf = Ops.create(graph);
-      Architecture a = config.architecture();
-      DemoModel.Training t = config.training();
-      FisherTrainStep.Builder builder = FisherTrainStep.builder(graph);
-      if (t.schedule(config.learningRate()) != null) {
-        builder.schedule(t.schedule(config.learningRate()));
-      }
-      if (t.matricesOnly()) {
-        builder.weightDecayMask(WeightDecayMasks.matrices());
-      }
-      int v = config.vocabSize();
-      int from = config.scoredFrom();
-      this.step = builder.accumulate(t.accumulate()).microBatchFisher(t.microBatchFisher())
-          .algorithm(optimizer, config.learningRate(), t.options(optimizer))
-          .input(TOKENS, TInt32.class, Shape.of(-1, a.context()))
-          .input(LABELS, TInt32.class, Shape.of(-1, a.context()))
-          .variables(variables(tf, a, v, config.initSeed()))
-          .loss((ops, in, w) -> loss(ops, logits(ops, in.int32(TOKENS), w, a), in.int32(LABELS), v,
-              a.context(), from))
-          .predictions((ops, in, w) -> ops.reshape(ops.nn.softmax(logits(ops, in.int32(TOKENS), w, a)),
-              ops.constant(new long[] {-1, a.context(), v})), TOKENS)
-          .jit(config.jit())
-          .build();
-      this.iterations = step.iterations().read(tf);
-      this.session = new Session(graph);
-      session.initialize();
-    } catch (RuntimeException e) {
-      graph.close();
-      throw e;
-    }
+  }
+
+  private static FisherTrainStep buildStep(Graph graph, Algorithm optimizer, Config config) {
+    Ops tf = Ops.create(graph);
+    Architecture a = config.architecture();
+    int v = config.vocabSize();
+    int from = config.scoredFrom();
+    return builder(graph, optimizer, config.learningRate(), config.training())
+        .input(TOKENS, TInt32.class, Shape.of(-1, a.context()))
+        .input(LABELS, TInt32.class, Shape.of(-1, a.context()))
+        .variables(variables(tf, a, v, config.initSeed()))
+        .loss((ops, in, w) -> loss(ops, logits(ops, in.int32(TOKENS), w, a), in.int32(LABELS), v,
+            a.context(), from))
+        .predictions((ops, in, w) -> ops.reshape(ops.nn.softmax(logits(ops, in.int32(TOKENS), w, a)),
+            ops.constant(new long[] {-1, a.context(), v})), TOKENS)
+        .jit(config.jit())
+        .build();
   }
 
   /** Builds the model, its train step and an initialized session. */
@@ -347,16 +319,6 @@ public final class TransformerModel implements LanguageModel {
         tf.math.add(tf.constant(1f), tf.math.tanh(inner)));
   }
 
-  /** Layer norm over the last axis, composed (TF Java has no fused op with a gradient). */
-  private static Operand<TFloat32> layerNorm(
-      Ops tf, Operand<TFloat32> x, Operand<TFloat32> gain, Operand<TFloat32> shift) {
-    Operand<TInt32> last = tf.constant(-1);
-    Operand<TFloat32> centered = tf.math.sub(x, tf.math.mean(x, last, Mean.keepDims(true)));
-    Operand<TFloat32> variance = tf.math.mean(tf.math.square(centered), last, Mean.keepDims(true));
-    Operand<TFloat32> inv = tf.math.rsqrt(tf.math.add(variance, tf.constant(LAYER_NORM_EPSILON)));
-    return tf.math.add(tf.math.mul(tf.math.mul(centered, inv), gain), shift);
-  }
-
   /**
    * Mean cross-entropy in nats over the rows and the scored positions {@code from … T−1}; dense
    * one-hot labels (the sparse op has no gradient in TF Java 1.1.0).
@@ -373,75 +335,19 @@ public final class TransformerModel implements LanguageModel {
     return tf.math.mean(perRow, tf.constant(0));
   }
 
-  @Override
-  public Algorithm optimizer() {
-    return optimizer;
-  }
-
   /** {@return the configuration} */
   public Config config() {
     return config;
   }
 
   @Override
-  public FisherTrainStep step() {
-    return step;
+  TInt32 tokenInput(Batches.Batch batch) {
+    return tokens(checked(batch));
   }
 
   @Override
-  public FisherTrainStep.Result train(Batches.Batch batch) {
-    try (TInt32 tokens = tokens(checked(batch)); TInt32 labels = labels(batch)) {
-      return step.train(session, Map.of(TOKENS, tokens, LABELS, labels));
-    }
-  }
-
-  @Override
-  public int accumulate() {
-    return config.training().accumulate();
-  }
-
-  @Override
-  public double loss(Batches.Batch batch) {
-    try (TInt32 tokens = tokens(checked(batch)); TInt32 labels = labels(batch);
-        var out = session.runner()
-            .feed(step.input(TOKENS), tokens)
-            .feed(step.input(LABELS), labels)
-            .fetch(step.evalLoss())
-            .run()) {
-      return ((TFloat32) out.get(0)).getFloat();
-    }
-  }
-
-  @Override
-  public long iterations() {
-    try (var out = session.runner().fetch(iterations).run()) {
-      return ((TInt64) out.get(0)).getLong();
-    }
-  }
-
-  @Override
-  public void export(Path dir) throws IOException {
-    step.export(session, dir);
-  }
-
-  @Override
-  public void exportReplacing(Path dir, AtomicDirectory.Writer extra) throws IOException {
-    step.exportReplacing(session, dir, extra);
-  }
-
-  @Override
-  public void restore(Path dir) {
-    step.restore(session, dir);
-  }
-
-  /** {@return the session holding the variables} */
-  public Session session() {
-    return session;
-  }
-
-  /** The graph of the model and its step. */
-  Graph graph() {
-    return graph;
+  TInt32 labelInput(Batches.Batch batch) {
+    return labels(batch);
   }
 
   /** Fails with one line unless the batch's windows are the model's context. */
@@ -465,9 +371,4 @@ public final class TransformerModel implements LanguageModel {
         DataBuffers.of(batch.targetsFlat(), true, false));
   }
 
-  @Override
-  public void close() {
-    session.close();
-    graph.close();
-  }
 }

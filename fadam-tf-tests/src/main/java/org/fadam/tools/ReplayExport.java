@@ -21,6 +21,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.OptionalInt;
 import java.util.Random;
+import java.util.function.Supplier;
 import java.util.stream.Stream;
 import org.fadam.Algorithm;
 import org.fadam.FisherOptions;
@@ -29,6 +30,7 @@ import org.fadam.ResourceVariable;
 import org.fadam.demo.Batches;
 import org.fadam.demo.Demo;
 import org.fadam.demo.DemoModel;
+import org.fadam.demo.LanguageModel;
 import org.fadam.demo.TransformerModel;
 import org.fadam.demo.MarkovSource;
 import org.tensorflow.Graph;
@@ -664,33 +666,10 @@ public final class ReplayExport {
         s.hidden(), s.learningRate(), s.seed(), true);
     DemoModel model = DemoModel.create(c.algorithm(), config);
     Batches batches = new Batches(MarkovSource.createDefault().sample(s.seed(), 4096), s.batch(), DemoModel.CONTEXT, s.seed());
-    return new Stepper() {
-      @Override
-      FisherTrainStep step() {
-        return model.step();
-      }
-
-      @Override
-      Session session() {
-        return model.session();
-      }
-
-      @Override
-      Graph graph() {
-        return (Graph) model.step().loss().env();
-      }
-
-      @Override
-      Map<String, Tensor> feeds(int k) {
-        Batches.Batch batch = batches.next();
-        return Map.of(DemoModel.TOKENS, DemoModel.tokens(batch), DemoModel.LABELS, DemoModel.labels(batch));
-      }
-
-      @Override
-      public void close() {
-        model.close();
-      }
-    };
+    return modelStepper(model, () -> {
+      Batches.Batch batch = batches.next();
+      return Map.of(DemoModel.TOKENS, DemoModel.tokens(batch), DemoModel.LABELS, DemoModel.labels(batch));
+    });
   }
 
   /**
@@ -703,6 +682,15 @@ public final class ReplayExport {
     TransformerModel model = TransformerModel.create(c.algorithm(), new TransformerModel.Config(a,
         MarkovSource.DEFAULT_VOCAB_SIZE, MarkovSource.ORDER - 1, s.learningRate(), s.seed(), true, s.training()));
     Batches batches = new Batches(MarkovSource.createDefault().sample(s.seed(), 8192), s.batch(), a.context(), s.seed());
+    return modelStepper(model, () -> {
+      Batches.Batch batch = batches.next();
+      return Map.of(TransformerModel.TOKENS, TransformerModel.tokens(batch), TransformerModel.LABELS,
+          TransformerModel.labels(batch));
+    });
+  }
+
+  /** A demo model's whole train step, fed a new batch from {@code feeds} at every step. */
+  private static Stepper modelStepper(LanguageModel model, Supplier<Map<String, Tensor>> feeds) {
     return new Stepper() {
       @Override
       FisherTrainStep step() {
@@ -721,9 +709,7 @@ public final class ReplayExport {
 
       @Override
       Map<String, Tensor> feeds(int k) {
-        Batches.Batch batch = batches.next();
-        return Map.of(TransformerModel.TOKENS, TransformerModel.tokens(batch), TransformerModel.LABELS,
-            TransformerModel.labels(batch));
+        return feeds.get();
       }
 
       @Override
