@@ -1,7 +1,6 @@
 package org.fadam.demo;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -240,34 +239,21 @@ public final class DemoModel extends StepModel {
     int h = c.hidden();
     Ops init = tf.withInitScope();
     List<ResourceVariable<TFloat32>> vars = new ArrayList<>();
-    vars.add(ResourceVariable.create(tf, "embedding", init.constant(normal(rng, v, d, 1.0))));
-    vars.add(ResourceVariable.create(tf, "w1", init.constant(normal(rng, CONTEXT * d, h, 1.0))));
+    vars.add(ResourceVariable.create(tf, "embedding", init.constant(fanIn(rng, v, d, 1.0))));
+    vars.add(ResourceVariable.create(tf, "w1", init.constant(fanIn(rng, CONTEXT * d, h, 1.0))));
     vars.add(ResourceVariable.create(tf, "b1", init.constant(new float[h])));
     vars.add(ResourceVariable.create(tf, "ln_gain", init.constant(filled(h, 1f))));
     vars.add(ResourceVariable.create(tf, "ln_shift", init.constant(new float[h])));
-    vars.add(ResourceVariable.create(tf, "w2", init.constant(normal(rng, h, h, 1.0))));
+    vars.add(ResourceVariable.create(tf, "w2", init.constant(fanIn(rng, h, h, 1.0))));
     vars.add(ResourceVariable.create(tf, "b2", init.constant(new float[h])));
-    vars.add(ResourceVariable.create(tf, "w3", init.constant(normal(rng, h, v, 1.0))));
+    vars.add(ResourceVariable.create(tf, "w3", init.constant(fanIn(rng, h, v, 1.0))));
     vars.add(ResourceVariable.create(tf, "b3", init.constant(new float[v])));
     return vars;
   }
 
   /** A rows×cols matrix of N(0, gain²/rows) values (rows is the fan-in of a weight matrix). */
-  private static float[][] normal(Random rng, int rows, int cols, double gain) {
-    double std = gain / Math.sqrt(rows);
-    float[][] m = new float[rows][cols];
-    for (float[] row : m) {
-      for (int j = 0; j < cols; j++) {
-        row[j] = (float) (rng.nextGaussian() * std);
-      }
-    }
-    return m;
-  }
-
-  private static float[] filled(int n, float value) {
-    float[] a = new float[n];
-    Arrays.fill(a, value);
-    return a;
+  private static float[][] fanIn(Random rng, int rows, int cols, double gain) {
+    return normal(rng, rows, cols, gain / Math.sqrt(rows));
   }
 
   /** The forward pass up to the logits {@code [B, V]}. */

@@ -2,7 +2,9 @@ package org.fadam.demo;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Map;
+import java.util.Random;
 import java.util.function.Function;
 import org.fadam.Algorithm;
 import org.fadam.AtomicDirectory;
@@ -161,5 +163,23 @@ abstract class StepModel implements LanguageModel {
     Operand<TFloat32> variance = tf.math.mean(tf.math.square(centered), last, Mean.keepDims(true));
     Operand<TFloat32> inv = tf.math.rsqrt(tf.math.add(variance, tf.constant(LAYER_NORM_EPSILON)));
     return tf.math.add(tf.math.mul(tf.math.mul(centered, inv), gain), shift);
+  }
+
+  /** A rows×cols matrix of N(0, std²) values. */
+  static float[][] normal(Random rng, int rows, int cols, double std) {
+    float[][] m = new float[rows][cols];
+    for (float[] row : m) {
+      for (int j = 0; j < cols; j++) {
+        row[j] = (float) (rng.nextGaussian() * std);
+      }
+    }
+    return m;
+  }
+
+  /** {@code n} copies of {@code value}. */
+  static float[] filled(int n, float value) {
+    float[] a = new float[n];
+    Arrays.fill(a, value);
+    return a;
   }
 }

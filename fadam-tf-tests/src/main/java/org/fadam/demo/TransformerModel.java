@@ -231,23 +231,6 @@ public final class TransformerModel extends StepModel {
         : ResourceVariable.create(tf, name, value);
   }
 
-  /** A rows×cols matrix of N(0, std²) values. */
-  private static float[][] normal(Random rng, int rows, int cols, double std) {
-    float[][] m = new float[rows][cols];
-    for (float[] row : m) {
-      for (int j = 0; j < cols; j++) {
-        row[j] = (float) (rng.nextGaussian() * std);
-      }
-    }
-    return m;
-  }
-
-  private static float[] filled(int n, float value) {
-    float[] a = new float[n];
-    Arrays.fill(a, value);
-    return a;
-  }
-
   /** A parameter in float32 (cast up when it is stored in bfloat16). */
   private static Operand<TFloat32> param(Ops tf, Operands w, String name) {
     Operand<? extends TType> p = w.get(name);
