@@ -145,7 +145,8 @@ def test_the_tolerances():
     assert r.difference(want * (1 + 1e-4), want, "float32")[1] == 2
     assert r.difference(np.array([3, 4]), np.array([3, 5]), "int64")[1] == 1
     demo = {"model": "demo"}
-    assert r.acceptable(demo, 0.01, 1, 1000) and not r.acceptable(demo, 0.03, 1, 1000)
+    assert r.acceptable(demo, 0.04, 1, 1000) and not r.acceptable(demo, 0.06, 1, 1000)
+    assert r.acceptable({"model": "transformer"}, 0.04, 10, 1000)
     assert not r.acceptable(demo, 0.01, 11, 1000) and not r.acceptable({"model": "optimizer"}, 1e-4, 1, 1000)
 
 
