@@ -393,7 +393,8 @@ final class StepFunctions {
       for (int i = 0; i < parameters.size(); i++) {
         ResourceVariable<?> sumVar = state.accumulator(parameters.get(i));
         Operand<TFloating> sum = floating(varOf.apply(sumVar).read(fn));
-        Operand<TFloating> added = fn.math.add(sum, floating(fn.dtypes.cast(grads.get(i), sum.type())));
+        Operand<TFloating> g = floating(fn.dtypes.cast(grads.get(i), sum.type()));
+        Operand<TFloating> added = fn.math.add(sum, g);
         sums.add(added);
         Operand<TFloating> kW = floating(fn.dtypes.cast(fn.constant((double) k), sum.type()));
         stepGrads.add(fn.math.div(added, kW)); // mean of k
@@ -402,7 +403,6 @@ final class StepFunctions {
           if (stepSquares == null) {
             stepSquares = new ArrayList<>();
           }
-          Operand<TFloating> g = floating(fn.dtypes.cast(grads.get(i), sum.type()));
           Operand<TFloating> sqAdded = fn.math.add(floating(varOf.apply(sqVar).read(fn)), fn.math.square(g));
           squareSums.add(sqAdded);
           stepSquares.add(fn.math.div(sqAdded, kW)); // Eq. 20: E_B[g²], the mean of the k micro-batches' g²
