@@ -85,12 +85,11 @@ final class Kernels<W extends TFloating> {
   /**
    * The two sums every step starts from: Σg² and Σ(g·2^k)², the latter for {@link #rms} when the
    * squares may have underflowed. The step is finite exactly when Σg² is: NaN, ±Inf, a square the
-   * dtype cannot hold and a sum that overflows all make it non-finite. (g·2^k goes through
-   * {@link #held} for the reason given at {@link #clipTerms}.)
+   * dtype cannot hold and a sum that overflows all make it non-finite. (g·2^k is {@link #scaled}.)
    */
   Stats stats(Operand<W> g, Shape shape) {
     List<Operand<W>> s =
-        reduce.sums(shape, List.of(tf.math.square(g), tf.math.square(held(tf.math.mul(g, c(rescale))))));
+        reduce.sums(shape, List.of(tf.math.square(g), tf.math.square(scaled(g, rescale))));
     return new Stats(s.get(0), s.get(1), tf.math.isFinite(s.get(0)));
   }
 
@@ -158,19 +157,27 @@ final class Kernels<W extends TFloating> {
 
   /**
    * y with an element beyond the dtype's range (x/d overflowed: a gradient RMS below ~1e-16 and a
-   * large θ) held at ±max, so that the clip below stays finite.
+   * large θ) held at ±max, so that the clip below stays finite; NaN stays NaN (the PROPAGATE
+   * policy), which the clamp alone does not keep under XLA CPU's fast min/max. Four cheap ops per
+   * element where the select of sign(y)·max took five, sign among them (docs/performance.md).
    */
   Operand<W> held(Operand<W> y) {
-    return tf.select(tf.math.isInf(y), tf.math.mul(tf.math.sign(y), c(maxValue)), y);
+    return tf.select(tf.math.isNan(y), y, tf.clipByValue(y, c(-maxValue), c(maxValue)));
   }
 
   /**
-   * The terms {@link #clipScale} needs: y² and (y·2^-k)² of a {@link #held} y. Each scaled value
-   * goes through {@link #held} too: XLA rewrites (y·a)² as y²·a², and a² = 2^∓128 is not a float32
-   * normal number (it would flush the guard to 0, or overflow); the select keeps the order.
+   * y·a clamped to the dtype's range before it is squared: XLA rewrites (y·a)² as y²·a², and a² =
+   * 2^∓128 is not a float32 normal number (it would flush a guard to 0, or overflow); the clamp
+   * keeps the order. NaN need not survive here: {@link #rms} and {@link #clipScale} read these
+   * scaled sums only where the plain sum is finite-but-tiny or +Inf, so without a NaN.
    */
+  private Operand<W> scaled(Operand<W> y, double a) {
+    return tf.clipByValue(tf.math.mul(y, c(a)), c(-maxValue), c(maxValue));
+  }
+
+  /** The terms {@link #clipScale} needs: y² and (y·2^-k)² of a {@link #held} y. */
   List<Operand<W>> clipTerms(Operand<W> heldY) {
-    return List.of(tf.math.square(heldY), tf.math.square(held(tf.math.div(heldY, c(rescale)))));
+    return List.of(tf.math.square(heldY), tf.math.square(scaled(heldY, 1 / rescale)));
   }
 
   /**
@@ -181,8 +188,8 @@ final class Kernels<W extends TFloating> {
   Operand<W> clipScale(Operand<W> sumSq, Operand<W> scaledSumSq, double clip, Shape shape) {
     Operand<W> n = c(shape.size());
     Operand<W> mean = tf.math.div(sumSq, n);
-    Operand<W> rmsY = tf.select(tf.math.isFinite(mean), tf.math.sqrt(mean),
-        tf.math.mul(tf.math.sqrt(tf.math.div(scaledSumSq, n)), c(rescale)));
+    Operand<W> rmsY = tf.select(tf.math.isInf(mean),
+        tf.math.mul(tf.math.sqrt(tf.math.div(scaledSumSq, n)), c(rescale)), tf.math.sqrt(mean));
     return tf.math.reciprocal(tf.math.maximum(c(1), tf.math.div(rmsY, c(clip))));
   }
 

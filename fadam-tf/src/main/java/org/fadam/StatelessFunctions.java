@@ -113,7 +113,7 @@ final class StatelessFunctions {
     for (ResourceVariable<?> p : state.parameters()) {
       grads.add(a.input(p.type(), p.shape()));
     }
-    StepFunctions.Next step = functions.next(fn, grads, values::get);
+    StepFunctions.Next step = functions.next(fn, grads, values::get, null);
     Map<StateVar, Operand<?>> next = new IdentityHashMap<>();
     for (int i = 0; i < step.values().size(); i++) {
       next.put(step.vars().get(i), step.values().get(i));

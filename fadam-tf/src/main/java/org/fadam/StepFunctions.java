@@ -229,7 +229,7 @@ final class StepFunctions {
     Map<String, Operand<?>> in = inputArgs(fn, sig);
     Map<ResourceVariable<?>, Output<TType>> handles = handleArgs(fn, state.all(), sig);
     Forward forward = forward(fn, in, handles);
-    Update update = update(fn, List.of(forward.gradients()), handles);
+    Update update = update(fn, List.of(forward.gradients()), handles, forward.loss());
     sig.output(FisherTrainStep.LOSS,
         update.done().withName(FisherTrainStep.LOSS).dtypes.cast(forward.loss(), TFloat32.class));
     return update.outputs(sig).build();
@@ -260,7 +260,7 @@ final class StepFunctions {
       grads.add(g);
       sig.input(key, g);
     }
-    Update update = update(fn, grads, handleArgs(fn, state.all(), sig));
+    Update update = update(fn, grads, handleArgs(fn, state.all(), sig), null);
     return update.outputs(sig).build();
   }
 
@@ -346,8 +346,9 @@ final class StepFunctions {
   }
 
   /** The update of every parameter from its gradient (in parameter order), counted and written. */
-  private Update update(Ops fn, List<? extends Operand<?>> grads, Map<ResourceVariable<?>, Output<TType>> handles) {
-    Next next = next(fn, grads, v -> new Handle(handles.get(v), v.type()));
+  private Update update(Ops fn, List<? extends Operand<?>> grads,
+      Map<ResourceVariable<?>, Output<TType>> handles, Operand<?> loss) {
+    Next next = next(fn, grads, v -> new Handle(handles.get(v), v.type()), loss);
     Op write = Updater.write(fn, next.values(), next.vars(), List.of(), "apply");
     return new Update(fn.withControlDependencies(List.of(write)), next);
   }
@@ -373,7 +374,8 @@ final class StepFunctions {
    * the sums' mean and clears them, the others leave parameters, slots and counters as they were.
    * Under ERROR a call whose gradient (or sum) is not finite changes nothing at all.
    */
-  Next next(Ops fn, List<? extends Operand<?>> grads, Function<ResourceVariable<?>, StateVar> varOf) {
+  Next next(Ops fn, List<? extends Operand<?>> grads, Function<ResourceVariable<?>, StateVar> varOf,
+      Operand<?> loss) {
     int k = spec.accumulate();
     List<Operand<?>> values = new ArrayList<>();
     List<StateVar> vars = new ArrayList<>();
@@ -409,7 +411,7 @@ final class StepFunctions {
         }
       }
     }
-    Updater.Plan plan = updater(fn, varOf).plan(fn, targets(stepGrads, stepSquares, varOf),
+    Updater.Plan plan = updater(fn, varOf, loss).plan(fn, targets(stepGrads, stepSquares, varOf),
         varOf.apply(state.skippedSteps()), windowEnds);
     values.addAll(plan.values());
     vars.addAll(plan.vars());
@@ -456,15 +458,32 @@ final class StepFunctions {
    * {@code hparams/learning_rate_scale}, and λ from {@code hparams/weight_decay}, each variable
    * reached through {@code varOf}.
    */
-  Updater updater(Ops fn, Function<ResourceVariable<?>, StateVar> varOf) {
+  Updater updater(Ops fn, Function<ResourceVariable<?>, StateVar> varOf, Operand<?> loss) {
     LearningRate lr = spec.schedule() == null
         ? LearningRate.of(spec.learningRate())
         : LearningRate.of(spec.schedule(),
             fn.dtypes.cast(varOf.apply(state.iterations()).read(fn), TInt64.class));
-    lr = lr.scaled(number(varOf.apply(state.learningRateScale()).read(fn)));
+    Operand<? extends TType> scale = varOf.apply(state.learningRateScale()).read(fn);
+    if (loss != null && spec.jit()) {
+      scale = tiedTo(fn, scale, loss);
+    }
+    lr = lr.scaled(number(scale));
     Operand<? extends TNumber> lambda =
         state.weightDecay() == null ? null : number(varOf.apply(state.weightDecay()).read(fn));
     return new Updater(new Updater.Spec(spec.algorithm(), spec.options(), lr, lambda), spec.jit());
+  }
+
+  /**
+   * {@code scale} itself, read through a select on a predicate of the loss that is always true
+   * (finite or not): every new θ reads η, so XLA computes the loss before it overwrites any θ in
+   * place, and a loss that reads θ itself (½Σθ², an L2 term) needs no full-size copy of θ
+   * (docs/performance.md). XLA keeps data dependencies, where it drops an optimization barrier's.
+   */
+  @SuppressWarnings("unchecked")
+  private static <T extends TType> Operand<T> tiedTo(Ops fn, Operand<T> scale, Operand<?> loss) {
+    Operand<TBool> finite = fn.math.isFinite((Operand<? extends TNumber>) loss);
+    Operand<TBool> always = fn.math.logicalOr(finite, fn.math.logicalNot(finite));
+    return fn.select(always, scale, fn.zerosLike(scale));
   }
 
   @SuppressWarnings("unchecked")
