@@ -483,9 +483,9 @@ public final class FisherTrainStep {
     return functions.spec.jit();
   }
 
-  /** {@return the step function's name (its HLO module in an XLA dump carries it)} */
+  /** {@return the name of the step function {@link #train} runs (its HLO module in an XLA dump carries it)} */
   public String functionName() {
-    return functions.trainFunction.getDefinedName();
+    return functions.trainFunctionName();
   }
 
   /**

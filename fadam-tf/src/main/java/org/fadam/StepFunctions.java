@@ -106,6 +106,8 @@ final class StepFunctions {
   final Operand<?> predictions;
   /** The same step as pure functions of values. */
   final StatelessFunctions stateless;
+  /** Under XLA, the step Java's {@code train} runs (over values, assigned after); else null. */
+  private final ValueStep values;
 
   StepFunctions(Graph graph, Spec spec, TrainState state) {
     this.spec = spec;
@@ -139,6 +141,17 @@ final class StepFunctions {
         ? null
         : spec.predictor().predict(tf.withSubScope("serve"), in, state.values(tf));
     this.stateless = new StatelessFunctions(graph, state, this);
+    this.values = spec.jit() ? new ValueStep(graph, state, this) : null;
+  }
+
+  /** The outputs Java's {@code train} fetches: {@link #train}'s, or under XLA the {@link ValueStep}'s. */
+  Output<?> trainOutput(int i) {
+    return values != null ? values.outputs.get(i) : train.output(i);
+  }
+
+  /** The name of the function Java's {@code train} runs. */
+  String trainFunctionName() {
+    return values != null ? values.functionName : trainFunction.getDefinedName();
   }
 
   /** The outer graph's placeholder of an input; throws naming the known inputs. */

@@ -70,7 +70,7 @@ final class StepRunner {
     feedInputs(r, feeds);
     int n = StepFunctions.TRAIN_TELEMETRY + StepTelemetry.NAMES.size();
     for (int i = 0; i < n; i++) { // loss, step, finite, applied, the telemetry
-      r.fetch(functions.train.output(i));
+      r.fetch(functions.trainOutput(i));
     }
     try (org.tensorflow.Result out = XlaErrors.run(r::run)) {
       TBool finite = (TBool) out.get(2);

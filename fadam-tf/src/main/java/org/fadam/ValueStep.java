@@ -1,0 +1,114 @@
+package org.fadam;
+
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.tensorflow.ConcreteFunction;
+import org.tensorflow.Graph;
+import org.tensorflow.Operand;
+import org.tensorflow.Operation;
+import org.tensorflow.Output;
+import org.tensorflow.Signature;
+import org.tensorflow.op.Op;
+import org.tensorflow.op.Ops;
+import org.tensorflow.op.core.Placeholder;
+import org.tensorflow.types.TFloat32;
+
+/**
+ * The XLA step as Java's {@code train} runs it: the session graph reads every state variable,
+ * passes the values to one compiled function (the same {@link StepFunctions#forwardOf forward
+ * pass} and {@link StepFunctions#next plan} as every other signature), and assigns the new values
+ * it returns (docs/design.md, "The in-session XLA step").
+ *
+ * <p>Why not the {@code train} function over handles, which the export keeps: XLA updates a
+ * handle's variable in place, so a fused pass reads and writes the same buffer; TF 2.18's XLA CPU
+ * runtime passes the two as separate pointers, LLVM's overlap check fails and the pass runs its
+ * scalar loop. Over values, every output is a fresh buffer and the passes run vectorised; TF's
+ * {@code AssignVariableOp} then takes the buffer over without a copy. The cost is that the old and
+ * the new state are both alive while the step runs.
+ */
+final class ValueStep {
+
+  /**
+   * Loss, step, finite (per parameter), applied, then the telemetry, each available only once
+   * every new value is assigned (so fetching any of them runs the whole step).
+   */
+  final List<Output<?>> outputs;
+  /** The compiled function's name (its HLO module in an XLA dump carries it). */
+  final String functionName;
+
+  /** Builds the function, its call and the assignments in {@code graph}. */
+  ValueStep(Graph graph, TrainState state, StepFunctions functions) {
+    List<ResourceVariable<?>> all = state.all();
+    List<StateVar> written = new ArrayList<>();
+    ConcreteFunction core = ConcreteFunction.create(fn -> body(fn, state, functions, written));
+    Ops tf = Ops.create(graph).withSubScope(functions.spec.name() + "_values");
+    List<Output<?>> args = new ArrayList<>();
+    functions.inputs.values().forEach(p -> args.add(p.asOutput()));
+    all.forEach(v -> args.add(v.read(tf).asOutput()));
+    Operation call = FunctionCalls.call(graph.baseScope(), functions.spec.name() + "_values", core,
+        args, true);
+    int results = StepFunctions.TRAIN_TELEMETRY + StepTelemetry.NAMES.size();
+    Map<StateVar, ResourceVariable<?>> byArg = new IdentityHashMap<>();
+    for (int i = 0; i < all.size(); i++) {
+      byArg.put(arguments.get(i), all.get(i));
+    }
+    List<Op> assigns = new ArrayList<>();
+    for (int i = 0; i < written.size(); i++) {
+      assigns.add(byArg.get(written.get(i)).assign(tf, call.output(results + i)));
+    }
+    Ops done = tf.withControlDependencies(assigns);
+    List<Output<?>> out = new ArrayList<>();
+    for (int i = 0; i < results; i++) {
+      out.add(done.identity(call.output(i)).asOutput());
+    }
+    this.outputs = List.copyOf(out);
+    this.functionName = core.getDefinedName();
+  }
+
+  /** The state variables' value arguments, in {@link TrainState#all} order (set by {@link #body}). */
+  private final List<StateVar> arguments = new ArrayList<>();
+
+  /**
+   * Inputs and every state variable's value → loss, step, finite, applied, the telemetry, then the
+   * new value of each variable the step writes (their variables, in order, go to {@code written}).
+   */
+  private Signature body(Ops fn, TrainState state, StepFunctions functions, List<StateVar> written) {
+    Signature.Builder sig = Signature.builder().key(functions.spec.name() + "_values");
+    int[] n = {0};
+    Map<String, Operand<?>> in = new LinkedHashMap<>();
+    functions.inputs.forEach((name, p) -> {
+      Placeholder<?> a = fn.withName(name).placeholder(p.type(), Placeholder.shape(p.shape()));
+      sig.input(name, a);
+      in.put(name, a);
+    });
+    Map<ResourceVariable<?>, StateVar.Value> values = new IdentityHashMap<>();
+    for (ResourceVariable<?> v : state.all()) {
+      String key = String.format("v%05d", n[0]++);
+      StateVar.Value value = new StateVar.Value(
+          fn.withName(key).placeholder(v.type(), Placeholder.shape(v.shape())));
+      sig.input(key, (Placeholder<?>) value.value());
+      values.put(v, value);
+      arguments.add(value);
+    }
+    Map<ResourceVariable<?>, Operand<?>> params = new LinkedHashMap<>();
+    state.parameters().forEach(p -> params.put(p, values.get(p).value()));
+    StepFunctions.Forward forward = functions.forwardOf(fn, in, params);
+    StepFunctions.Next next = functions.next(fn, List.of(forward.gradients()), values::get, forward.loss());
+    int[] out = {0};
+    java.util.function.Consumer<Operand<?>> output =
+        x -> sig.output(String.format("o%05d", out[0]++), fn.identity(x));
+    output.accept(fn.dtypes.cast(forward.loss(), TFloat32.class));
+    output.accept(next.iterations());
+    output.accept(fn.stack(next.finite()));
+    output.accept(next.applied());
+    next.telemetry().outputs().forEach(output);
+    for (int i = 0; i < next.values().size(); i++) {
+      output.accept(next.values().get(i));
+      written.add(next.vars().get(i));
+    }
+    return sig.build();
+  }
+}
