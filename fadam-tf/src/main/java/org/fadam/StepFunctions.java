@@ -108,6 +108,8 @@ final class StepFunctions {
   final StatelessFunctions stateless;
   /** Under XLA, the step Java's {@code train} runs (over values, assigned after); else null. */
   private final ValueStep values;
+  /** Under XLA, the second half Java's {@code applyGradients} runs; else null. */
+  private final ValueStep applyValues;
 
   StepFunctions(Graph graph, Spec spec, TrainState state) {
     this.spec = spec;
@@ -141,7 +143,13 @@ final class StepFunctions {
         ? null
         : spec.predictor().predict(tf.withSubScope("serve"), in, state.values(tf));
     this.stateless = new StatelessFunctions(graph, state, this);
-    this.values = spec.jit() ? new ValueStep(graph, state, this) : null;
+    this.values = spec.jit() ? new ValueStep(graph, state, this, true) : null;
+    this.applyValues = spec.jit() ? new ValueStep(graph, state, this, false) : null;
+  }
+
+  /** The outputs Java's {@code applyGradients} fetches: {@link #apply}'s, or under XLA the {@link ValueStep}'s. */
+  Output<?> applyOutput(int i) {
+    return applyValues != null ? applyValues.outputs.get(i) : apply.output(i);
   }
 
   /** The outputs Java's {@code train} fetches: {@link #train}'s, or under XLA the {@link ValueStep}'s. */

@@ -116,8 +116,8 @@ final class StepRunner {
       }
       r.feed(e.getValue(), g);
     }
-    Output<?> step = functions.apply.output(0);
-    Output<?> finite = functions.apply.output(1);
+    Output<?> step = functions.applyOutput(0);
+    Output<?> finite = functions.applyOutput(1);
     try (org.tensorflow.Result out = XlaErrors.run(() -> r.fetch(step).fetch(finite).run())) {
       checkFinite((TBool) out.get(1));
       return ((TInt64) out.get(0)).getLong();

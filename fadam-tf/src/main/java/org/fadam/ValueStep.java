@@ -17,7 +17,7 @@ import org.tensorflow.op.core.Placeholder;
 import org.tensorflow.types.TFloat32;
 
 /**
- * The XLA step as Java's {@code train} runs it: the session graph reads every state variable,
+ * The XLA step as Java's {@code train} (and {@code applyGradients}) runs it: the session graph reads every state variable,
  * passes the values to one compiled function (the same {@link StepFunctions#forwardOf forward
  * pass} and {@link StepFunctions#next plan} as every other signature), and assigns the new values
  * it returns (docs/design.md, "The in-session XLA step").
@@ -32,25 +32,32 @@ import org.tensorflow.types.TFloat32;
 final class ValueStep {
 
   /**
-   * Loss, step, finite (per parameter), applied, then the telemetry, each available only once
-   * every new value is assigned (so fetching any of them runs the whole step).
+   * Loss (the whole step only), step, finite (per parameter), applied, then the telemetry, each
+   * available only once every new value is assigned (so fetching any of them runs the step).
    */
   final List<Output<?>> outputs;
   /** The compiled function's name (its HLO module in an XLA dump carries it). */
   final String functionName;
 
-  /** Builds the function, its call and the assignments in {@code graph}. */
-  ValueStep(Graph graph, TrainState state, StepFunctions functions) {
+  /**
+   * Builds the function, its call and the assignments in {@code graph}.
+   *
+   * @param whole the whole step (inputs → loss, step, finite, applied, the telemetry), or else its
+   *     second half (each parameter's gradient → step, finite, applied, the telemetry)
+   */
+  ValueStep(Graph graph, TrainState state, StepFunctions functions, boolean whole) {
+    String name = functions.spec.name() + (whole ? "" : "_" + FisherTrainStep.APPLY_GRADIENTS) + "_values";
+    Map<String, Placeholder<?>> feeds = whole ? functions.inputs : functions.gradientInputs;
     List<ResourceVariable<?>> all = state.all();
     List<StateVar> written = new ArrayList<>();
-    ConcreteFunction core = ConcreteFunction.create(fn -> body(fn, state, functions, written));
-    Ops tf = Ops.create(graph).withSubScope(functions.spec.name() + "_values");
+    ConcreteFunction core = ConcreteFunction.create(fn -> body(fn, name, feeds, whole, state, functions, written));
+    Ops tf = Ops.create(graph).withSubScope(name);
     List<Output<?>> args = new ArrayList<>();
-    functions.inputs.values().forEach(p -> args.add(p.asOutput()));
+    feeds.values().forEach(p -> args.add(p.asOutput()));
     all.forEach(v -> args.add(v.read(tf).asOutput()));
-    Operation call = FunctionCalls.call(graph.baseScope(), functions.spec.name() + "_values", core,
-        args, true);
-    int results = StepFunctions.TRAIN_TELEMETRY + StepTelemetry.NAMES.size();
+    Operation call = FunctionCalls.call(graph.baseScope(), name, core, args, true);
+    int results = (whole ? StepFunctions.TRAIN_TELEMETRY : StepFunctions.APPLY_TELEMETRY)
+        + StepTelemetry.NAMES.size();
     Map<StateVar, ResourceVariable<?>> byArg = new IdentityHashMap<>();
     for (int i = 0; i < all.size(); i++) {
       byArg.put(arguments.get(i), all.get(i));
@@ -72,42 +79,50 @@ final class ValueStep {
   private final List<StateVar> arguments = new ArrayList<>();
 
   /**
-   * Inputs and every state variable's value → loss, step, finite, applied, the telemetry, then the
-   * new value of each variable the step writes (their variables, in order, go to {@code written}).
+   * The feeds (inputs, or gradients) and every state variable's value → the results (see {@link
+   * #outputs}), then the new value of each variable the step writes (their variables, in order, go
+   * to {@code written}).
    */
-  private Signature body(Ops fn, TrainState state, StepFunctions functions, List<StateVar> written) {
-    Signature.Builder sig = Signature.builder().key(functions.spec.name() + "_values");
-    int[] n = {0};
+  private Signature body(Ops fn, String name, Map<String, Placeholder<?>> feeds, boolean whole,
+      TrainState state, StepFunctions functions, List<StateVar> written) {
+    Signature.Builder sig = Signature.builder().key(name);
     Map<String, Operand<?>> in = new LinkedHashMap<>();
-    functions.inputs.forEach((name, p) -> {
-      Placeholder<?> a = fn.withName(name).placeholder(p.type(), Placeholder.shape(p.shape()));
-      sig.input(name, a);
-      in.put(name, a);
+    feeds.forEach((key, p) -> {
+      Placeholder<?> a = fn.withName(key).placeholder(p.type(), Placeholder.shape(p.shape()));
+      sig.input(key, a);
+      in.put(key, a);
     });
     Map<ResourceVariable<?>, StateVar.Value> values = new IdentityHashMap<>();
+    int n = 0;
     for (ResourceVariable<?> v : state.all()) {
-      String key = String.format("v%05d", n[0]++);
-      StateVar.Value value = new StateVar.Value(
-          fn.withName(key).placeholder(v.type(), Placeholder.shape(v.shape())));
-      sig.input(key, (Placeholder<?>) value.value());
+      String key = String.format("v%05d", n++);
+      Placeholder<?> a = fn.withName(key).placeholder(v.type(), Placeholder.shape(v.shape()));
+      sig.input(key, a);
+      StateVar.Value value = new StateVar.Value(a);
       values.put(v, value);
       arguments.add(value);
     }
-    Map<ResourceVariable<?>, Operand<?>> params = new LinkedHashMap<>();
-    state.parameters().forEach(p -> params.put(p, values.get(p).value()));
-    StepFunctions.Forward forward = functions.forwardOf(fn, in, params);
-    StepFunctions.Next next = functions.next(fn, List.of(forward.gradients()), values::get, forward.loss());
-    int[] out = {0};
-    java.util.function.Consumer<Operand<?>> output =
-        x -> sig.output(String.format("o%05d", out[0]++), fn.identity(x));
-    output.accept(fn.dtypes.cast(forward.loss(), TFloat32.class));
-    output.accept(next.iterations());
-    output.accept(fn.stack(next.finite()));
-    output.accept(next.applied());
-    next.telemetry().outputs().forEach(output);
+    List<Output<?>> out = new ArrayList<>();
+    StepFunctions.Next next;
+    if (whole) {
+      Map<ResourceVariable<?>, Operand<?>> params = new LinkedHashMap<>();
+      state.parameters().forEach(p -> params.put(p, values.get(p).value()));
+      StepFunctions.Forward forward = functions.forwardOf(fn, in, params);
+      next = functions.next(fn, List.of(forward.gradients()), values::get, forward.loss());
+      out.add(fn.dtypes.cast(forward.loss(), TFloat32.class).asOutput());
+    } else {
+      next = functions.next(fn, List.copyOf(in.values()), values::get, null);
+    }
+    out.add(next.iterations().asOutput());
+    out.add(fn.stack(next.finite()).asOutput());
+    out.add(next.applied().asOutput());
+    next.telemetry().outputs().forEach(t -> out.add(t.asOutput()));
     for (int i = 0; i < next.values().size(); i++) {
-      output.accept(next.values().get(i));
+      out.add(next.values().get(i).asOutput());
       written.add(next.vars().get(i));
+    }
+    for (int i = 0; i < out.size(); i++) {
+      sig.output(String.format("o%05d", i), fn.identity(out.get(i)));
     }
     return sig.build();
   }

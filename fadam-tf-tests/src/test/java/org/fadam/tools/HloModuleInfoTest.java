@@ -115,10 +115,10 @@ class HloModuleInfoTest {
     // is written back into a parameter's buffer; the new values come after the step's ten results
     // (loss, step, finite, applied, six telemetry scalars) and the session assigns them.
     assertEquals(Map.of(), info.aliases(), "no output aliases a parameter");
-    int results = 4 + org.fadam.StepTelemetry.NAMES.size();
-    assertEquals(results + variables, info.outputs().size());
+    int stepResults = 4 + org.fadam.StepTelemetry.NAMES.size();
+    assertEquals(stepResults + variables, info.outputs().size());
     List<String> written = new ArrayList<>();
-    for (HloModuleInfo.Value v : info.outputs().subList(results, info.outputs().size())) {
+    for (HloModuleInfo.Value v : info.outputs().subList(stepResults, info.outputs().size())) {
       written.add(describe(v));
     }
     written.sort(null);
