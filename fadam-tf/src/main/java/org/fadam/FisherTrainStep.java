@@ -314,14 +314,16 @@ public final class FisherTrainStep {
     return functions.serveSignature(SERVE);
   }
 
-  /** {@return the train step's loss output (fetching it runs the step)} */
+  /** {@return the train step's loss output (fetching it runs the step {@link #train} runs)} */
+  @SuppressWarnings("unchecked")
   public Output<TFloat32> loss() {
-    return functions.train.output(0);
+    return (Output<TFloat32>) functions.trainOutput(0);
   }
 
-  /** {@return the train step's step output: steps taken, after this one (fetching it runs the step)} */
+  /** {@return the train step's step output: steps taken, after this one (fetching it runs the step {@link #train} runs)} */
+  @SuppressWarnings("unchecked")
   public Output<TInt64> step() {
-    return functions.train.output(1);
+    return (Output<TInt64>) functions.trainOutput(1);
   }
 
   /** {@return the model's loss at the current variables, without a step (held-out evaluation)} */

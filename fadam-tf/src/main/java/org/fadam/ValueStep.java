@@ -46,7 +46,7 @@ final class ValueStep {
    *     second half (each parameter's gradient → step, finite, applied, the telemetry)
    */
   ValueStep(Graph graph, TrainState state, StepFunctions functions, boolean whole) {
-    String name = functions.spec.name() + (whole ? "" : "_" + FisherTrainStep.APPLY_GRADIENTS) + "_values";
+    String name = functions.spec.name() + (whole ? "_values" : "_apply_values");
     Map<String, Placeholder<?>> feeds = whole ? functions.inputs : functions.gradientInputs;
     List<ResourceVariable<?>> all = state.all();
     List<StateVar> written = new ArrayList<>();

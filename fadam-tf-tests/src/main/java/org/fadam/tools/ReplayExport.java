@@ -266,9 +266,13 @@ public final class ReplayExport {
   private abstract static class Stepper implements AutoCloseable {
     abstract FisherTrainStep step();
 
-    /** The call op of the exported function: the whole train step unless overridden. */
+    /**
+     * The call op of the exported function: the whole train step over the variables' handles (the
+     * {@code train} signature's, which the export carries) unless overridden.
+     */
     GraphOperation call() {
-      return (GraphOperation) step().loss().op();
+      String loss = step().trainSignature().getOutputs().get(FisherTrainStep.LOSS).name;
+      return graph().operationOrThrow(loss.substring(0, loss.indexOf(":")));
     }
 
     abstract Session session();
