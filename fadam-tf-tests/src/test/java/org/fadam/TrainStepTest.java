@@ -161,6 +161,59 @@ class TrainStepTest {
     }
   }
 
+  /**
+   * Under XLA, Java's train runs the step over values and assigns the results (docs/design.md, "The
+   * in-session XLA step"); the export's train function updates the variables through their handles.
+   * The same graph, two sessions, five steps each: every variable, slot and counter comes out equal.
+   */
+  @ParameterizedTest(name = "{0}")
+  @EnumSource(Algorithm.class)
+  void theStepOverValuesEqualsTheStepOverHandles(Algorithm optimizer) {
+    List<Shape> shapes = List.of(Shape.of(64, 384), Shape.of(40000), Shape.of(130, 129));
+    try (Graph g = new Graph()) {
+      Ops tf = Ops.create(g);
+      List<ResourceVariable<?>> vars = new ArrayList<>();
+      for (int i = 0; i < shapes.size(); i++) {
+        Ops init = tf.withInitScope();
+        var u = init.random.randomUniform(init.constant(shapes.get(i)), TFloat32.class,
+            org.tensorflow.op.random.RandomUniform.seed(7L).seed2((long) i));
+        vars.add(ResourceVariable.create(tf, "w" + i, u));
+      }
+      FisherTrainStep step = FisherTrainStep.builder(g)
+          .algorithm(optimizer, 0.01, FisherOptions.defaults()).variables(vars).loss((ops, in, v) -> {
+        org.tensorflow.Operand<TFloat32> total = null;
+        for (int i = 0; i < vars.size(); i++) {
+          var w = v.float32(vars.get(i).name());
+          int[] axes = java.util.stream.IntStream.range(0, shapes.get(i).numDimensions()).toArray();
+          var dw = ops.math.square(ops.math.sub(w, ops.constant(0.3f)));
+          var sum = ops.reduceSum(ops.math.square(dw), ops.constant(axes));
+          total = total == null ? sum : ops.math.add(total, sum);
+        }
+        return total;
+      }).jit(true).build();
+      String loss = step.trainSignature().getOutputs().get(FisherTrainStep.LOSS).name;
+      var handles = g.operationOrThrow(loss.substring(0, loss.indexOf(':'))).output(0);
+      assertTrue(!handles.equals(step.loss()), "train runs another function than the export's");
+      List<double[]> byValues = new ArrayList<>();
+      List<double[]> byHandles = new ArrayList<>();
+      try (Session a = new Session(g); Session b = new Session(g)) {
+        a.initialize();
+        b.initialize();
+        for (int k = 0; k < 5; k++) {
+          step.train(a, Map.of());
+          b.runner().fetch(handles).run().close();
+        }
+        for (ResourceVariable<?> v : step.variables()) {
+          byValues.add(OptimizerContractTest.values(a, tf, tf.dtypes.cast(v.read(tf), org.tensorflow.types.TFloat64.class)));
+          byHandles.add(OptimizerContractTest.values(b, tf, tf.dtypes.cast(v.read(tf), org.tensorflow.types.TFloat64.class)));
+        }
+      }
+      for (int i = 0; i < byValues.size(); i++) {
+        assertArrayEquals(byHandles.get(i), byValues.get(i), step.variables().get(i).name());
+      }
+    }
+  }
+
   /** sum((w·x − 1)²) in float32, whatever w's dtype. */
   private static org.tensorflow.Operand<TFloat32> quadratic(Ops ops, org.tensorflow.Operand<?> w, float[][] x) {
     var w32 = ops.dtypes.cast(w, TFloat32.class);
