@@ -127,26 +127,8 @@ class TrainStepTest {
   private static double[][] largeRun(Algorithm optimizer, List<Shape> shapes, boolean jit) {
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
-      List<ResourceVariable<?>> vars = new ArrayList<>();
-      for (int i = 0; i < shapes.size(); i++) {
-        Ops init = tf.withInitScope();
-        var u = init.random.randomUniform(init.constant(shapes.get(i)), TFloat32.class,
-            org.tensorflow.op.random.RandomUniform.seed(7L).seed2((long) i));
-        vars.add(ResourceVariable.create(tf, "w" + i, u));
-      }
-      FisherTrainStep step = FisherTrainStep.builder(g)
-          .algorithm(optimizer, 0.01, FisherOptions.defaults()).variables(vars).loss((ops, in, v) -> {
-        org.tensorflow.Operand<TFloat32> total = null;
-        for (int i = 0; i < vars.size(); i++) {
-          var w = v.float32(vars.get(i).name());
-          int[] axes = java.util.stream.IntStream.range(0, shapes.get(i).numDimensions()).toArray();
-          // Σ(w − 0.3)⁴: a gradient that is not w itself, spread over magnitudes
-          var dw = ops.math.square(ops.math.sub(w, ops.constant(0.3f)));
-          var s = ops.reduceSum(ops.math.square(dw), ops.constant(axes));
-          total = total == null ? s : ops.math.add(total, s);
-        }
-        return total;
-      }).jit(jit).build();
+      FisherTrainStep step = quarticStep(g, optimizer, shapes, jit);
+      List<ResourceVariable<?>> vars = step.parameters();
       try (Session s = new Session(g)) {
         s.initialize();
         for (int i = 0; i < 5; i++) {
@@ -162,6 +144,33 @@ class TrainStepTest {
   }
 
   /**
+   * A step over one uniform variable per shape, loss Σ(w − 0.3)⁴: a gradient that is not w
+   * itself, spread over magnitudes.
+   */
+  private static FisherTrainStep quarticStep(Graph g, Algorithm optimizer, List<Shape> shapes, boolean jit) {
+    Ops tf = Ops.create(g);
+    List<ResourceVariable<?>> vars = new ArrayList<>();
+    for (int i = 0; i < shapes.size(); i++) {
+      Ops init = tf.withInitScope();
+      var u = init.random.randomUniform(init.constant(shapes.get(i)), TFloat32.class,
+          org.tensorflow.op.random.RandomUniform.seed(7L).seed2((long) i));
+      vars.add(ResourceVariable.create(tf, "w" + i, u));
+    }
+    return FisherTrainStep.builder(g)
+        .algorithm(optimizer, 0.01, FisherOptions.defaults()).variables(vars).loss((ops, in, v) -> {
+          org.tensorflow.Operand<TFloat32> total = null;
+          for (int i = 0; i < vars.size(); i++) {
+            var w = v.float32(vars.get(i).name());
+            int[] axes = java.util.stream.IntStream.range(0, shapes.get(i).numDimensions()).toArray();
+            var dw = ops.math.square(ops.math.sub(w, ops.constant(0.3f)));
+            var sum = ops.reduceSum(ops.math.square(dw), ops.constant(axes));
+            total = total == null ? sum : ops.math.add(total, sum);
+          }
+          return total;
+        }).jit(jit).build();
+  }
+
+  /**
    * Under XLA, Java's train runs the step over values and assigns the results (docs/design.md, "The
    * in-session XLA step"); the export's train function updates the variables through their handles.
    * The same graph, two sessions, five steps each: every variable, slot and counter comes out equal.
@@ -172,25 +181,7 @@ class TrainStepTest {
     List<Shape> shapes = List.of(Shape.of(64, 384), Shape.of(40000), Shape.of(130, 129));
     try (Graph g = new Graph()) {
       Ops tf = Ops.create(g);
-      List<ResourceVariable<?>> vars = new ArrayList<>();
-      for (int i = 0; i < shapes.size(); i++) {
-        Ops init = tf.withInitScope();
-        var u = init.random.randomUniform(init.constant(shapes.get(i)), TFloat32.class,
-            org.tensorflow.op.random.RandomUniform.seed(7L).seed2((long) i));
-        vars.add(ResourceVariable.create(tf, "w" + i, u));
-      }
-      FisherTrainStep step = FisherTrainStep.builder(g)
-          .algorithm(optimizer, 0.01, FisherOptions.defaults()).variables(vars).loss((ops, in, v) -> {
-        org.tensorflow.Operand<TFloat32> total = null;
-        for (int i = 0; i < vars.size(); i++) {
-          var w = v.float32(vars.get(i).name());
-          int[] axes = java.util.stream.IntStream.range(0, shapes.get(i).numDimensions()).toArray();
-          var dw = ops.math.square(ops.math.sub(w, ops.constant(0.3f)));
-          var sum = ops.reduceSum(ops.math.square(dw), ops.constant(axes));
-          total = total == null ? sum : ops.math.add(total, sum);
-        }
-        return total;
-      }).jit(true).build();
+      FisherTrainStep step = quarticStep(g, optimizer, shapes, true);
       String loss = step.trainSignature().getOutputs().get(FisherTrainStep.LOSS).name;
       var handles = g.operationOrThrow(loss.substring(0, loss.indexOf(':'))).output(0);
       assertTrue(!handles.equals(step.loss()), "train runs another function than the export's");
