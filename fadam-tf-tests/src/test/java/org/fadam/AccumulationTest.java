@@ -17,11 +17,13 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.tensorflow.Graph;
+import org.tensorflow.Operand;
 import org.tensorflow.Session;
 import org.tensorflow.Tensor;
 import org.tensorflow.ndarray.index.Indices;
 import org.tensorflow.op.Ops;
 import org.tensorflow.types.TFloat32;
+import org.tensorflow.types.TFloat64;
 
 /**
  * Gradient accumulation ({@code optax.MultiSteps}): k calls on k slices of a batch against one
@@ -48,11 +50,29 @@ class AccumulationTest {
     return out;
   }
 
-  /** Every variable's value (parameters, slots, counters) as doubles, by name. */
+  /** Each step's reads of every variable as float64, built once (new ops each time would grow the graph). */
+  private static final Map<FisherTrainStep, Map<String, Operand<TFloat64>>> READS = new java.util.WeakHashMap<>();
+
+  /** Every variable's value (parameters, slots, counters) as doubles, by name, in one run. */
   private static Map<String, double[]> state(Session s, Ops tf, FisherTrainStep step) {
+    Map<String, Operand<TFloat64>> reads = READS.computeIfAbsent(step, st -> {
+      Map<String, Operand<TFloat64>> m = new LinkedHashMap<>();
+      for (ResourceVariable<?> v : st.variables()) {
+        m.put(v.name(), tf.dtypes.cast(v.read(tf), TFloat64.class));
+      }
+      return m;
+    });
+    Session.Runner r = s.runner();
+    reads.values().forEach(r::fetch);
     Map<String, double[]> out = new LinkedHashMap<>();
-    for (ResourceVariable<?> v : step.variables()) {
-      out.put(v.name(), OptimizerContractTest.values(s, tf, v.read(tf)));
+    try (var result = r.run()) {
+      int i = 0;
+      for (String name : reads.keySet()) {
+        TFloat64 t = (TFloat64) result.get(i++);
+        double[] values = new double[(int) t.shape().size()];
+        t.copyTo(org.tensorflow.ndarray.buffer.DataBuffers.of(values, false, false));
+        out.put(name, values);
+      }
     }
     return out;
   }
