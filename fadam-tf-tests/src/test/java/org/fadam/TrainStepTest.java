@@ -174,9 +174,11 @@ class TrainStepTest {
    * Under XLA, Java's train runs the step over values and assigns the results (docs/design.md, "The
    * in-session XLA step"); the export's train function updates the variables through their handles.
    * The same graph, two sessions, five steps each: every variable, slot and counter comes out equal.
+   * (The wrapper is the same for every algorithm; the two with the paper's own slots, full and
+   * factored, are checked.)
    */
   @ParameterizedTest(name = "{0}")
-  @EnumSource(Algorithm.class)
+  @EnumSource(value = Algorithm.class, names = {"FADAM", "FADAFACTOR"})
   void theStepOverValuesEqualsTheStepOverHandles(Algorithm optimizer) {
     List<Shape> shapes = List.of(Shape.of(64, 384), Shape.of(40000), Shape.of(130, 129));
     try (Graph g = new Graph()) {
