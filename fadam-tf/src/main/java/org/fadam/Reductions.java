@@ -89,15 +89,15 @@ final class Reductions<W extends TFloating> {
    * XLA cannot compile). XLA writes the first fold (half of x) out: it fuses a producer into at
    * most 15 reads.
    */
-  private Operand<W> halvedSum(Operand<W> x, long[] d, int parts) {
-    long[] view = cut(d, 0, parts);
+  private Operand<W> halvedSum(Operand<W> x, long[] d) {
+    long[] view = cut(d, 0, HALVES);
     Operand<W> v = tf.reshape(x, tf.constant(view));
-    for (long half = parts / 2; half >= 1; half /= 2) {
+    for (long half = HALVES / 2; half >= 1; half /= 2) {
       view[0] = half;
       v = tf.math.add(slab(v, view, 0, 0), slab(v, view, 0, half));
     }
     long[] partial = d.clone();
-    partial[0] = d[0] / parts;
+    partial[0] = d[0] / HALVES;
     return tf.reshape(v, tf.constant(partial));
   }
 
@@ -124,13 +124,11 @@ final class Reductions<W extends TFloating> {
     List<Operand<W>> out = new ArrayList<>();
     long[] d = shape.asArray();
     Operand<W> total;
-    String mode = System.getenv().getOrDefault("FADAM_SUMS", "halving");
-    int parts = mode.equals("halving") ? HALVES : mode.equals("slabs8") ? 8 : mode.equals("slabs4") ? 4 : mode.equals("slabs2") ? 2 : 0;
-    if (xla && parts > 0 && shape.size() >= MIN_SPLIT_SIZE && shape.size() < HALVING_MAX_SIZE
-        && d[0] % parts == 0) {
+    if (xla && shape.size() >= MIN_SPLIT_SIZE && shape.size() < HALVING_MAX_SIZE
+        && d[0] % HALVES == 0) {
       List<Operand<W>> partials = new ArrayList<>();
       for (Operand<W> x : terms) {
-        partials.add(halvedSum(x, d, parts));
+        partials.add(halvedSum(x, d));
       }
       Operand<W> side = tf.stack(partials, org.tensorflow.op.core.Stack.axis(1L)); // [d0/32, terms, …]
       int[] rest = IntStream.range(0, d.length + 1).filter(a -> a != 1).toArray();
