@@ -108,7 +108,8 @@ final class ValueStep {
       Map<ResourceVariable<?>, Operand<?>> params = new LinkedHashMap<>();
       state.parameters().forEach(p -> params.put(p, values.get(p).value()));
       StepFunctions.Forward forward = functions.forwardOf(fn, in, params);
-      next = functions.next(fn, List.of(forward.gradients()), values::get, forward.loss());
+      // no loss tie (StepFunctions.updater): over values nothing is overwritten in place
+      next = functions.next(fn, List.of(forward.gradients()), values::get, null);
       out.add(fn.dtypes.cast(forward.loss(), TFloat32.class).asOutput());
     } else {
       next = functions.next(fn, List.copyOf(in.values()), values::get, null);
